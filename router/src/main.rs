@@ -1,0 +1,21 @@
+//! The federation router: hive-router built with the GraphiQL page bundled in, so the
+//! build needs no network. The configuration lives in `router/router.config.yaml`.
+
+// ntex builds its middleware stack out of deeply nested types; the default limit of
+// 128 is not enough for the release build ("queries overflow the depth limit!").
+#![recursion_limit = "512"]
+
+// `#[hive_router::main]` expands to `ntex::…` paths, so the name must be in scope.
+use hive_router::ntex;
+use hive_router::{
+    PluginRegistry, RouterGlobalAllocator, configure_global_allocator, error::RouterInitError,
+    init_rustls_crypto_provider, router_entrypoint,
+};
+
+configure_global_allocator!();
+
+#[hive_router::main]
+async fn main() -> Result<(), RouterInitError> {
+    init_rustls_crypto_provider();
+    router_entrypoint(PluginRegistry::new()).await
+}

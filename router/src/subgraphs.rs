@@ -1,0 +1,54 @@
+//! The four subgraphs, started together in this process.
+
+use subgraph_kit::config::DatabaseConfig;
+use subgraph_kit::{RunningService, ServiceConfig};
+use tokio_util::sync::CancellationToken;
+
+/// The running subgraphs, each on its own port with its own database.
+pub struct Subgraphs {
+    pub inventory: RunningService,
+    pub rental: RunningService,
+    pub payment: RunningService,
+    pub delivery: RunningService,
+}
+
+impl Subgraphs {
+    /// Starts each subgraph with the configuration `config_for` gives its name.
+    pub async fn start(
+        config_for: impl Fn(&'static str) -> anyhow::Result<ServiceConfig>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            inventory: inventory::start(config_for(inventory::SERVICE)?, shutdown.clone()).await?,
+            rental: rental::start(config_for(rental::SERVICE)?, shutdown.clone()).await?,
+            payment: payment::start(config_for(payment::SERVICE)?, shutdown.clone()).await?,
+            delivery: delivery::start(config_for(delivery::SERVICE)?, shutdown).await?,
+        })
+    }
+
+    /// Each subgraph's name and GraphQL URL, as the router needs them.
+    pub fn urls(&self) -> Vec<(&'static str, String)> {
+        self.all().into_iter().map(|service| (service.name, service.url())).collect()
+    }
+
+    pub fn all(&self) -> [&RunningService; 4] {
+        [&self.inventory, &self.rental, &self.payment, &self.delivery]
+    }
+
+    /// Waits until every subgraph has stopped (after the shutdown token is cancelled).
+    pub async fn stopped(self) {
+        for service in [self.inventory, self.rental, self.payment, self.delivery] {
+            service.stopped().await;
+        }
+    }
+}
+
+/// A service configuration listening on `listen` with the given database.
+pub fn service_config(
+    service: &'static str,
+    listen: std::net::SocketAddr,
+    database: DatabaseConfig,
+    jwt_secret: &str,
+) -> ServiceConfig {
+    ServiceConfig { service, listen, database, jwt_secret: jwt_secret.to_owned() }
+}

@@ -1,0 +1,174 @@
+//! The delivery part of the graph: `Delivery`, the operators' queue, and
+//! `Rental.delivery` on the rental entity.
+
+use std::collections::HashMap;
+
+use async_graphql::connection::Connection;
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
+use chrono::{DateTime, Utc};
+use subgraph_kit::graphql::{PageRequest, batch_loader, connection, identity, parse_id, require_operator};
+use subgraph_kit::{ApiError, Database};
+use uuid::Uuid;
+
+use crate::domain::DeliveryStatus;
+use crate::storage::{self, DeliveryRow};
+
+pub type DeliverySchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+pub fn schema(database: Database) -> DeliverySchema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .data(batch_loader(DeliveryLoader(database.clone())))
+        .data(batch_loader(DeliveryByRentalLoader(database.clone())))
+        .data(database)
+        .finish()
+}
+
+/// A dispenser model, owned by the inventory subgraph; delivery only knows its id.
+#[derive(SimpleObject, Clone)]
+#[graphql(unresolvable = "id")]
+pub struct Product {
+    pub id: ID,
+}
+
+/// Getting one rental's dispenser to the customer's door.
+#[derive(SimpleObject, Clone)]
+pub struct Delivery {
+    pub id: ID,
+    pub rental: Rental,
+    /// The product to ship; its `stock` comes from inventory.
+    pub product: Product,
+    pub address: String,
+    pub status: DeliveryStatus,
+    pub requested_at: DateTime<Utc>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    #[graphql(skip)]
+    pub key: Uuid,
+    #[graphql(skip)]
+    pub owner: Uuid,
+}
+
+impl Delivery {
+    fn from_row(row: DeliveryRow) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: ID(row.id.to_string()),
+            rental: Rental { id: ID(row.rental_id.to_string()), key: row.rental_id },
+            product: Product { id: ID(row.product_id.to_string()) },
+            status: row.status()?,
+            address: row.address,
+            requested_at: row.requested_at,
+            shipped_at: row.shipped_at,
+            delivered_at: row.delivered_at,
+            cancelled_at: row.cancelled_at,
+            key: row.id,
+            owner: row.customer_id,
+        })
+    }
+}
+
+/// The rental entity, owned by the rental subgraph; delivery adds its `delivery` field.
+#[derive(Clone)]
+pub struct Rental {
+    pub id: ID,
+    key: Uuid,
+}
+
+#[Object]
+impl Rental {
+    async fn id(&self) -> &ID {
+        &self.id
+    }
+
+    /// The rental's delivery, once requested.
+    async fn delivery(&self, ctx: &Context<'_>) -> Result<Option<Delivery>> {
+        let caller = identity(ctx)?;
+        let delivery = ctx.data_unchecked::<DataLoader<DeliveryByRentalLoader>>().load_one(self.key).await?;
+        match delivery {
+            Some(delivery) if !caller.may_see_customer(delivery.owner) => {
+                Err(ApiError::not_found(format!("there is no rental with id {}", self.key)).into())
+            }
+            delivery => Ok(delivery),
+        }
+    }
+}
+
+fn deliveries_by(
+    rows: Vec<DeliveryRow>,
+    key: impl Fn(&DeliveryRow) -> Uuid,
+) -> Result<HashMap<Uuid, Delivery>, ApiError> {
+    rows.into_iter().map(|row| Ok((key(&row), Delivery::from_row(row)?))).collect()
+}
+
+/// Loads deliveries by id in batches.
+pub struct DeliveryLoader(Database);
+
+impl Loader<Uuid> for DeliveryLoader {
+    type Value = Delivery;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
+        deliveries_by(storage::find_many(&self.0, keys).await?, |row| row.id)
+    }
+}
+
+/// Loads the deliveries of many rentals in one query.
+pub struct DeliveryByRentalLoader(Database);
+
+impl Loader<Uuid> for DeliveryByRentalLoader {
+    type Value = Delivery;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
+        deliveries_by(storage::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
+    }
+}
+
+async fn visible_delivery(ctx: &Context<'_>, id: Uuid) -> Result<Delivery, ApiError> {
+    let caller = identity(ctx)?;
+    let delivery = ctx.data_unchecked::<DataLoader<DeliveryLoader>>().load_one(id).await?;
+    delivery
+        .filter(|delivery| caller.may_see_customer(delivery.owner))
+        .ok_or_else(|| ApiError::not_found(format!("there is no delivery with id {id}")))
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The operators' delivery queue, oldest first (operators only).
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only deliveries in this status.")] status: Option<DeliveryStatus>,
+        #[graphql(desc = "How many deliveries to return (1-100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+    ) -> Result<Connection<String, Delivery>> {
+        require_operator(ctx, "list deliveries")?;
+        let page = PageRequest::parse(first, after.as_deref())?;
+        let mut db = ctx.data_unchecked::<Database>().connection().await?;
+        let rows = storage::page(&mut db, status, &page).await?;
+        let deliveries = rows.into_iter().map(Delivery::from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(connection(&page, deliveries, |delivery| delivery.key))
+    }
+
+    /// One delivery: customers see their own, operators see any.
+    async fn delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Delivery>> {
+        let id = parse_id(&id, "delivery")?;
+        Ok(Some(visible_delivery(ctx, id).await?))
+    }
+
+    #[graphql(entity)]
+    async fn find_delivery_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
+        let id = parse_id(&id, "delivery")?;
+        Ok(visible_delivery(ctx, id).await?)
+    }
+
+    #[graphql(entity)]
+    async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
+        let key = parse_id(&id, "rental")?;
+        Ok(Rental { id, key })
+    }
+}

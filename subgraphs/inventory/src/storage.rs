@@ -1,0 +1,108 @@
+//! Products in PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use subgraph_kit::db::Connection;
+use subgraph_kit::graphql::PageRequest;
+use subgraph_kit::{ApiError, Database};
+use uuid::Uuid;
+
+use crate::domain::NewProduct;
+
+diesel::table! {
+    products (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        monthly_fee -> Int4,
+        stock -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = products)]
+pub struct ProductRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub monthly_fee: i32,
+    pub stock: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn insert(connection: &mut Connection, product: NewProduct) -> Result<ProductRow, ApiError> {
+    insert_with_id(connection, Uuid::now_v7(), product).await
+}
+
+pub async fn insert_with_id(connection: &mut Connection, id: Uuid, product: NewProduct) -> Result<ProductRow, ApiError> {
+    let now = Utc::now();
+    let row = ProductRow {
+        id,
+        name: product.name,
+        description: product.description,
+        monthly_fee: product.monthly_fee,
+        stock: product.initial_stock,
+        created_at: now,
+        updated_at: now,
+    };
+    let result = diesel::insert_into(products::table)
+        .values(&row)
+        .returning(ProductRow::as_returning())
+        .get_result(connection)
+        .await;
+    match result {
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(ApiError::conflict(format!("a product named {:?} already exists", row.name)))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Inserts products that do not exist yet (by id) and leaves existing ones untouched.
+pub async fn insert_missing(connection: &mut Connection, rows: &[ProductRow]) -> Result<usize, ApiError> {
+    Ok(diesel::insert_into(products::table).values(rows).on_conflict_do_nothing().execute(connection).await?)
+}
+
+pub async fn find(connection: &mut Connection, id: Uuid) -> Result<Option<ProductRow>, ApiError> {
+    Ok(products::table.find(id).select(ProductRow::as_select()).first(connection).await.optional()?)
+}
+
+/// All products among `ids`, in one statement.
+pub async fn find_many(database: &Database, ids: &[Uuid]) -> Result<Vec<ProductRow>, ApiError> {
+    let mut connection = database.connection().await?;
+    Ok(products::table
+        .filter(products::id.eq_any(ids))
+        .select(ProductRow::as_select())
+        .load(&mut connection)
+        .await?)
+}
+
+/// One page of the catalog in creation order.
+pub async fn page(connection: &mut Connection, page: &PageRequest) -> Result<Vec<ProductRow>, ApiError> {
+    let mut query = products::table.select(ProductRow::as_select()).order(products::id.asc()).into_boxed();
+    if let Some(after) = page.after {
+        query = query.filter(products::id.gt(after));
+    }
+    Ok(query.limit(page.fetch_limit()).load(connection).await?)
+}
+
+/// Adds units in one atomic statement; `None` when the product does not exist.
+pub async fn restock(connection: &mut Connection, id: Uuid, quantity: i32) -> Result<Option<ProductRow>, ApiError> {
+    let result = diesel::update(products::table.find(id))
+        .set((products::stock.eq(products::stock + quantity), products::updated_at.eq(Utc::now())))
+        .returning(ProductRow::as_returning())
+        .get_result(connection)
+        .await
+        .optional();
+    match result {
+        // Stock is a 32-bit integer; only an absurd pile of restocks can overflow it.
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("out of range") => Err(
+            ApiError::bad_input(format!("restocking {quantity} units would exceed the stock limit")),
+        ),
+        other => Ok(other?),
+    }
+}

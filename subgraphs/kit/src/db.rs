@@ -1,0 +1,160 @@
+//! PostgreSQL: each service owns one database, created when missing and migrated at
+//! start with migrations embedded in its binary, and reached through a pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::{ConnectionError, sql_query};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use futures::FutureExt;
+
+use crate::config::{DatabaseConfig, database_url};
+use crate::error::ApiError;
+
+pub type Connection = Object<AsyncPgConnection>;
+
+/// A service's database: the pool plus a count of the SQL statements sent through it.
+/// The count is what proves that entity lookups are batched (one statement for a
+/// hundred keys), and an operator can read it as a metric.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<AsyncPgConnection>,
+    statements: Arc<AtomicU64>,
+}
+
+impl Database {
+    /// Creates the database if it does not exist, runs pending migrations, and opens
+    /// the pool. Safe to call from several replicas at once.
+    pub async fn connect(config: &DatabaseConfig, migrations: EmbeddedMigrations) -> anyhow::Result<Self> {
+        ensure_database_exists(&config.server_url, &config.name).await?;
+        run_migrations(&config.url(), migrations).await?;
+        Self::open_pool(&config.url(), config.pool_size)
+    }
+
+    /// Opens a pool to an existing, migrated database.
+    pub fn open_pool(url: &str, size: usize) -> anyhow::Result<Self> {
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            let counter = counter.clone();
+            let url = url.to_owned();
+            async move {
+                let mut connection = AsyncPgConnection::establish(&url).await?;
+                connection.set_instrumentation(StatementCounter(counter));
+                Ok(connection)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
+        let pool = Pool::builder(manager).max_size(size).build().context("building the database pool")?;
+        Ok(Self { pool, statements })
+    }
+
+    /// A pool that has not connected and never will unless used: for exporting a
+    /// schema, which needs the schema's data but no database.
+    pub fn unconnected() -> Self {
+        Self::open_pool("postgres://unused@127.0.0.1:1/unused", 1).expect("building a lazy pool cannot fail")
+    }
+
+    /// A pooled connection, or an internal error the caller can return as is.
+    pub async fn connection(&self) -> Result<Connection, ApiError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// How many SQL statements this pool has sent since it was opened.
+    pub fn statements_executed(&self) -> u64 {
+        AtomicU64::load(&self.statements, Ordering::Relaxed)
+    }
+
+    /// True when the database answers a trivial query (the readiness probe).
+    pub async fn is_reachable(&self) -> bool {
+        let Ok(mut connection) = self.pool.get().await else { return false };
+        sql_query("SELECT 1").execute(&mut connection).await.is_ok()
+    }
+}
+
+struct StatementCounter(Arc<AtomicU64>);
+
+impl Instrumentation for StatementCounter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Creates database `name` unless it exists. Two processes racing here is fine: the
+/// loser's "already exists" error is ignored.
+pub async fn ensure_database_exists(server_url: &str, name: &str) -> anyhow::Result<()> {
+    validate_database_name(name)?;
+    let mut admin = connect_admin(server_url).await?;
+    let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
+    )))
+    .get_result(&mut admin)
+    .await
+    .context("checking whether the service database exists")?;
+    if exists {
+        return Ok(());
+    }
+    match sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await {
+        Ok(_) => {
+            tracing::info!(database = name, "created database");
+            Ok(())
+        }
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("creating database {name}")),
+    }
+}
+
+/// A connection to the server's maintenance database, for creating and dropping others.
+pub async fn connect_admin(server_url: &str) -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(&database_url(server_url, "postgres"))
+        .await
+        .map_err(|error: ConnectionError| anyhow::anyhow!(error))
+        .with_context(|| format!("connecting to PostgreSQL at {server_url}"))
+}
+
+/// Database names are spliced into DDL, so only plain identifiers are accepted.
+pub fn validate_database_name(name: &str) -> anyhow::Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        bail!("database name {name:?} must be 1-63 characters of a-z, 0-9 and _");
+    }
+    Ok(())
+}
+
+/// Runs pending migrations under an advisory lock, so replicas starting together do
+/// not run the same migration twice.
+pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        // The migration harness is synchronous; the wrapper drives the async connection
+        // on this blocking thread.
+        let mut connection: AsyncConnectionWrapper<AsyncPgConnection> = diesel::Connection::establish(&url)
+            .with_context(|| format!("connecting to {url} to migrate"))?;
+        // Advisory locks are scoped to the current database, so one constant key
+        // serves every service without them blocking each other.
+        diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_lock(7231)"), &mut connection)?;
+        let applied: anyhow::Result<Vec<String>> = connection
+            .run_pending_migrations(migrations)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|error| anyhow::anyhow!(error));
+        diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_unlock(7231)"), &mut connection)?;
+        for version in applied? {
+            tracing::info!(%version, "applied migration");
+        }
+        Ok(())
+    })
+    .await
+    .context("migration task panicked")?
+}

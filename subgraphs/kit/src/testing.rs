@@ -1,0 +1,158 @@
+//! Test support: every test gets its own database, cloned from a template that holds the
+//! service's migrated schema. Cloning takes milliseconds; migrating takes much longer,
+//! so the template is built once per migration set and shared by all tests and runs.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use diesel::sql_query;
+use diesel_async::RunQueryDsl;
+use diesel_migrations::EmbeddedMigrations;
+use sha2::{Digest, Sha256};
+
+use crate::config::{DEFAULT_POSTGRES_URL, DatabaseConfig, database_url, env_or};
+use crate::db::{connect_admin, run_migrations};
+
+/// Test databases older than this are left over from a crashed run and are dropped.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// A fresh, migrated database for one test; dropped when this value is dropped.
+pub struct TestDatabase {
+    pub config: DatabaseConfig,
+}
+
+impl TestDatabase {
+    /// Clones a new database for `service` from its template, building the template
+    /// first if these migrations have none yet. `migrations_dir` is the folder the
+    /// migrations are embedded from; its contents name the template, so editing a
+    /// migration builds a new one.
+    pub async fn create(service: &str, migrations: EmbeddedMigrations, migrations_dir: &Path) -> anyhow::Result<Self> {
+        let server_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
+        let template = format!("tpl_{service}_{}", fingerprint(migrations_dir)?);
+        ensure_template(&server_url, service, &template, migrations).await?;
+
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("test_{service}_{now}_{}", &suffix[..12]);
+        let mut admin = connect_admin(&server_url).await?;
+        sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("cloning {template} into {name}"))?;
+        Ok(Self { config: DatabaseConfig { server_url, name, pool_size: 8 } })
+    }
+
+    pub fn url(&self) -> String {
+        self.config.url()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside async context, possibly while the test's runtime shuts down,
+        // so the drop gets a thread and a runtime of its own.
+        let server_url = self.config.server_url.clone();
+        let name = self.config.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(drop_database(&server_url, &name))
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop test database {}: {error:#}", self.config.name);
+        }
+    }
+}
+
+async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = connect_admin(server_url).await?;
+    sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await?;
+    Ok(())
+}
+
+/// Builds the template under an advisory lock so that parallel tests build it once.
+/// It is built under a temporary name and renamed when complete, so a crash midway
+/// never leaves a half-migrated template behind.
+async fn ensure_template(
+    server_url: &str,
+    service: &str,
+    template: &str,
+    migrations: EmbeddedMigrations,
+) -> anyhow::Result<()> {
+    let mut admin = connect_admin(server_url).await?;
+    let lock_key = i64::from_be_bytes(Sha256::digest(template.as_bytes())[..8].try_into()?);
+    sql_query(format!("SELECT pg_advisory_lock({lock_key})")).execute(&mut admin).await?;
+    let result = async {
+        if database_names(&mut admin, template).await?.contains(&template.to_owned()) {
+            return Ok(());
+        }
+        sweep(&mut admin, service, template).await?;
+        let building = format!("{template}_building");
+        sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut admin).await?;
+        sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut admin).await?;
+        run_migrations(&database_url(server_url, &building), migrations).await?;
+        sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"")).execute(&mut admin).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    sql_query(format!("SELECT pg_advisory_unlock({lock_key})")).execute(&mut admin).await?;
+    result.with_context(|| format!("building template database {template}"))
+}
+
+/// Drops this service's templates for other migration sets, and test databases that a
+/// crashed run left behind.
+async fn sweep(admin: &mut diesel_async::AsyncPgConnection, service: &str, keep: &str) -> anyhow::Result<()> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    for name in database_names(admin, &format!("tpl_{service}_%")).await? {
+        if name != keep && !name.ends_with("_building") {
+            sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(admin).await?;
+        }
+    }
+    for name in database_names(admin, &format!("test_{service}_%")).await? {
+        let created: Option<u64> = name.split('_').nth(2).and_then(|part| part.parse().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > STALE_AFTER.as_secs()) {
+            sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(admin).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn database_names(admin: &mut diesel_async::AsyncPgConnection, pattern: &str) -> anyhow::Result<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let rows: Vec<Row> = sql_query("SELECT datname FROM pg_database WHERE datname LIKE $1")
+        .bind::<diesel::sql_types::Text, _>(pattern)
+        .load(admin)
+        .await?;
+    Ok(rows.into_iter().map(|row| row.datname).collect())
+}
+
+/// A short hash of every file under the migrations folder (names and contents).
+fn fingerprint(dir: &Path) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files).with_context(|| format!("reading migrations in {}", dir.display()))?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for path in files {
+        hasher.update(path.strip_prefix(dir)?.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&path)?);
+    }
+    let digest = hasher.finalize();
+    Ok(digest[..6].iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The rental part of the graph: `Rental`, `rental(id)` and `myRentals`.
+
+use std::collections::HashMap;
+
+use async_graphql::connection::Connection;
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
+use chrono::{DateTime, Utc};
+use subgraph_kit::graphql::{PageRequest, batch_loader, connection, identity, parse_id};
+use subgraph_kit::{ApiError, Database, Identity};
+use uuid::Uuid;
+
+use crate::domain::RentalStatus;
+use crate::storage::{self, RentalRow};
+
+pub type RentalSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+pub fn schema(database: Database) -> RentalSchema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .data(batch_loader(RentalLoader(database.clone())))
+        .data(database)
+        .finish()
+}
+
+/// A dispenser model, owned by the inventory subgraph; rental only knows its id.
+#[derive(SimpleObject, Clone)]
+#[graphql(unresolvable = "id")]
+pub struct Product {
+    pub id: ID,
+}
+
+/// One customer's rental of one dispenser.
+#[derive(SimpleObject, Clone)]
+pub struct Rental {
+    pub id: ID,
+    /// The customer who rents (the subject of their token).
+    pub customer_id: ID,
+    pub product: Product,
+    /// Contract length in months.
+    pub months: i32,
+    /// The monthly fee in won agreed at rental time.
+    pub monthly_fee: i32,
+    pub delivery_address: String,
+    pub status: RentalStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub key: Uuid,
+    #[graphql(skip)]
+    pub owner: Uuid,
+}
+
+impl Rental {
+    fn from_row(row: RentalRow) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: ID(row.id.to_string()),
+            customer_id: ID(row.customer_id.to_string()),
+            product: Product { id: ID(row.product_id.to_string()) },
+            months: row.months,
+            monthly_fee: row.monthly_fee,
+            status: row.status()?,
+            delivery_address: row.delivery_address,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            key: row.id,
+            owner: row.customer_id,
+        })
+    }
+}
+
+/// Loads rentals by id in batches: a hundred entity references, one query.
+pub struct RentalLoader(Database);
+
+impl Loader<Uuid> for RentalLoader {
+    type Value = Rental;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Rental>, ApiError> {
+        storage::find_many(&self.0, keys)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.id, Rental::from_row(row)?)))
+            .collect()
+    }
+}
+
+/// A rental the caller may see. Another customer's rental reads exactly like a missing
+/// one, so ids cannot be probed.
+async fn visible_rental(ctx: &Context<'_>, caller: &Identity, id: Uuid) -> Result<Rental, ApiError> {
+    let rental = ctx.data_unchecked::<DataLoader<RentalLoader>>().load_one(id).await?;
+    rental
+        .filter(|rental| caller.may_see_customer(rental.owner))
+        .ok_or_else(|| ApiError::not_found(format!("there is no rental with id {id}")))
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// One rental: customers see their own, operators see any.
+    async fn rental(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Rental>> {
+        let caller = identity(ctx)?;
+        let id = parse_id(&id, "rental")?;
+        Ok(Some(visible_rental(ctx, caller, id).await?))
+    }
+
+    /// The calling customer's rentals, newest first.
+    async fn my_rentals(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many rentals to return (1-100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only rentals in this status.")] status: Option<RentalStatus>,
+    ) -> Result<Connection<String, Rental>> {
+        let customer_id = identity(ctx)?.customer_id().ok_or_else(|| {
+            ApiError::forbidden("myRentals lists a customer's own rentals: call it with a customer token")
+        })?;
+        let page = PageRequest::parse(first, after.as_deref())?;
+        let mut db = ctx.data_unchecked::<Database>().connection().await?;
+        let rows = storage::page_for_customer(&mut db, customer_id, status, &page).await?;
+        let rentals = rows.into_iter().map(Rental::from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(connection(&page, rentals, |rental| rental.key))
+    }
+
+    #[graphql(entity)]
+    async fn find_rental_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Rental> {
+        let caller = identity(ctx)?;
+        let id = parse_id(&id, "rental")?;
+        Ok(visible_rental(ctx, caller, id).await?)
+    }
+}
