@@ -5,6 +5,8 @@
 // 128 is not enough for the release build ("queries overflow the depth limit!").
 #![recursion_limit = "512"]
 
+mod auth_errors;
+
 // `#[hive_router::main]` expands to `ntex::…` paths, so the name must be in scope.
 use hive_router::ntex;
 use hive_router::{
@@ -17,5 +19,8 @@ configure_global_allocator!();
 #[hive_router::main]
 async fn main() -> Result<(), RouterInitError> {
     init_rustls_crypto_provider();
-    router_entrypoint(PluginRegistry::new()).await
+    // A plugin runs only if it is both registered here and enabled under `plugins:` in
+    // router.config.yaml; enabling one that is not registered stops the router at startup.
+    let plugins = PluginRegistry::new().register::<auth_errors::AuthErrors>();
+    router_entrypoint(plugins).await
 }

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
-use subgraph_kit::graphql::{PageRequest, batch_loader, connection, identity, parse_id, require_operator};
+use subgraph_kit::batch::{BatchFetch, BatchLoader};
+use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require_operator};
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -19,8 +19,8 @@ pub type DeliverySchema = Schema<Query, EmptyMutation, EmptySubscription>;
 pub fn schema(database: Database) -> DeliverySchema {
     Schema::build(Query, EmptyMutation, EmptySubscription)
         .enable_federation()
-        .data(batch_loader(DeliveryLoader(database.clone())))
-        .data(batch_loader(DeliveryByRentalLoader(database.clone())))
+        .data(BatchLoader::new(DeliveryLoader(database.clone())))
+        .data(BatchLoader::new(DeliveryByRentalLoader(database.clone())))
         .data(database)
         .finish()
 }
@@ -85,7 +85,7 @@ impl Rental {
     /// The rental's delivery, once requested.
     async fn delivery(&self, ctx: &Context<'_>) -> Result<Option<Delivery>> {
         let caller = identity(ctx)?;
-        let delivery = ctx.data_unchecked::<DataLoader<DeliveryByRentalLoader>>().load_one(self.key).await?;
+        let delivery = ctx.data_unchecked::<BatchLoader<DeliveryByRentalLoader>>().load_one(self.key).await?;
         match delivery {
             Some(delivery) if !caller.may_see_customer(delivery.owner) => {
                 Err(ApiError::not_found(format!("there is no rental with id {}", self.key)).into())
@@ -105,11 +105,11 @@ fn deliveries_by(
 /// Loads deliveries by id in batches.
 pub struct DeliveryLoader(Database);
 
-impl Loader<Uuid> for DeliveryLoader {
+impl BatchFetch for DeliveryLoader {
+    type Key = Uuid;
     type Value = Delivery;
-    type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
         deliveries_by(storage::find_many(&self.0, keys).await?, |row| row.id)
     }
 }
@@ -117,18 +117,18 @@ impl Loader<Uuid> for DeliveryLoader {
 /// Loads the deliveries of many rentals in one query.
 pub struct DeliveryByRentalLoader(Database);
 
-impl Loader<Uuid> for DeliveryByRentalLoader {
+impl BatchFetch for DeliveryByRentalLoader {
+    type Key = Uuid;
     type Value = Delivery;
-    type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
         deliveries_by(storage::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
     }
 }
 
 async fn visible_delivery(ctx: &Context<'_>, id: Uuid) -> Result<Delivery, ApiError> {
     let caller = identity(ctx)?;
-    let delivery = ctx.data_unchecked::<DataLoader<DeliveryLoader>>().load_one(id).await?;
+    let delivery = ctx.data_unchecked::<BatchLoader<DeliveryLoader>>().load_one(id).await?;
     delivery
         .filter(|delivery| caller.may_see_customer(delivery.owner))
         .ok_or_else(|| ApiError::not_found(format!("there is no delivery with id {id}")))

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
-use subgraph_kit::graphql::{PageRequest, batch_loader, connection, parse_id, require_operator};
+use subgraph_kit::batch::{BatchFetch, BatchLoader};
+use subgraph_kit::graphql::{PageRequest, connection, parse_id, require_operator};
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ pub type InventorySchema = Schema<Query, Mutation, EmptySubscription>;
 pub fn schema(database: Database) -> InventorySchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
-        .data(batch_loader(ProductLoader(database.clone())))
+        .data(BatchLoader::new(ProductLoader(database.clone())))
         .data(database)
         .finish()
 }
@@ -56,18 +56,18 @@ impl From<ProductRow> for Product {
 /// Loads products by id in batches: a hundred entity references, one query.
 pub struct ProductLoader(Database);
 
-impl Loader<Uuid> for ProductLoader {
+impl BatchFetch for ProductLoader {
+    type Key = Uuid;
     type Value = Product;
-    type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Product>, ApiError> {
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Product>, ApiError> {
         let rows = storage::find_many(&self.0, keys).await?;
         Ok(rows.into_iter().map(|row| (row.id, Product::from(row))).collect())
     }
 }
 
 async fn load_product(ctx: &Context<'_>, id: Uuid) -> Result<Option<Product>, ApiError> {
-    ctx.data_unchecked::<DataLoader<ProductLoader>>().load_one(id).await
+    ctx.data_unchecked::<BatchLoader<ProductLoader>>().load_one(id).await
 }
 
 fn no_such_product(id: Uuid) -> ApiError {

@@ -9,7 +9,7 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::{ConnectionError, sql_query};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use futures::FutureExt;
@@ -47,11 +47,23 @@ impl Database {
             let url = url.to_owned();
             async move {
                 let mut connection = AsyncPgConnection::establish(&url).await?;
-                connection.set_instrumentation(StatementCounter(counter));
+                connection.set_instrumentation(StatementCounter { total: counter, paused: false });
                 Ok(connection)
             }
             .boxed()
         });
+        // A pooled connection is checked with a trivial query before reuse, so a
+        // connection broken by a database restart is replaced instead of failing a
+        // request. The check is not the service's own work, so it is not counted.
+        manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|connection| {
+            async move {
+                set_counting(connection, false);
+                let checked = sql_query("SELECT 1").execute(connection).await;
+                set_counting(connection, true);
+                checked.map(|_| ())
+            }
+            .boxed()
+        }));
         let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
         let pool = Pool::builder(manager).max_size(size).build().context("building the database pool")?;
         Ok(Self { pool, statements })
@@ -80,13 +92,26 @@ impl Database {
     }
 }
 
-struct StatementCounter(Arc<AtomicU64>);
+/// Counts the SQL statements a connection sends (and logs them at trace level).
+struct StatementCounter {
+    total: Arc<AtomicU64>,
+    paused: bool,
+}
 
 impl Instrumentation for StatementCounter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            self.0.fetch_add(1, Ordering::Relaxed);
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            if !self.paused {
+                self.total.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::trace!(%query, "sql");
         }
+    }
+}
+
+fn set_counting(connection: &mut AsyncPgConnection, counting: bool) {
+    if let Some(counter) = connection.instrumentation().downcast_mut::<StatementCounter>() {
+        counter.paused = !counting;
     }
 }
 

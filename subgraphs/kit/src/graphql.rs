@@ -2,8 +2,6 @@
 //! parsing ids, and cursor pagination (Relay connections).
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::runtime::{TokioSpawner, TokioTimer};
 use async_graphql::{Context, ID, OutputType};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,17 +24,6 @@ pub fn require_operator<'a>(ctx: &Context<'a>, action: &str) -> Result<&'a Ident
     } else {
         Err(ApiError::forbidden(format!("only operators may {action}")))
     }
-}
-
-/// A batching loader without a cache: every key requested in the same instant (a whole
-/// `_entities` call, or a list of rentals asking for their payments) becomes one query.
-/// Without a cache it holds no stale rows, so one loader serves every request.
-pub fn batch_loader<K, L>(loader: L) -> DataLoader<L>
-where
-    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
-    L: Loader<K>,
-{
-    DataLoader::new(loader, TokioSpawner::current(), TokioTimer::default())
 }
 
 /// Parses a GraphQL `ID` that names a `what` (e.g. "product"): ids are UUIDs.

@@ -6,6 +6,7 @@
 //! everything that would otherwise be copied four times lives here.
 
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
-use subgraph_kit::graphql::{batch_loader, identity, parse_id};
+use subgraph_kit::batch::{BatchFetch, BatchLoader};
+use subgraph_kit::graphql::{identity, parse_id};
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -17,8 +17,8 @@ pub type PaymentSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 pub fn schema(database: Database) -> PaymentSchema {
     Schema::build(Query, EmptyMutation, EmptySubscription)
         .enable_federation()
-        .data(batch_loader(PaymentLoader(database.clone())))
-        .data(batch_loader(PaymentByRentalLoader(database.clone())))
+        .data(BatchLoader::new(PaymentLoader(database.clone())))
+        .data(BatchLoader::new(PaymentByRentalLoader(database.clone())))
         .data(database)
         .finish()
 }
@@ -70,7 +70,7 @@ impl Rental {
     /// The rental's payment, once charged.
     async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
         let caller = identity(ctx)?;
-        let payment = ctx.data_unchecked::<DataLoader<PaymentByRentalLoader>>().load_one(self.key).await?;
+        let payment = ctx.data_unchecked::<BatchLoader<PaymentByRentalLoader>>().load_one(self.key).await?;
         match payment {
             Some(payment) if !caller.may_see_customer(payment.owner) => {
                 Err(ApiError::not_found(format!("there is no rental with id {}", self.key)).into())
@@ -90,11 +90,11 @@ fn payments_by<K: std::hash::Hash + Eq>(
 /// Loads payments by id in batches.
 pub struct PaymentLoader(Database);
 
-impl Loader<Uuid> for PaymentLoader {
+impl BatchFetch for PaymentLoader {
+    type Key = Uuid;
     type Value = Payment;
-    type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Payment>, ApiError> {
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Payment>, ApiError> {
         payments_by(storage::find_many(&self.0, keys).await?, |row| row.id)
     }
 }
@@ -102,18 +102,18 @@ impl Loader<Uuid> for PaymentLoader {
 /// Loads the payments of many rentals in one query.
 pub struct PaymentByRentalLoader(Database);
 
-impl Loader<Uuid> for PaymentByRentalLoader {
+impl BatchFetch for PaymentByRentalLoader {
+    type Key = Uuid;
     type Value = Payment;
-    type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Payment>, ApiError> {
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Payment>, ApiError> {
         payments_by(storage::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
     }
 }
 
 async fn visible_payment(ctx: &Context<'_>, id: Uuid) -> Result<Payment, ApiError> {
     let caller = identity(ctx)?;
-    let payment = ctx.data_unchecked::<DataLoader<PaymentLoader>>().load_one(id).await?;
+    let payment = ctx.data_unchecked::<BatchLoader<PaymentLoader>>().load_one(id).await?;
     payment
         .filter(|payment| caller.may_see_customer(payment.owner))
         .ok_or_else(|| ApiError::not_found(format!("there is no payment with id {id}")))

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
-use subgraph_kit::graphql::{PageRequest, batch_loader, connection, identity, parse_id};
+use subgraph_kit::batch::{BatchFetch, BatchLoader};
+use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id};
 use subgraph_kit::{ApiError, Database, Identity};
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ pub type RentalSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 pub fn schema(database: Database) -> RentalSchema {
     Schema::build(Query, EmptyMutation, EmptySubscription)
         .enable_federation()
-        .data(batch_loader(RentalLoader(database.clone())))
+        .data(BatchLoader::new(RentalLoader(database.clone())))
         .data(database)
         .finish()
 }
@@ -72,11 +72,11 @@ impl Rental {
 /// Loads rentals by id in batches: a hundred entity references, one query.
 pub struct RentalLoader(Database);
 
-impl Loader<Uuid> for RentalLoader {
+impl BatchFetch for RentalLoader {
+    type Key = Uuid;
     type Value = Rental;
-    type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Rental>, ApiError> {
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Rental>, ApiError> {
         storage::find_many(&self.0, keys)
             .await?
             .into_iter()
@@ -88,7 +88,7 @@ impl Loader<Uuid> for RentalLoader {
 /// A rental the caller may see. Another customer's rental reads exactly like a missing
 /// one, so ids cannot be probed.
 async fn visible_rental(ctx: &Context<'_>, caller: &Identity, id: Uuid) -> Result<Rental, ApiError> {
-    let rental = ctx.data_unchecked::<DataLoader<RentalLoader>>().load_one(id).await?;
+    let rental = ctx.data_unchecked::<BatchLoader<RentalLoader>>().load_one(id).await?;
     rental
         .filter(|rental| caller.may_see_customer(rental.owner))
         .ok_or_else(|| ApiError::not_found(format!("there is no rental with id {id}")))

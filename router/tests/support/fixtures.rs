@@ -1,0 +1,92 @@
+//! Known rows written straight into each service's database, for tests that read them
+//! back through the router.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::TestStack;
+
+/// A rental with its payment and its delivery, as the services would have written them.
+#[derive(Debug, Clone)]
+pub struct RentalFixture {
+    pub rental_id: Uuid,
+    pub customer_id: Uuid,
+    pub product_id: Uuid,
+    pub payment_id: Uuid,
+    pub delivery_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Creates a product through the router, as an operator would.
+pub async fn create_product(stack: &TestStack, name: &str, monthly_fee: i32, stock: i32) -> Uuid {
+    let (_, response) = stack
+        .graphql(
+            Some(&stack.operator_token()),
+            "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }",
+            json!({ "input": { "name": name, "monthlyFee": monthly_fee, "initialStock": stock } }),
+        )
+        .await;
+    let id = response["data"]["createProduct"]["id"].as_str().unwrap_or_else(|| panic!("created: {response}"));
+    id.parse().expect("product ids are UUIDs")
+}
+
+/// Writes a rental (ACCEPTED), its payment (PAID, card ending 4242) and its delivery
+/// (REQUESTED) for `customer_id`.
+pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uuid, monthly_fee: i32) -> RentalFixture {
+    // PostgreSQL keeps microseconds; round so the values read back compare equal.
+    let now = Utc::now().trunc_subsecs(6);
+    let fixture = RentalFixture {
+        rental_id: Uuid::now_v7(),
+        customer_id,
+        product_id,
+        payment_id: Uuid::now_v7(),
+        delivery_id: Uuid::now_v7(),
+        created_at: now,
+    };
+    let address = "12 Teheran-ro, Gangnam-gu, Seoul";
+
+    let mut connection = stack.subgraphs.rental.database.connection().await.expect("rental db");
+    let rental = rental::storage::RentalRow {
+        id: fixture.rental_id,
+        customer_id,
+        product_id,
+        months: 12,
+        monthly_fee,
+        delivery_address: address.into(),
+        status: "ACCEPTED".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    rental::storage::insert(&mut connection, &rental).await.expect("rental row");
+
+    let mut connection = stack.subgraphs.payment.database.connection().await.expect("payment db");
+    let payment = payment::storage::PaymentRow {
+        id: fixture.payment_id,
+        rental_id: fixture.rental_id,
+        customer_id,
+        amount: monthly_fee,
+        card_last4: "4242".into(),
+        status: "PAID".into(),
+        paid_at: now,
+        refunded_at: None,
+    };
+    payment::storage::insert(&mut connection, &payment).await.expect("payment row");
+
+    let mut connection = stack.subgraphs.delivery.database.connection().await.expect("delivery db");
+    let delivery = delivery::storage::DeliveryRow {
+        id: fixture.delivery_id,
+        rental_id: fixture.rental_id,
+        customer_id,
+        product_id,
+        address: address.into(),
+        status: "REQUESTED".into(),
+        requested_at: now,
+        shipped_at: None,
+        delivered_at: None,
+        cancelled_at: None,
+        updated_at: now,
+    };
+    delivery::storage::insert(&mut connection, &delivery).await.expect("delivery row");
+    fixture
+}
