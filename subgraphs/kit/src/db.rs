@@ -11,13 +11,19 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 
 use crate::config::{DatabaseConfig, database_url};
 use crate::error::ApiError;
 
 pub type Connection = Object<AsyncPgConnection>;
+
+/// Tables every service has (the event outbox and inbox), migrated before the
+/// service's own.
+pub const SHARED_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/shared");
+/// Where the shared migrations live, for tests that fingerprint them.
+pub const SHARED_MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/shared");
 
 /// A service's database: the pool plus a count of the SQL statements sent through it.
 /// The count is what proves that entity lookups are batched (one statement for a
@@ -170,10 +176,15 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow
         // Advisory locks are scoped to the current database, so one constant key
         // serves every service without them blocking each other.
         diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_lock(7231)"), &mut connection)?;
-        let applied: anyhow::Result<Vec<String>> = connection
-            .run_pending_migrations(migrations)
-            .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|error| anyhow::anyhow!(error));
+        let applied = || -> anyhow::Result<Vec<String>> {
+            let mut versions = Vec::new();
+            for source in [SHARED_MIGRATIONS, migrations] {
+                let done = connection.run_pending_migrations(source).map_err(|error| anyhow::anyhow!(error))?;
+                versions.extend(done.iter().map(ToString::to_string));
+            }
+            Ok(versions)
+        };
+        let applied = applied();
         diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_unlock(7231)"), &mut connection)?;
         for version in applied? {
             tracing::info!(%version, "applied migration");

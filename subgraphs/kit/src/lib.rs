@@ -10,6 +10,7 @@ pub mod batch;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod server;
 pub mod shutdown;

@@ -29,7 +29,8 @@ impl TestDatabase {
     /// migration builds a new one.
     pub async fn create(service: &str, migrations: EmbeddedMigrations, migrations_dir: &Path) -> anyhow::Result<Self> {
         let server_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
-        let template = format!("tpl_{service}_{}", fingerprint(migrations_dir)?);
+        let shared = Path::new(crate::db::SHARED_MIGRATIONS_DIR);
+        let template = format!("tpl_{service}_{}", fingerprint(&[shared, migrations_dir])?);
         ensure_template(&server_url, service, &template, migrations).await?;
 
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -131,15 +132,17 @@ async fn database_names(admin: &mut diesel_async::AsyncPgConnection, pattern: &s
     Ok(rows.into_iter().map(|row| row.datname).collect())
 }
 
-/// A short hash of every file under the migrations folder (names and contents).
-fn fingerprint(dir: &Path) -> anyhow::Result<String> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files).with_context(|| format!("reading migrations in {}", dir.display()))?;
-    files.sort();
+/// A short hash of every file under the migration folders (names and contents).
+fn fingerprint(dirs: &[&Path]) -> anyhow::Result<String> {
     let mut hasher = Sha256::new();
-    for path in files {
-        hasher.update(path.strip_prefix(dir)?.to_string_lossy().as_bytes());
-        hasher.update(std::fs::read(&path)?);
+    for dir in dirs {
+        let mut files = Vec::new();
+        collect_files(dir, &mut files).with_context(|| format!("reading migrations in {}", dir.display()))?;
+        files.sort();
+        for path in files {
+            hasher.update(path.strip_prefix(dir)?.to_string_lossy().as_bytes());
+            hasher.update(std::fs::read(&path)?);
+        }
     }
     let digest = hasher.finalize();
     Ok(digest[..6].iter().map(|byte| format!("{byte:02x}")).collect())
@@ -155,4 +158,78 @@ fn collect_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// A broker namespace of its own for one test: exchange and queues named
+/// `test_<uuid>.…`, deleted when this value is dropped.
+pub struct TestEvents {
+    pub config: crate::events::EventsConfig,
+    services: Vec<String>,
+}
+
+impl TestEvents {
+    /// `services` are the consuming services whose queues the test creates, so they
+    /// can be deleted at the end.
+    pub fn new(services: &[&str]) -> Self {
+        let mut config = crate::events::EventsConfig::from_env();
+        config.namespace = format!("test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        config.delivery_limit = 3;
+        Self { config, services: services.iter().map(|service| (*service).to_owned()).collect() }
+    }
+
+    /// Closes every broker connection of this namespace from the broker's side, as a
+    /// broker restart or a network cut would.
+    pub fn close_connections(&self) -> anyhow::Result<usize> {
+        let listed = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_connections", "pid", "client_properties"])
+            .output()
+            .context("running rabbitmqctl list_connections")?;
+        let listing = String::from_utf8_lossy(&listed.stdout);
+        let mut closed = 0;
+        for line in listing.lines().filter(|line| line.contains(&self.config.namespace)) {
+            let Some(pid) = line.split_whitespace().next() else { continue };
+            let status = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", pid, "closed by a fault-injection test"])
+                .status()?;
+            if status.success() {
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
+    /// How many messages wait in a queue of this namespace.
+    pub async fn queue_length(&self, queue: &str) -> anyhow::Result<u32> {
+        let connection = lapin::Connection::connect(&self.config.amqp_url, Default::default()).await?;
+        let channel = connection.create_channel().await?;
+        let options = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let declared = channel.queue_declare(queue.into(), options, Default::default()).await?;
+        let _ = connection.close(200, "done".into()).await;
+        Ok(declared.message_count())
+    }
+
+    async fn delete(config: &crate::events::EventsConfig, services: &[String]) -> anyhow::Result<()> {
+        let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await?;
+        let channel = connection.create_channel().await?;
+        for service in services {
+            for queue in [config.queue(service), config.dead_letter_queue(service)] {
+                let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+            }
+        }
+        let _ = channel.exchange_delete(config.exchange().as_str().into(), Default::default()).await;
+        let _ = connection.close(200, "done".into()).await;
+        Ok(())
+    }
+}
+
+impl Drop for TestEvents {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let services = std::mem::take(&mut self.services);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(Self::delete(&config, &services))
+        })
+        .join();
+    }
 }

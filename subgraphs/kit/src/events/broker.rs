@@ -1,0 +1,66 @@
+//! Connecting to RabbitMQ and declaring the topology a service needs.
+
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use super::EventsConfig;
+
+pub async fn connect(config: &EventsConfig, service: &str) -> lapin::Result<Connection> {
+    let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
+    Connection::connect(&config.amqp_url, properties).await
+}
+
+/// Names the connection after the namespace and service, so an operator (or a test)
+/// can find it in `rabbitmqctl list_connections`.
+pub fn connection_name(config: &EventsConfig, service: &str) -> String {
+    format!("{} {service}", config.namespace)
+}
+
+/// A channel with publisher confirms on, for the relay.
+pub async fn publisher_channel(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(channel)
+}
+
+/// Declares the exchange, and for a consuming service its queue bound to the event
+/// types it handles and its dead-letter queue. Every declaration is idempotent, so this
+/// runs at every (re)connection.
+pub async fn declare(channel: &Channel, config: &EventsConfig, service: &str, event_types: &[&str]) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel
+        .exchange_declare(config.exchange().as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    if event_types.is_empty() {
+        return Ok(());
+    }
+
+    let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
+    let dead_letters = config.dead_letter_queue(service);
+    let mut dead_letter_arguments = FieldTable::default();
+    dead_letter_arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel.queue_declare(dead_letters.as_str().into(), queue_options, dead_letter_arguments).await?;
+
+    // A quorum queue counts deliveries; past the limit a message is dead-lettered, via
+    // the default exchange, straight into this service's dead-letter queue.
+    let queue = config.queue(service);
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(config.delivery_limit));
+    arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+    arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dead_letters.as_str().into()));
+    channel.queue_declare(queue.as_str().into(), queue_options, arguments).await?;
+    for event_type in event_types {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                config.exchange().as_str().into(),
+                (*event_type).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
