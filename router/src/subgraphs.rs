@@ -1,6 +1,7 @@
 //! The four subgraphs, started together in this process.
 
 use subgraph_kit::config::DatabaseConfig;
+use subgraph_kit::events::EventsConfig;
 use subgraph_kit::{RunningService, ServiceConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -16,12 +17,17 @@ impl Subgraphs {
     /// Starts each subgraph with the configuration `config_for` gives its name.
     pub async fn start(
         config_for: impl Fn(&'static str) -> anyhow::Result<ServiceConfig>,
+        rental_settings: &rental::RentalSettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        // Payment first: rental calls it directly, at the address it actually got.
+        let payment = payment::start(config_for(payment::SERVICE)?, shutdown.clone()).await?;
+        let mut rental_settings = rental_settings.clone();
+        rental_settings.payments.url = payment.url();
         Ok(Self {
             inventory: inventory::start(config_for(inventory::SERVICE)?, shutdown.clone()).await?,
-            rental: rental::start(config_for(rental::SERVICE)?, shutdown.clone()).await?,
-            payment: payment::start(config_for(payment::SERVICE)?, shutdown.clone()).await?,
+            rental: rental::start(config_for(rental::SERVICE)?, rental_settings, shutdown.clone()).await?,
+            payment,
             delivery: delivery::start(config_for(delivery::SERVICE)?, shutdown).await?,
         })
     }
@@ -49,6 +55,7 @@ pub fn service_config(
     listen: std::net::SocketAddr,
     database: DatabaseConfig,
     jwt_secret: &str,
+    events: EventsConfig,
 ) -> ServiceConfig {
-    ServiceConfig { service, listen, database, jwt_secret: jwt_secret.to_owned() }
+    ServiceConfig { service, listen, database, jwt_secret: jwt_secret.to_owned(), events }
 }

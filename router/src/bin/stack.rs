@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
             let port = DEFAULT_PORTS.iter().find(|(name, _)| *name == service).map(|(_, port)| *port);
             ServiceConfig::from_env(service, port.expect("every subgraph has a default port"))
         },
+        &rental::RentalSettings::from_env()?,
         shutdown.clone(),
     )
     .await?;

@@ -57,6 +57,7 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
         status: "ACCEPTED".into(),
         created_at: now,
         updated_at: now,
+        payment_id: fixture.payment_id,
     };
     rental::storage::insert(&mut connection, &rental).await.expect("rental row");
 

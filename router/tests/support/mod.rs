@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stack::subgraphs::service_config;
 use stack::{RouterProcess, RouterSettings, Subgraphs};
-use subgraph_kit::testing::TestDatabase;
+use subgraph_kit::testing::{TestDatabase, TestEvents};
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -24,12 +24,34 @@ pub struct TestStack {
     pub secret: String,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
+    pub events: TestEvents,
     // Dropped last: the services must stop before their databases go.
     _databases: Vec<TestDatabase>,
 }
 
+/// What a test may change about its stack.
+#[derive(Clone)]
+pub struct StackOptions {
+    pub rental: rental::RentalSettings,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        let mut rental = rental::RentalSettings::from_env().expect("rental settings");
+        // Tests that stop payment want the breaker to open quickly.
+        rental.payments.timeout = Duration::from_millis(1500);
+        rental.payments.breaker.failure_threshold = 3;
+        rental.payments.breaker.open_for = Duration::from_millis(1500);
+        Self { rental }
+    }
+}
+
 impl TestStack {
     pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> Self {
         subgraph_kit::telemetry::init();
         let secret = format!("test-secret-{}", Uuid::new_v4());
         let shutdown = CancellationToken::new();
@@ -43,12 +65,14 @@ impl TestStack {
             let database = TestDatabase::create(service, migrations, Path::new(dir)).await.expect("test database");
             databases.push((service, database));
         }
+        let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let subgraphs = Subgraphs::start(
             |service| {
                 let (_, database) = databases.iter().find(|(name, _)| *name == service).expect("a database each");
-                Ok(service_config(service, any_port, database.config.clone(), &secret))
+                Ok(service_config(service, any_port, database.config.clone(), &secret, events.config.clone()))
             },
+            &options.rental,
             shutdown.clone(),
         )
         .await
@@ -72,6 +96,7 @@ impl TestStack {
             secret,
             client: reqwest::Client::new(),
             shutdown,
+            events,
             _databases: databases.into_iter().map(|(_, database)| database).collect(),
         }
     }

@@ -8,6 +8,7 @@ use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Resul
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require_operator};
+use subgraph_kit::server::Wiring;
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -16,7 +17,8 @@ use crate::storage::{self, DeliveryRow};
 
 pub type DeliverySchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-pub fn schema(database: Database) -> DeliverySchema {
+pub fn schema(wiring: &Wiring) -> DeliverySchema {
+    let database = wiring.database.clone();
     Schema::build(Query, EmptyMutation, EmptySubscription)
         .enable_federation()
         .data(BatchLoader::new(DeliveryLoader(database.clone())))

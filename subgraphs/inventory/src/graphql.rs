@@ -8,6 +8,7 @@ use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result,
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{PageRequest, connection, parse_id, require_operator};
+use subgraph_kit::server::Wiring;
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -16,10 +17,12 @@ use crate::storage::{self, ProductRow};
 
 pub type InventorySchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn schema(database: Database) -> InventorySchema {
+pub fn schema(wiring: &Wiring) -> InventorySchema {
+    let database = wiring.database.clone();
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .data(BatchLoader::new(ProductLoader(database.clone())))
+        .data(wiring.relay.clone())
         .data(database)
         .finish()
 }
@@ -129,7 +132,9 @@ impl Mutation {
         require_operator(ctx, "create products")?;
         let product = NewProduct::validate(&input.name, &input.description, input.monthly_fee, input.initial_stock)?;
         let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        Ok(storage::insert(&mut db, product).await?.into())
+        let row = storage::insert(&mut db, product).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(row.into())
     }
 
     /// Adds `quantity` units to a product's stock (operators only).

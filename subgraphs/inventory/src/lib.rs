@@ -23,5 +23,5 @@ pub use graphql::{InventorySchema, schema};
 /// Creates and migrates the database if needed, then serves the subgraph until
 /// `shutdown` is cancelled.
 pub async fn start(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
-    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, schema, shutdown).await
+    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, None, schema, shutdown).await
 }

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use subgraph_kit::events::outbox;
 use subgraph_kit::db::Connection;
 use subgraph_kit::graphql::PageRequest;
 use subgraph_kit::{ApiError, Database};
@@ -34,11 +35,13 @@ pub struct ProductRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Adds a product and announces it (`product.created`) in the same transaction.
 pub async fn insert(connection: &mut Connection, product: NewProduct) -> Result<ProductRow, ApiError> {
-    insert_with_id(connection, Uuid::now_v7(), product).await
+    let id = Uuid::now_v7();
+    connection.transaction(async |connection| insert_with_id(connection, id, product).await).await
 }
 
-pub async fn insert_with_id(connection: &mut Connection, id: Uuid, product: NewProduct) -> Result<ProductRow, ApiError> {
+async fn insert_with_id(connection: &mut AsyncPgConnection, id: Uuid, product: NewProduct) -> Result<ProductRow, ApiError> {
     let now = Utc::now();
     let row = ProductRow {
         id,
@@ -54,17 +57,53 @@ pub async fn insert_with_id(connection: &mut Connection, id: Uuid, product: NewP
         .returning(ProductRow::as_returning())
         .get_result(connection)
         .await;
-    match result {
+    let row = match result {
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(ApiError::conflict(format!("a product named {:?} already exists", row.name)))
+            return Err(ApiError::conflict(format!("a product named {:?} already exists", row.name)));
         }
-        other => Ok(other?),
-    }
+        other => other?,
+    };
+    announce(connection, &row).await?;
+    Ok(row)
 }
 
-/// Inserts products that do not exist yet (by id) and leaves existing ones untouched.
+pub const PRODUCT_CREATED: &str = "product.created";
+
+/// `product.created` v1: what other services (rental's price list) need to know.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductCreated {
+    pub product_id: Uuid,
+    pub name: String,
+    pub monthly_fee: i32,
+}
+
+async fn announce(connection: &mut AsyncPgConnection, row: &ProductRow) -> QueryResult<()> {
+    let event = ProductCreated { product_id: row.id, name: row.name.clone(), monthly_fee: row.monthly_fee };
+    outbox::enqueue(connection, crate::SERVICE, PRODUCT_CREATED, 1, &event).await?;
+    Ok(())
+}
+
+/// Inserts products that do not exist yet (by id), announcing each one, and leaves
+/// existing ones untouched.
 pub async fn insert_missing(connection: &mut Connection, rows: &[ProductRow]) -> Result<usize, ApiError> {
-    Ok(diesel::insert_into(products::table).values(rows).on_conflict_do_nothing().execute(connection).await?)
+    connection
+        .transaction(async |connection| {
+            let mut added = 0;
+            for row in rows {
+                let inserted = diesel::insert_into(products::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(connection)
+                    .await?;
+                if inserted == 1 {
+                    announce(connection, row).await?;
+                    added += 1;
+                }
+            }
+            Ok::<_, ApiError>(added)
+        })
+        .await
 }
 
 pub async fn find(connection: &mut Connection, id: Uuid) -> Result<Option<ProductRow>, ApiError> {

@@ -15,6 +15,7 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     pub database: DatabaseConfig,
     pub jwt_secret: String,
+    pub events: crate::events::EventsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -40,8 +41,8 @@ pub fn database_url(server_url: &str, name: &str) -> String {
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`
-    /// and `JWT_SECRET`; every one has a local default.
+    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
+    /// `JWT_SECRET`, `AMQP_URL` and `EVENTS_NAMESPACE`; every one has a local default.
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
@@ -63,6 +64,7 @@ impl ServiceConfig {
                 pool_size,
             },
             jwt_secret: jwt_secret_from_env(),
+            events: crate::events::EventsConfig::from_env(),
         })
     }
 }

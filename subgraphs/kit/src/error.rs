@@ -18,6 +18,13 @@ pub enum ErrorCode {
     BadUserInput,
     /// The request conflicts with the current state (e.g. an illegal state transition).
     Conflict,
+    /// The card was declined; nothing was charged and nothing was created.
+    PaymentDeclined,
+    /// Payment cannot be reached right now; nothing was created. Try again later
+    /// (`extensions.retryAfterSeconds`).
+    PaymentUnavailable,
+    /// An idempotency key was used again with different input.
+    IdempotencyKeyReused,
     /// Something failed on our side; the message carries no internals.
     Internal,
 }
@@ -30,6 +37,9 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::PaymentDeclined => "PAYMENT_DECLINED",
+            ErrorCode::PaymentUnavailable => "PAYMENT_UNAVAILABLE",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -46,11 +56,13 @@ impl fmt::Display for ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// For PAYMENT_UNAVAILABLE: when a retry may succeed.
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after_seconds: None }
     }
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unauthenticated, message)
@@ -88,7 +100,33 @@ impl From<ApiError> for async_graphql::Error {
 impl ApiError {
     pub fn into_graphql(self) -> async_graphql::Error {
         let code = self.code.as_str();
-        async_graphql::Error::new(self.message).extend_with(|_, extensions| extensions.set("code", code))
+        let retry_after = self.retry_after_seconds;
+        async_graphql::Error::new(self.message).extend_with(|_, extensions| {
+            extensions.set("code", code);
+            if let Some(seconds) = retry_after {
+                extensions.set("retryAfterSeconds", seconds);
+            }
+        })
+    }
+
+    /// The same error with another sentence.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// Payment is down or refusing calls: try again after `retry_after`.
+    pub fn payment_unavailable(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs().max(1);
+        let mut error = Self::new(
+            ErrorCode::PaymentUnavailable,
+            format!(
+                "payment is unavailable right now, so the rental was not created \
+                 (anything charged is refunded automatically); try again in {seconds} seconds"
+            ),
+        );
+        error.retry_after_seconds = Some(seconds);
+        error
     }
 }
 

@@ -7,6 +7,8 @@
 
 pub mod auth;
 pub mod batch;
+pub mod breaker;
+pub mod card;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -19,7 +19,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::auth::{AuthError, TokenVerifier};
+use crate::events::outbox::RelayWaker;
+use crate::events::{EventBus, EventHandler};
 use crate::db::Database;
 use crate::error::{ApiError, ErrorCode};
 
@@ -119,6 +123,8 @@ pub struct RunningService {
     pub address: SocketAddr,
     /// The service's database, for tests and the launcher (seeding, counting statements).
     pub database: Database,
+    pub bus: EventBus,
+    pub wiring: Wiring,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -126,13 +132,10 @@ pub struct RunningService {
 impl RunningService {
     /// Serves `app` on `listener` until `shutdown` is cancelled, then drains open
     /// connections for at most [`SHUTDOWN_GRACE`].
-    pub fn spawn(
-        name: &'static str,
-        listener: TcpListener,
-        app: Router,
-        database: Database,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn spawn(wiring: Wiring, listener: TcpListener, app: Router, bus: EventBus) -> Self {
+        let name = wiring.config.service;
+        let database = wiring.database.clone();
+        let shutdown = wiring.shutdown.clone();
         let address = listener.local_addr().expect("a bound listener has an address");
         let drained = shutdown.clone();
         let task = tokio::spawn(async move {
@@ -149,7 +152,7 @@ impl RunningService {
             }
         });
         tracing::info!(service = name, %address, "listening");
-        Self { name, address, database, shutdown, task }
+        Self { name, address, database, bus, wiring, shutdown, task }
     }
 
     pub fn url(&self) -> String {
@@ -161,6 +164,7 @@ impl RunningService {
         if let Err(error) = self.task.await {
             tracing::error!(service = self.name, %error, "server task failed");
         }
+        self.bus.stopped().await;
     }
 
     /// Signals shutdown and waits for it to finish.
@@ -176,17 +180,59 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
 }
 
-/// Everything a subgraph's `start` needs to know besides its schema.
+const BACKGROUND_POOL_SIZE: usize = 4;
+
+/// What a subgraph's schema and background tasks are built from.
+#[derive(Clone)]
+pub struct Wiring {
+    pub config: crate::ServiceConfig,
+    /// The pool that serves requests.
+    pub database: Database,
+    /// A small pool of its own for background work (event relay and consumer,
+    /// reconcilers), so it never competes with requests for connections and its
+    /// statements are not counted as theirs.
+    pub background: Database,
+    /// Wake after committing outbox rows, so the events leave at once.
+    pub relay: RelayWaker,
+    /// Cancelled when this service stops.
+    pub shutdown: CancellationToken,
+}
+
+impl Wiring {
+    /// Wiring with nothing behind it: for exporting the schema, which needs the
+    /// schema's types but no database or broker.
+    pub fn detached(service: &'static str) -> Self {
+        let config = crate::ServiceConfig::from_env(service, 0).expect("default configuration is valid");
+        Self {
+            config,
+            database: Database::unconnected(),
+            background: Database::unconnected(),
+            relay: RelayWaker::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// Starts a subgraph: database created and migrated, event bus connected (consuming
+/// what `handler` subscribes to), and the schema served. Stopping it (or cancelling
+/// `shutdown`) stops all of it.
 pub async fn start_subgraph<E: Executor + Clone>(
     config: &crate::ServiceConfig,
     migrations: diesel_migrations::EmbeddedMigrations,
-    schema: impl FnOnce(Database) -> E,
+    handler: Option<Arc<dyn EventHandler>>,
+    schema: impl FnOnce(&Wiring) -> E,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningService> {
     let database = Database::connect(&config.database, migrations).await?;
+    let background = Database::open_pool(&config.database.url(), BACKGROUND_POOL_SIZE)?;
     let listener = bind(config.listen).await?;
-    let app = routes(schema(database.clone()), TokenVerifier::new(&config.jwt_secret), database.clone());
-    Ok(RunningService::spawn(config.service, listener, app, database, shutdown))
+    // A token of its own, so one service can be stopped while the others run on.
+    let own = shutdown.child_token();
+    let bus = EventBus::start(config.events.clone(), config.service, background.clone(), handler, own.clone());
+    let wiring =
+        Wiring { config: config.clone(), database: database.clone(), background, relay: bus.waker(), shutdown: own.clone() };
+    let app = routes(schema(&wiring), TokenVerifier::new(&config.jwt_secret), database);
+    Ok(RunningService::spawn(wiring, listener, app, bus))
 }
 
 /// The body of every subgraph binary: configuration from the environment, tracing,

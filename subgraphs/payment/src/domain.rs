@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use async_graphql::Enum;
+pub use subgraph_kit::card::CardNumber;
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PaymentStatus {
@@ -41,9 +42,33 @@ impl FromStr for PaymentStatus {
     }
 }
 
+/// The card network's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization {
+    Approved,
+    Declined,
+}
+
+/// The simulated card network (the only simulated part of the system): the documented
+/// test cards approve and decline; any other number is declined, as a real network
+/// would for a card it does not know.
+pub fn authorize(card: &CardNumber) -> Authorization {
+    match card.digits() {
+        "4242424242424242" => Authorization::Approved,
+        _ => Authorization::Declined,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::PaymentStatus::*;
+    use super::*;
+
+    #[test]
+    fn the_test_cards_approve_and_decline() {
+        assert_eq!(authorize(&CardNumber::parse("4242424242424242").unwrap()), Authorization::Approved);
+        assert_eq!(authorize(&CardNumber::parse("4000000000000002").unwrap()), Authorization::Declined);
+    }
 
     #[test]
     fn a_payment_is_refunded_at_most_once() {

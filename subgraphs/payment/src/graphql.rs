@@ -2,23 +2,26 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
+use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{identity, parse_id};
-use subgraph_kit::{ApiError, Database};
+use subgraph_kit::server::Wiring;
+use subgraph_kit::{ApiError, Database, Identity};
 use uuid::Uuid;
 
 use crate::domain::PaymentStatus;
 use crate::storage::{self, PaymentRow};
 
-pub type PaymentSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type PaymentSchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn schema(database: Database) -> PaymentSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+pub fn schema(wiring: &Wiring) -> PaymentSchema {
+    let database = wiring.database.clone();
+    Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .data(BatchLoader::new(PaymentLoader(database.clone())))
         .data(BatchLoader::new(PaymentByRentalLoader(database.clone())))
+        .data(wiring.relay.clone())
         .data(database)
         .finish()
 }
@@ -139,5 +142,57 @@ impl Query {
     async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
         let key = parse_id(&id, "rental")?;
         Ok(Rental { id, key })
+    }
+}
+
+/// What the rental service asks to charge. Service to service only.
+#[derive(InputObject)]
+pub struct ChargeRentalInput {
+    pub rental_id: ID,
+    pub customer_id: ID,
+    /// Amount in won: the first month's fee.
+    pub amount: i32,
+    /// The full card number. Used for this one authorization and never stored: only the
+    /// last four digits are kept.
+    pub card_number: String,
+}
+
+fn require_service(ctx: &Context<'_>) -> Result<(), ApiError> {
+    match identity(ctx)? {
+        Identity::Service { .. } => Ok(()),
+        _ => Err(ApiError::forbidden("only other services may charge or void payments")),
+    }
+}
+
+pub struct Mutation;
+
+/// Called by the rental service directly, never through the router: the fields are
+/// `@inaccessible`, so they are not part of the public API.
+#[Object]
+impl Mutation {
+    /// Charges a rental's first month; idempotent per rental.
+    #[graphql(inaccessible)]
+    async fn charge_rental(&self, ctx: &Context<'_>, input: ChargeRentalInput) -> Result<Payment> {
+        require_service(ctx)?;
+        let card = crate::domain::CardNumber::parse(&input.card_number).map_err(ApiError::bad_input)?;
+        let request = crate::charges::ChargeRequest {
+            rental_id: parse_id(&input.rental_id, "rental")?,
+            customer_id: parse_id(&input.customer_id, "customer")?,
+            amount: input.amount,
+            card,
+        };
+        let row = crate::charges::charge(ctx.data_unchecked::<Database>(), request).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(Payment::from_row(row)?)
+    }
+
+    /// Calls off a rental's charge: refunds it, or makes sure it never happens.
+    #[graphql(inaccessible)]
+    async fn void_rental_charge(&self, ctx: &Context<'_>, rental_id: ID) -> Result<Option<Payment>> {
+        require_service(ctx)?;
+        let rental_id = parse_id(&rental_id, "rental")?;
+        let row = crate::charges::void(ctx.data_unchecked::<Database>(), rental_id).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(row.map(Payment::from_row).transpose()?)
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! `domain` holds the payment state machine, `storage` the SQL, `graphql` the schema.
 
+pub mod charges;
 pub mod domain;
 pub mod graphql;
 pub mod storage;
@@ -22,5 +23,5 @@ pub use graphql::{PaymentSchema, schema};
 /// Creates and migrates the database if needed, then serves the subgraph until
 /// `shutdown` is cancelled.
 pub async fn start(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
-    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, schema, shutdown).await
+    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, None, schema, shutdown).await
 }

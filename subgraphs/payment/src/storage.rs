@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use subgraph_kit::db::Connection;
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
@@ -60,4 +60,56 @@ pub async fn find_by_rentals(database: &Database, rental_ids: &[Uuid]) -> Result
         .select(PaymentRow::as_select())
         .load(&mut connection)
         .await?)
+}
+
+diesel::table! {
+    voided_rentals (rental_id) {
+        rental_id -> Uuid,
+        voided_at -> Timestamptz,
+    }
+}
+
+/// Serializes every charge and void of one rental: both take this lock first, so a
+/// void and a late charge for the same rental can never interleave.
+pub async fn lock_rental(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(rental_id.to_string())
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_by_rental(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(payments::rental_id.eq(rental_id))
+        .select(PaymentRow::as_select())
+        .first(connection)
+        .await
+        .optional()
+}
+
+pub async fn is_voided(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(voided_rentals::table.find(rental_id))).get_result(connection).await
+}
+
+pub async fn mark_voided(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<()> {
+    diesel::insert_into(voided_rentals::table)
+        .values(voided_rentals::rental_id.eq(rental_id))
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_in(connection: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
+    diesel::insert_into(payments::table).values(row).execute(connection).await?;
+    Ok(())
+}
+
+pub async fn mark_refunded(connection: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(payments::table.find(id))
+        .set((payments::status.eq(PaymentStatus::Refunded.as_str()), payments::refunded_at.eq(at)))
+        .execute(connection)
+        .await?;
+    Ok(())
 }

@@ -10,6 +10,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_graphql::Enum;
+use sha2::{Digest, Sha256};
+use subgraph_kit::ApiError;
+use subgraph_kit::card::CardNumber;
+use uuid::Uuid;
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RentalStatus {
@@ -73,9 +77,112 @@ impl FromStr for RentalStatus {
     }
 }
 
+pub const MAX_MONTHS: i32 = 60;
+pub const MAX_ADDRESS_CHARS: usize = 500;
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 100;
+
+/// A rent request that passed validation.
+#[derive(Debug)]
+pub struct RentRequest {
+    pub product_id: Uuid,
+    pub months: i32,
+    pub delivery_address: String,
+    pub card: CardNumber,
+    pub idempotency_key: String,
+}
+
+impl RentRequest {
+    pub fn validate(
+        product_id: Uuid,
+        months: i32,
+        delivery_address: &str,
+        card_number: &str,
+        idempotency_key: &str,
+    ) -> Result<Self, ApiError> {
+        if !(1..=MAX_MONTHS).contains(&months) {
+            return Err(ApiError::bad_input(format!("months must be between 1 and {MAX_MONTHS}, got {months}")));
+        }
+        let delivery_address = delivery_address.trim();
+        if delivery_address.is_empty() {
+            return Err(ApiError::bad_input("deliveryAddress must not be empty"));
+        }
+        if delivery_address.chars().count() > MAX_ADDRESS_CHARS {
+            return Err(ApiError::bad_input(format!(
+                "deliveryAddress must be at most {MAX_ADDRESS_CHARS} characters"
+            )));
+        }
+        let idempotency_key = idempotency_key.trim();
+        if idempotency_key.is_empty() || idempotency_key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+            return Err(ApiError::bad_input(format!(
+                "idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters (a UUID is a good choice)"
+            )));
+        }
+        let card = CardNumber::parse(card_number).map_err(ApiError::bad_input)?;
+        Ok(Self {
+            product_id,
+            months,
+            delivery_address: delivery_address.to_owned(),
+            card,
+            idempotency_key: idempotency_key.to_owned(),
+        })
+    }
+
+    /// A fingerprint of what was asked, to tell a retry from a different request under
+    /// the same key. It covers the card's last four digits, not the number: the full
+    /// number must not be stored, not even hashed (card numbers are easy to brute-force).
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            self.product_id.to_string(),
+            self.months.to_string(),
+            self.delivery_address.clone(),
+            self.card.last4(),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// The first month's fee is charged at once.
+pub fn first_charge(monthly_fee: i32) -> i32 {
+    monthly_fee
+}
+
 #[cfg(test)]
 mod tests {
     use super::RentalStatus::*;
+    use super::*;
+
+    fn valid() -> RentRequest {
+        RentRequest::validate(Uuid::nil(), 12, " Seoul ", "4242424242424242", "key-1").unwrap()
+    }
+
+    #[test]
+    fn a_valid_request_is_trimmed_and_fingerprinted_without_the_card_number() {
+        let request = valid();
+        assert_eq!(request.delivery_address, "Seoul");
+        assert_eq!(request.fingerprint(), valid().fingerprint());
+        assert_eq!(request.fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (RentRequest::validate(Uuid::nil(), 0, "a", "4242424242424242", "k"), "months"),
+            (RentRequest::validate(Uuid::nil(), 61, "a", "4242424242424242", "k"), "months"),
+            (RentRequest::validate(Uuid::nil(), 1, "  ", "4242424242424242", "k"), "deliveryAddress"),
+            (RentRequest::validate(Uuid::nil(), 1, &"x".repeat(501), "4242424242424242", "k"), "deliveryAddress"),
+            (RentRequest::validate(Uuid::nil(), 1, "a", "1234", "k"), "cardNumber"),
+            (RentRequest::validate(Uuid::nil(), 1, "a", "4242424242424242", ""), "idempotencyKey"),
+        ];
+        for (result, field) in cases {
+            let error = result.unwrap_err();
+            assert_eq!(error.code, subgraph_kit::ErrorCode::BadUserInput);
+            assert!(error.message.starts_with(field), "{} should name {field}", error.message);
+        }
+    }
 
     #[test]
     fn only_an_accepted_rental_can_be_activated_or_cancelled() {

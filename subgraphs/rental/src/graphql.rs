@@ -3,24 +3,34 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id};
+use subgraph_kit::server::Wiring;
 use subgraph_kit::{ApiError, Database, Identity};
 use uuid::Uuid;
 
-use crate::domain::RentalStatus;
+use crate::domain::{RentRequest, RentalStatus};
+use crate::renting::Renting;
 use crate::storage::{self, RentalRow};
 
-pub type RentalSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type RentalSchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn schema(database: Database) -> RentalSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+/// The schema; `renting` is absent only when the schema is built to export its SDL.
+pub fn schema_with(wiring: &Wiring, renting: Option<Arc<Renting>>) -> RentalSchema {
+    let database = wiring.database.clone();
+    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .data(BatchLoader::new(RentalLoader(database.clone())))
-        .data(database)
-        .finish()
+        .data(wiring.relay.clone())
+        .data(database);
+    if let Some(renting) = renting {
+        builder = builder.data(renting);
+    }
+    builder.finish()
 }
 
 /// A dispenser model, owned by the inventory subgraph; rental only knows its id.
@@ -128,5 +138,47 @@ impl Query {
         let caller = identity(ctx)?;
         let id = parse_id(&id, "rental")?;
         Ok(visible_rental(ctx, caller, id).await?)
+    }
+}
+
+#[derive(InputObject)]
+pub struct RentInput {
+    pub product_id: ID,
+    /// Contract length, 1-60 months.
+    pub months: i32,
+    /// Where to deliver the dispenser (1-500 characters).
+    pub delivery_address: String,
+    /// The card to charge the first month's fee to. Test cards: 4242424242424242
+    /// approves, 4000000000000002 declines. Only its last four digits are kept.
+    pub card_number: String,
+    /// Any unique string (a UUID is a good choice). Retrying with the same key and the
+    /// same input returns the same rental and never charges twice.
+    pub idempotency_key: String,
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Rents a dispenser: charges the first month at once, then accepts the rental; a
+    /// delivery is requested right after. Customers only.
+    async fn rent(&self, ctx: &Context<'_>, input: RentInput) -> Result<Rental> {
+        let customer_id = identity(ctx)?
+            .customer_id()
+            .ok_or_else(|| ApiError::forbidden("only customers may rent: call rent with a customer token"))?;
+        let product_id = parse_id(&input.product_id, "product")?;
+        let request = RentRequest::validate(
+            product_id,
+            input.months,
+            &input.delivery_address,
+            &input.card_number,
+            &input.idempotency_key,
+        )?;
+        let renting = ctx
+            .data_opt::<Arc<Renting>>()
+            .ok_or_else(|| ApiError::internal("renting is not configured in this process"))?;
+        let row = renting.rent(customer_id, request).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(Rental::from_row(row)?)
     }
 }

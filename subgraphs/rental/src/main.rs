@@ -1,4 +1,8 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    subgraph_kit::server::run_until_signal(rental::SERVICE, rental::DEFAULT_PORT, rental::start).await
+    let settings = rental::RentalSettings::from_env()?;
+    subgraph_kit::server::run_until_signal(rental::SERVICE, rental::DEFAULT_PORT, |config, shutdown| {
+        rental::start(config, settings, shutdown)
+    })
+    .await
 }

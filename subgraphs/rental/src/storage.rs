@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use subgraph_kit::db::Connection;
 use subgraph_kit::graphql::PageRequest;
 use subgraph_kit::{ApiError, Database};
@@ -21,6 +21,28 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        payment_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    catalog (product_id) {
+        product_id -> Uuid,
+        name -> Text,
+        monthly_fee -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rent_requests (customer_id, idempotency_key) {
+        customer_id -> Uuid,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        rental_id -> Uuid,
+        state -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -36,6 +58,7 @@ pub struct RentalRow {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub payment_id: Uuid,
 }
 
 impl RentalRow {
@@ -74,4 +97,223 @@ pub async fn page_for_customer(
         query = query.filter(rentals::id.lt(after));
     }
     Ok(query.limit(page.fetch_limit()).load(connection).await?)
+}
+
+pub async fn insert_in(connection: &mut AsyncPgConnection, row: &RentalRow) -> QueryResult<()> {
+    diesel::insert_into(rentals::table).values(row).execute(connection).await?;
+    Ok(())
+}
+
+pub async fn find_in(connection: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<RentalRow>> {
+    rentals::table.find(id).select(RentalRow::as_select()).first(connection).await.optional()
+}
+
+/// Rental's copy of one catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = catalog)]
+pub struct CatalogEntry {
+    pub product_id: Uuid,
+    pub name: String,
+    pub monthly_fee: i32,
+}
+
+pub async fn catalog_entry(connection: &mut AsyncPgConnection, product_id: Uuid) -> QueryResult<Option<CatalogEntry>> {
+    catalog::table.find(product_id).select(CatalogEntry::as_select()).first(connection).await.optional()
+}
+
+/// Records a product as inventory announced it; a newer announcement wins.
+pub async fn upsert_catalog_entry(
+    connection: &mut AsyncPgConnection,
+    entry: &CatalogEntry,
+    announced_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    // Events may arrive out of order: only a newer announcement overwrites.
+    diesel::sql_query(
+        "INSERT INTO catalog (product_id, name, monthly_fee, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, monthly_fee = EXCLUDED.monthly_fee, \
+         updated_at = EXCLUDED.updated_at WHERE catalog.updated_at <= EXCLUDED.updated_at",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(entry.product_id)
+    .bind::<diesel::sql_types::Text, _>(&entry.name)
+    .bind::<diesel::sql_types::Integer, _>(entry.monthly_fee)
+    .bind::<diesel::sql_types::Timestamptz, _>(announced_at)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    Pending,
+    Completed,
+    Voiding,
+    Abandoned,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "PENDING",
+            RequestState::Completed => "COMPLETED",
+            RequestState::Voiding => "VOIDING",
+            RequestState::Abandoned => "ABANDONED",
+        }
+    }
+
+    fn parse(text: &str) -> QueryResult<Self> {
+        match text {
+            "PENDING" => Ok(RequestState::Pending),
+            "COMPLETED" => Ok(RequestState::Completed),
+            "VOIDING" => Ok(RequestState::Voiding),
+            "ABANDONED" => Ok(RequestState::Abandoned),
+            other => Err(diesel::result::Error::DeserializationError(format!("unknown request state {other}").into())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RentRequestRow {
+    pub customer_id: Uuid,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub rental_id: Uuid,
+    pub state: RequestState,
+    pub updated_at: DateTime<Utc>,
+}
+
+type RequestColumns = (
+    rent_requests::customer_id,
+    rent_requests::idempotency_key,
+    rent_requests::request_hash,
+    rent_requests::rental_id,
+    rent_requests::state,
+    rent_requests::updated_at,
+);
+
+const REQUEST_COLUMNS: RequestColumns = (
+    rent_requests::customer_id,
+    rent_requests::idempotency_key,
+    rent_requests::request_hash,
+    rent_requests::rental_id,
+    rent_requests::state,
+    rent_requests::updated_at,
+);
+
+fn request_from(row: (Uuid, String, String, Uuid, String, DateTime<Utc>)) -> QueryResult<RentRequestRow> {
+    Ok(RentRequestRow {
+        customer_id: row.0,
+        idempotency_key: row.1,
+        request_hash: row.2,
+        rental_id: row.3,
+        state: RequestState::parse(&row.4)?,
+        updated_at: row.5,
+    })
+}
+
+/// Inserts a PENDING request unless one exists for this customer and key; returns
+/// the request as stored (the new one, or the earlier one).
+pub async fn claim_request(
+    connection: &mut AsyncPgConnection,
+    customer_id: Uuid,
+    idempotency_key: &str,
+    request_hash: &str,
+    rental_id: Uuid,
+) -> QueryResult<(bool, RentRequestRow)> {
+    let inserted = diesel::insert_into(rent_requests::table)
+        .values((
+            rent_requests::customer_id.eq(customer_id),
+            rent_requests::idempotency_key.eq(idempotency_key),
+            rent_requests::request_hash.eq(request_hash),
+            rent_requests::rental_id.eq(rental_id),
+            rent_requests::state.eq(RequestState::Pending.as_str()),
+        ))
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .await?;
+    let row = rent_requests::table
+        .find((customer_id, idempotency_key))
+        .select(REQUEST_COLUMNS)
+        .first(connection)
+        .await?;
+    Ok((inserted == 1, request_from(row)?))
+}
+
+/// The request for `rental_id`, locked until the end of the transaction.
+pub async fn lock_request(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<Option<RentRequestRow>> {
+    let row = rent_requests::table
+        .filter(rent_requests::rental_id.eq(rental_id))
+        .select(REQUEST_COLUMNS)
+        .for_update()
+        .first(connection)
+        .await
+        .optional()?;
+    row.map(request_from).transpose()
+}
+
+pub async fn set_request_state(
+    connection: &mut AsyncPgConnection,
+    rental_id: Uuid,
+    state: RequestState,
+) -> QueryResult<()> {
+    diesel::update(rent_requests::table.filter(rent_requests::rental_id.eq(rental_id)))
+        .set((rent_requests::state.eq(state.as_str()), rent_requests::updated_at.eq(Utc::now())))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Starts over under the same key after an abandoned attempt: a new rental id, since
+/// the old one's charge has been called off for good.
+pub async fn restart_request(
+    connection: &mut AsyncPgConnection,
+    customer_id: Uuid,
+    idempotency_key: &str,
+    new_rental_id: Uuid,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        rent_requests::table
+            .find((customer_id, idempotency_key))
+            .filter(rent_requests::state.eq(RequestState::Abandoned.as_str())),
+    )
+    .set((
+        rent_requests::rental_id.eq(new_rental_id),
+        rent_requests::state.eq(RequestState::Pending.as_str()),
+        rent_requests::updated_at.eq(Utc::now()),
+    ))
+    .execute(connection)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Forgets a request whose charge was declined: nothing was charged, so nothing
+/// needs calling off, and the customer may try again with the same key.
+pub async fn forget_request(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<()> {
+    diesel::delete(
+        rent_requests::table
+            .filter(rent_requests::rental_id.eq(rental_id))
+            .filter(rent_requests::state.eq(RequestState::Pending.as_str())),
+    )
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Requests the reconciler must finish: PENDING for longer than `older_than`, and
+/// every VOIDING one.
+pub async fn unfinished_requests(
+    connection: &mut AsyncPgConnection,
+    older_than: DateTime<Utc>,
+) -> QueryResult<Vec<RentRequestRow>> {
+    let rows = rent_requests::table
+        .filter(
+            rent_requests::state
+                .eq(RequestState::Voiding.as_str())
+                .or(rent_requests::state.eq(RequestState::Pending.as_str()).and(rent_requests::updated_at.lt(older_than))),
+        )
+        .select(REQUEST_COLUMNS)
+        .order(rent_requests::updated_at)
+        .limit(100)
+        .load(connection)
+        .await?;
+    rows.into_iter().map(request_from).collect()
 }

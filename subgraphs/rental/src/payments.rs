@@ -1,0 +1,162 @@
+//! The rental service's client for the payment service: direct service-to-service
+//! GraphQL calls with a service token, a timeout, and a circuit breaker, so a slow or
+//! dead payment service makes `rent` fail fast instead of piling up requests.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use subgraph_kit::breaker::{BreakerConfig, CircuitBreaker};
+use subgraph_kit::card::CardNumber;
+use subgraph_kit::config::env_or;
+use subgraph_kit::{ApiError, ErrorCode, Identity, TokenIssuer};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// The payment subgraph's GraphQL URL (reached directly, not through the router).
+    pub url: String,
+    /// How long one call may take before it counts as a failure.
+    pub timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+impl PaymentSettings {
+    /// `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS` (2000), `PAYMENT_BREAKER_FAILURES` (5) and
+    /// `PAYMENT_BREAKER_OPEN_MS` (5000).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let number = |name: &str, default: &str| -> anyhow::Result<u64> {
+            env_or(name, default).parse().map_err(|_| anyhow::anyhow!("{name} must be a whole number"))
+        };
+        Ok(Self {
+            url: env_or("PAYMENT_URL", "http://127.0.0.1:4003/graphql"),
+            timeout: Duration::from_millis(number("PAYMENT_TIMEOUT_MS", "2000")?),
+            breaker: BreakerConfig {
+                failure_threshold: number("PAYMENT_BREAKER_FAILURES", "5")?.max(1) as u32,
+                open_for: Duration::from_millis(number("PAYMENT_BREAKER_OPEN_MS", "5000")?),
+            },
+        })
+    }
+}
+
+/// What payment said to a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Charged { payment_id: Uuid },
+    /// Payment answered and refused (declined card, bad input, a voided rental):
+    /// nothing was charged. The error is the one to show.
+    Refused(ApiError),
+}
+
+/// How long a client should wait after a failed call before trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+pub struct PaymentClient {
+    http: reqwest::Client,
+    settings: PaymentSettings,
+    issuer: TokenIssuer,
+    breaker: CircuitBreaker,
+}
+
+impl PaymentClient {
+    pub fn new(settings: PaymentSettings, jwt_secret: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            breaker: CircuitBreaker::new(settings.breaker),
+            issuer: TokenIssuer::new(jwt_secret),
+            settings,
+        }
+    }
+
+    /// Fails at once while the breaker is open, before anything is written.
+    pub fn check_available(&self) -> Result<(), ApiError> {
+        self.breaker.peek().map_err(|refused| ApiError::payment_unavailable(refused.retry_after))
+    }
+
+    pub async fn charge(
+        &self,
+        rental_id: Uuid,
+        customer_id: Uuid,
+        amount: i32,
+        card: &CardNumber,
+    ) -> Result<ChargeOutcome, ApiError> {
+        let query = "mutation($input: ChargeRentalInput!) { chargeRental(input: $input) { id } }";
+        let variables = json!({ "input": {
+            "rentalId": rental_id,
+            "customerId": customer_id,
+            "amount": amount,
+            "cardNumber": card.digits(),
+        }});
+        let response = self.call(query, variables).await?;
+        if let Some(id) = response.pointer("/data/chargeRental/id").and_then(Value::as_str) {
+            let payment_id = id.parse().map_err(|_| ApiError::internal("payment returned a malformed payment id"))?;
+            return Ok(ChargeOutcome::Charged { payment_id });
+        }
+        Ok(ChargeOutcome::Refused(first_error(&response)))
+    }
+
+    /// Calls off the charge of `rental_id` (refund, or never charge). Idempotent.
+    pub async fn void(&self, rental_id: Uuid) -> Result<(), ApiError> {
+        let query = "mutation($id: ID!) { voidRentalCharge(rentalId: $id) { id } }";
+        let response = self.call(query, json!({ "id": rental_id })).await?;
+        match response.get("errors") {
+            None => Ok(()),
+            Some(_) => Err(first_error(&response)),
+        }
+    }
+
+    /// One call through the breaker. Transport failures, timeouts, 5xx answers and
+    /// internal errors count against the breaker; answers payment meant (a decline, a
+    /// validation error) do not.
+    async fn call(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
+        let permit = self.breaker.admit().map_err(|refused| ApiError::payment_unavailable(refused.retry_after))?;
+        let token = self.issuer.issue(&Identity::Service { name: crate::SERVICE.into() }, Duration::from_secs(60));
+        let request = self
+            .http
+            .post(&self.settings.url)
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send();
+        let answer = match tokio::time::timeout(self.settings.timeout, request).await {
+            Ok(Ok(response)) if response.status().is_success() => response.json::<Value>().await.ok(),
+            Ok(Ok(response)) => {
+                tracing::warn!(status = %response.status(), "payment answered with an error status");
+                None
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "payment could not be reached");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.settings.timeout, "payment did not answer in time");
+                None
+            }
+        };
+        let internal = answer.as_ref().is_some_and(|body| error_code(body) == Some(ErrorCode::Internal.as_str()));
+        match answer {
+            Some(body) if !internal => {
+                self.breaker.record(permit, true);
+                Ok(body)
+            }
+            _ => {
+                self.breaker.record(permit, false);
+                Err(ApiError::payment_unavailable(RETRY_AFTER_FAILURE))
+            }
+        }
+    }
+}
+
+fn error_code(response: &Value) -> Option<&str> {
+    response.pointer("/errors/0/extensions/code").and_then(Value::as_str)
+}
+
+/// Payment's first error, with its code, as ours to return.
+fn first_error(response: &Value) -> ApiError {
+    let message = response.pointer("/errors/0/message").and_then(Value::as_str).unwrap_or("payment refused the charge");
+    let code = match error_code(response) {
+        Some("PAYMENT_DECLINED") => ErrorCode::PaymentDeclined,
+        Some("BAD_USER_INPUT") => ErrorCode::BadUserInput,
+        Some("CONFLICT") => ErrorCode::Conflict,
+        _ => return ApiError::internal(format!("unexpected answer from payment: {response}")),
+    };
+    ApiError::new(code, message)
+}
