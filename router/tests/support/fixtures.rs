@@ -91,3 +91,37 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
     delivery::storage::insert(&mut connection, &delivery).await.expect("delivery row");
     fixture
 }
+
+/// Creates a product and waits until rental has learned of it (from inventory's
+/// `product.created` event), so it can be rented.
+pub async fn rentable_product(stack: &TestStack, name: &str, monthly_fee: i32, stock: i32) -> Uuid {
+    let product_id = create_product(stack, name, monthly_fee, stock).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut connection = stack.subgraphs.rental.database.connection().await.expect("rental db");
+        if rental::storage::catalog_entry(&mut connection, product_id).await.expect("catalog").is_some() {
+            return product_id;
+        }
+        assert!(std::time::Instant::now() < deadline, "rental never learned of product {product_id}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+pub const RENT: &str = r#"
+mutation($input: RentInput!) {
+  rent(input: $input) {
+    id status months monthlyFee deliveryAddress customerId
+    product { id name }
+    payment { amount cardLast4 status }
+  }
+}"#;
+
+pub fn rent_input(product_id: Uuid, card: &str, key: &str) -> serde_json::Value {
+    json!({ "input": {
+        "productId": product_id,
+        "months": 12,
+        "deliveryAddress": "12 Teheran-ro, Gangnam-gu, Seoul",
+        "cardNumber": card,
+        "idempotencyKey": key,
+    }})
+}

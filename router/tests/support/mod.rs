@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 pub struct TestStack {
     pub subgraphs: Subgraphs,
+    configs: Vec<subgraph_kit::ServiceConfig>,
     pub router: Option<RouterProcess>,
     pub secret: String,
     pub client: reqwest::Client,
@@ -67,11 +68,14 @@ impl TestStack {
         }
         let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let configs: Vec<subgraph_kit::ServiceConfig> = databases
+            .iter()
+            .map(|(service, database)| {
+                service_config(service, any_port, database.config.clone(), &secret, events.config.clone())
+            })
+            .collect();
         let subgraphs = Subgraphs::start(
-            |service| {
-                let (_, database) = databases.iter().find(|(name, _)| *name == service).expect("a database each");
-                Ok(service_config(service, any_port, database.config.clone(), &secret, events.config.clone()))
-            },
+            |service| Ok(configs.iter().find(|config| config.service == service).expect("a config each").clone()),
             &options.rental,
             shutdown.clone(),
         )
@@ -92,6 +96,7 @@ impl TestStack {
         .expect("router starts");
         Self {
             subgraphs,
+            configs,
             router: Some(router),
             secret,
             client: reqwest::Client::new(),
@@ -121,6 +126,29 @@ impl TestStack {
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
         post_graphql(&self.client, &self.router_url(), token, &json!({ "query": query, "variables": variables }))
             .await
+    }
+
+    /// Stops the payment service, as a crash or an outage would.
+    pub async fn stop_payment(&mut self) -> std::net::SocketAddr {
+        let address = self.subgraphs.payment.address;
+        self.subgraphs.payment.wiring.shutdown.cancel();
+        // Wait until the port is really closed.
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(address).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        address
+    }
+
+    /// Starts payment again on its old address, with its database as it was.
+    pub async fn restart_payment(&mut self, address: std::net::SocketAddr) {
+        let mut config = self.configs.iter().find(|config| config.service == payment::SERVICE).expect("payment").clone();
+        config.listen = address;
+        let restarted = payment::start(config, self.shutdown.clone()).await.expect("payment restarts");
+        let old = std::mem::replace(&mut self.subgraphs.payment, restarted);
+        old.stopped().await;
     }
 
     pub async fn stop(mut self) {
@@ -163,4 +191,33 @@ pub fn error_codes(response: &Value) -> Vec<String> {
 /// The message of the first error, for assertions on wording.
 pub fn first_message(response: &Value) -> String {
     response["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The single number a counting query returns (`SELECT count(*) AS n ...`).
+pub async fn count(database: &subgraph_kit::Database, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut connection = database.connection().await.expect("connection");
+    let row: Count = diesel::sql_query(sql).get_result(&mut connection).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    row.n
+}
+
+/// Polls `check` until it holds or `limit` passes; true if it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check().await
 }
