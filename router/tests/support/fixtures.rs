@@ -87,6 +87,7 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
         delivered_at: None,
         cancelled_at: None,
         updated_at: now,
+        waiting_for_stock: false,
     };
     delivery::storage::insert(&mut connection, &delivery).await.expect("delivery row");
     fixture

@@ -128,10 +128,20 @@ impl TestStack {
             .await
     }
 
-    /// Stops the payment service, as a crash or an outage would.
-    pub async fn stop_payment(&mut self) -> std::net::SocketAddr {
-        let address = self.subgraphs.payment.address;
-        self.subgraphs.payment.wiring.shutdown.cancel();
+    fn service_mut(&mut self, name: &str) -> &mut subgraph_kit::RunningService {
+        match name {
+            "inventory" => &mut self.subgraphs.inventory,
+            "payment" => &mut self.subgraphs.payment,
+            "delivery" => &mut self.subgraphs.delivery,
+            other => panic!("tests do not restart {other}"),
+        }
+    }
+
+    /// Stops one service (server and event bus), as a crash or an outage would.
+    pub async fn stop_service(&mut self, name: &str) -> std::net::SocketAddr {
+        let service = self.service_mut(name);
+        let address = service.address;
+        service.wiring.shutdown.cancel();
         // Wait until the port is really closed.
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(address).await.is_err() {
@@ -142,13 +152,28 @@ impl TestStack {
         address
     }
 
-    /// Starts payment again on its old address, with its database as it was.
-    pub async fn restart_payment(&mut self, address: std::net::SocketAddr) {
-        let mut config = self.configs.iter().find(|config| config.service == payment::SERVICE).expect("payment").clone();
+    /// Starts a stopped service again on its old address, with its database as it was.
+    pub async fn restart_service(&mut self, name: &str, address: std::net::SocketAddr) {
+        let mut config = self.configs.iter().find(|config| config.service == name).expect("known service").clone();
         config.listen = address;
-        let restarted = payment::start(config, self.shutdown.clone()).await.expect("payment restarts");
-        let old = std::mem::replace(&mut self.subgraphs.payment, restarted);
+        let shutdown = self.shutdown.clone();
+        let restarted = match name {
+            "inventory" => inventory::start(config, shutdown).await,
+            "payment" => payment::start(config, shutdown).await,
+            "delivery" => delivery::start(config, shutdown).await,
+            other => panic!("tests do not restart {other}"),
+        }
+        .expect("service restarts");
+        let old = std::mem::replace(self.service_mut(name), restarted);
         old.stopped().await;
+    }
+
+    pub async fn stop_payment(&mut self) -> std::net::SocketAddr {
+        self.stop_service(payment::SERVICE).await
+    }
+
+    pub async fn restart_payment(&mut self, address: std::net::SocketAddr) {
+        self.restart_service(payment::SERVICE, address).await
     }
 
     pub async fn stop(mut self) {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
+use async_graphql::{Context, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require_operator};
@@ -15,14 +15,15 @@ use uuid::Uuid;
 use crate::domain::DeliveryStatus;
 use crate::storage::{self, DeliveryRow};
 
-pub type DeliverySchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type DeliverySchema = Schema<Query, Mutation, EmptySubscription>;
 
 pub fn schema(wiring: &Wiring) -> DeliverySchema {
     let database = wiring.database.clone();
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .data(BatchLoader::new(DeliveryLoader(database.clone())))
         .data(BatchLoader::new(DeliveryByRentalLoader(database.clone())))
+        .data(wiring.relay.clone())
         .data(database)
         .finish()
 }
@@ -47,6 +48,9 @@ pub struct Delivery {
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// True while the shipment waits for a unit: it started when the product had no
+    /// stock, and the next restock serves it.
+    pub waiting_for_stock: bool,
     #[graphql(skip)]
     pub key: Uuid,
     #[graphql(skip)]
@@ -65,6 +69,7 @@ impl Delivery {
             shipped_at: row.shipped_at,
             delivered_at: row.delivered_at,
             cancelled_at: row.cancelled_at,
+            waiting_for_stock: row.waiting_for_stock,
             key: row.id,
             owner: row.customer_id,
         })
@@ -172,5 +177,30 @@ impl Query {
     async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
         let key = parse_id(&id, "rental")?;
         Ok(Rental { id, key })
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Ships a requested delivery (operators only): REQUESTED → SHIPPING. The
+    /// product's stock goes down by one, asynchronously.
+    async fn start_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
+        require_operator(ctx, "start deliveries")?;
+        let id = parse_id(&id, "delivery")?;
+        let row = crate::shipping::start(ctx.data_unchecked::<Database>(), id).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(Delivery::from_row(row)?)
+    }
+
+    /// Marks a shipping delivery as delivered (operators only): SHIPPING → DELIVERED.
+    /// The rental becomes ACTIVE.
+    async fn complete_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
+        require_operator(ctx, "complete deliveries")?;
+        let id = parse_id(&id, "delivery")?;
+        let row = crate::shipping::complete(ctx.data_unchecked::<Database>(), id).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(Delivery::from_row(row)?)
     }
 }

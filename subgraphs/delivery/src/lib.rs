@@ -3,7 +3,9 @@
 //! `domain` holds the delivery state machine, `storage` the SQL, `graphql` the schema.
 
 pub mod domain;
+pub mod events;
 pub mod graphql;
+pub mod shipping;
 pub mod storage;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -21,5 +23,6 @@ pub use graphql::{DeliverySchema, schema};
 /// Creates and migrates the database if needed, then serves the subgraph until
 /// `shutdown` is cancelled.
 pub async fn start(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
-    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, None, schema, shutdown).await
+    let handler = std::sync::Arc::new(events::DeliveryEvents);
+    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, Some(handler), schema, shutdown).await
 }

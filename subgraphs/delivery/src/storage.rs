@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use subgraph_kit::db::Connection;
 use subgraph_kit::graphql::PageRequest;
 use subgraph_kit::{ApiError, Database};
@@ -23,6 +23,7 @@ diesel::table! {
         delivered_at -> Nullable<Timestamptz>,
         cancelled_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+        waiting_for_stock -> Bool,
     }
 }
 
@@ -40,6 +41,7 @@ pub struct DeliveryRow {
     pub delivered_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    pub waiting_for_stock: bool,
 }
 
 impl DeliveryRow {
@@ -87,4 +89,36 @@ pub async fn page(
         query = query.filter(deliveries::id.gt(after));
     }
     Ok(query.limit(page.fetch_limit()).load(connection).await?)
+}
+
+/// Inserts a delivery unless its rental already has one; true if inserted.
+pub async fn insert_once(connection: &mut AsyncPgConnection, row: &DeliveryRow) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(deliveries::table)
+        .values(row)
+        .on_conflict(deliveries::rental_id)
+        .do_nothing()
+        .execute(connection)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// The delivery, locked until the end of the transaction.
+pub async fn lock(connection: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
+    deliveries::table.find(id).select(DeliveryRow::as_select()).for_update().first(connection).await.optional()
+}
+
+/// Writes a delivery's status and timestamps back.
+pub async fn save(connection: &mut AsyncPgConnection, row: &DeliveryRow) -> QueryResult<()> {
+    diesel::update(deliveries::table.find(row.id))
+        .set((
+            deliveries::status.eq(&row.status),
+            deliveries::shipped_at.eq(row.shipped_at),
+            deliveries::delivered_at.eq(row.delivered_at),
+            deliveries::cancelled_at.eq(row.cancelled_at),
+            deliveries::waiting_for_stock.eq(row.waiting_for_stock),
+            deliveries::updated_at.eq(Utc::now()),
+        ))
+        .execute(connection)
+        .await?;
+    Ok(())
 }

@@ -143,6 +143,8 @@ impl Mutation {
         let id = parse_id(&product_id, "product")?;
         let quantity = validate_restock(quantity)?;
         let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        Ok(storage::restock(&mut db, id, quantity).await?.ok_or_else(|| no_such_product(id))?.into())
+        let row = storage::restock(&mut db, id, quantity).await?.ok_or_else(|| no_such_product(id))?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(row.into())
     }
 }

@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod domain;
 pub mod graphql;
+pub mod stock;
 pub mod storage;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -23,5 +24,6 @@ pub use graphql::{InventorySchema, schema};
 /// Creates and migrates the database if needed, then serves the subgraph until
 /// `shutdown` is cancelled.
 pub async fn start(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
-    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, None, schema, shutdown).await
+    let handler = std::sync::Arc::new(stock::InventoryEvents);
+    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, Some(handler), schema, shutdown).await
 }

@@ -129,19 +129,27 @@ pub async fn page(connection: &mut Connection, page: &PageRequest) -> Result<Vec
     Ok(query.limit(page.fetch_limit()).load(connection).await?)
 }
 
-/// Adds units in one atomic statement; `None` when the product does not exist.
+/// Adds units and serves shipments waiting for this product, in one transaction;
+/// `None` when the product does not exist.
 pub async fn restock(connection: &mut Connection, id: Uuid, quantity: i32) -> Result<Option<ProductRow>, ApiError> {
-    let result = diesel::update(products::table.find(id))
-        .set((products::stock.eq(products::stock + quantity), products::updated_at.eq(Utc::now())))
-        .returning(ProductRow::as_returning())
-        .get_result(connection)
+    connection
+        .transaction(async |connection| {
+            let result = diesel::update(products::table.find(id))
+                .set((products::stock.eq(products::stock + quantity), products::updated_at.eq(Utc::now())))
+                .execute(connection)
+                .await;
+            match result {
+                // Stock is a 32-bit integer; only an absurd pile of restocks can overflow it.
+                Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("out of range") => {
+                    return Err(ApiError::bad_input(format!(
+                        "restocking {quantity} units would exceed the stock limit"
+                    )));
+                }
+                Ok(0) => return Ok(None),
+                other => other?,
+            };
+            crate::stock::serve_shortages(connection, id).await?;
+            Ok(products::table.find(id).select(ProductRow::as_select()).first(connection).await.optional()?)
+        })
         .await
-        .optional();
-    match result {
-        // Stock is a 32-bit integer; only an absurd pile of restocks can overflow it.
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("out of range") => Err(
-            ApiError::bad_input(format!("restocking {quantity} units would exceed the stock limit")),
-        ),
-        other => Ok(other?),
-    }
 }

@@ -228,7 +228,14 @@ pub async fn start_subgraph<E: Executor + Clone>(
     let listener = bind(config.listen).await?;
     // A token of its own, so one service can be stopped while the others run on.
     let own = shutdown.child_token();
-    let bus = EventBus::start(config.events.clone(), config.service, background.clone(), handler, own.clone());
+    let bus = EventBus::start(
+        config.events.clone(),
+        config.service,
+        crate::events::catalog::SUBSCRIPTIONS,
+        background.clone(),
+        handler,
+        own.clone(),
+    );
     let wiring =
         Wiring { config: config.clone(), database: database.clone(), background, relay: bus.waker(), shutdown: own.clone() };
     let app = routes(schema(&wiring), TokenVerifier::new(&config.jwt_secret), database);

@@ -12,6 +12,7 @@ use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde_json::json;
 use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
+use subgraph_kit::events::catalog::Subscription;
 use subgraph_kit::events::outbox::enqueue;
 use subgraph_kit::events::{Envelope, EventBus, EventHandler, HandlerError};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
@@ -20,15 +21,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const SERVICE: &str = "kitcheck";
+const SUBSCRIPTIONS: &[Subscription] = &[Subscription { service: SERVICE, event_types: &["test.noted"] }];
 
 /// Appends a row per event it applies: a second application would show as a second row.
 struct Notebook;
 
 impl EventHandler for Notebook {
-    fn event_types(&self) -> &'static [&'static str] {
-        &["test.noted"]
-    }
-
     fn handle<'a>(&'a self, connection: &'a mut AsyncPgConnection, event: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             #[derive(serde::Deserialize)]
@@ -66,7 +64,7 @@ async fn start() -> Fixture {
         .expect("notes table");
     let events = TestEvents::new(&[SERVICE]);
     let shutdown = CancellationToken::new();
-    let bus = EventBus::start(events.config.clone(), SERVICE, database.clone(), Some(Arc::new(Notebook)), shutdown.clone());
+    let bus = EventBus::start(events.config.clone(), SERVICE, SUBSCRIPTIONS, database.clone(), Some(Arc::new(Notebook)), shutdown.clone());
     assert!(bus.connected(Duration::from_secs(20)).await, "bus connects");
     Fixture { database, events, bus, shutdown, _db: db }
 }

@@ -77,6 +77,49 @@ impl FromStr for RentalStatus {
     }
 }
 
+/// What can happen to a rental, as its customer reads it in the timeline.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimelineKind {
+    /// The first month was charged.
+    Paid,
+    DeliveryRequested,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Refunded,
+}
+
+impl TimelineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimelineKind::Paid => "PAID",
+            TimelineKind::DeliveryRequested => "DELIVERY_REQUESTED",
+            TimelineKind::Shipped => "SHIPPED",
+            TimelineKind::Delivered => "DELIVERED",
+            TimelineKind::Cancelled => "CANCELLED",
+            TimelineKind::Refunded => "REFUNDED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Paid, Self::DeliveryRequested, Self::Shipped, Self::Delivered, Self::Cancelled, Self::Refunded]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
+    /// The timeline entry an event type stands for.
+    pub fn of_event(event_type: &str) -> Option<Self> {
+        match event_type {
+            "payment.charged" => Some(Self::Paid),
+            "payment.refunded" => Some(Self::Refunded),
+            "delivery.requested" => Some(Self::DeliveryRequested),
+            "delivery.started" => Some(Self::Shipped),
+            "delivery.completed" => Some(Self::Delivered),
+            _ => None,
+        }
+    }
+}
+
 pub const MAX_MONTHS: i32 = 60;
 pub const MAX_ADDRESS_CHARS: usize = 500;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 100;

@@ -7,9 +7,18 @@ use serde::Deserialize;
 use subgraph_kit::events::{Envelope, EventHandler, HandlerError};
 use uuid::Uuid;
 
+use crate::domain::TimelineKind;
 use crate::storage::{self, CatalogEntry};
 
 pub const PRODUCT_CREATED: &str = "product.created";
+pub const DELIVERY_COMPLETED: &str = "delivery.completed";
+
+/// The part every payment and delivery event has.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AboutRental {
+    rental_id: Uuid,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,10 +31,6 @@ struct ProductAnnounced {
 pub struct RentalEvents;
 
 impl EventHandler for RentalEvents {
-    fn event_types(&self) -> &'static [&'static str] {
-        &[PRODUCT_CREATED]
-    }
-
     fn handle<'a>(
         &'a self,
         connection: &'a mut AsyncPgConnection,
@@ -41,8 +46,31 @@ impl EventHandler for RentalEvents {
                     storage::upsert_catalog_entry(connection, &entry, announced_at).await?;
                     Ok(())
                 }
+                DELIVERY_COMPLETED => {
+                    let delivered: AboutRental = event.data_as()?;
+                    activate(connection, delivered.rental_id).await
+                }
+                // Only recorded in the timeline (below).
+                "payment.charged" | "payment.refunded" | "delivery.requested" | "delivery.started" => Ok(()),
                 other => Err(HandlerError::Poison(format!("rental does not handle {other}"))),
+            }?;
+            // Every event about a rental also lands in its timeline.
+            if let Some(kind) = TimelineKind::of_event(&event.event_type) {
+                let about: AboutRental = event.data_as()?;
+                storage::record_timeline(connection, event.id, about.rental_id, kind, event.occurred_at).await?;
             }
+            Ok(())
         })
     }
+}
+
+/// The dispenser arrived: the rental starts running.
+async fn activate(connection: &mut AsyncPgConnection, rental_id: Uuid) -> Result<(), HandlerError> {
+    let rental = storage::lock_rental(connection, rental_id)
+        .await?
+        .ok_or_else(|| HandlerError::Poison(format!("delivery completed for unknown rental {rental_id}")))?;
+    let status = rental.status().map_err(|error| HandlerError::Poison(error.message))?;
+    let activated = status.activate().map_err(|refused| HandlerError::Poison(refused.to_string()))?;
+    storage::set_status(connection, rental_id, activated).await?;
+    Ok(())
 }

@@ -13,7 +13,7 @@ use subgraph_kit::server::Wiring;
 use subgraph_kit::{ApiError, Database, Identity};
 use uuid::Uuid;
 
-use crate::domain::{RentRequest, RentalStatus};
+use crate::domain::{RentRequest, RentalStatus, TimelineKind};
 use crate::renting::Renting;
 use crate::storage::{self, RentalRow};
 
@@ -25,6 +25,7 @@ pub fn schema_with(wiring: &Wiring, renting: Option<Arc<Renting>>) -> RentalSche
     let mut builder = Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .data(BatchLoader::new(RentalLoader(database.clone())))
+        .data(BatchLoader::new(TimelineLoader(database.clone())))
         .data(wiring.relay.clone())
         .data(database);
     if let Some(renting) = renting {
@@ -42,6 +43,7 @@ pub struct Product {
 
 /// One customer's rental of one dispenser.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Rental {
     pub id: ID,
     /// The customer who rents (the subject of their token).
@@ -76,6 +78,41 @@ impl Rental {
             key: row.id,
             owner: row.customer_id,
         })
+    }
+}
+
+/// One thing that happened to a rental.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub kind: TimelineKind,
+    pub at: DateTime<Utc>,
+}
+
+#[async_graphql::ComplexObject]
+impl Rental {
+    /// What happened so far, oldest first: paid, delivery requested, shipped, delivered,
+    /// cancelled, refunded. Kept up to date by the other services' events, so an entry
+    /// can appear a moment after the change it records.
+    async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<TimelineEntry>> {
+        let entries = ctx.data_unchecked::<BatchLoader<TimelineLoader>>().load_one(self.key).await?;
+        Ok(entries.unwrap_or_default())
+    }
+}
+
+/// Loads the timelines of many rentals in one query.
+pub struct TimelineLoader(Database);
+
+impl BatchFetch for TimelineLoader {
+    type Key = Uuid;
+    type Value = Vec<TimelineEntry>;
+
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<TimelineEntry>>, ApiError> {
+        let mut timelines: HashMap<Uuid, Vec<TimelineEntry>> = HashMap::new();
+        for (rental_id, kind, at) in storage::timelines(&self.0, keys).await? {
+            let kind = TimelineKind::parse(&kind).ok_or_else(|| ApiError::internal(format!("unknown timeline kind {kind}")))?;
+            timelines.entry(rental_id).or_default().push(TimelineEntry { kind, at });
+        }
+        Ok(timelines)
     }
 }
 

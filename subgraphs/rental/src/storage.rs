@@ -26,6 +26,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    rental_timeline (event_id) {
+        event_id -> Uuid,
+        rental_id -> Uuid,
+        kind -> Text,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     catalog (product_id) {
         product_id -> Uuid,
         name -> Text,
@@ -316,4 +325,47 @@ pub async fn unfinished_requests(
         .load(connection)
         .await?;
     rows.into_iter().map(request_from).collect()
+}
+
+pub async fn lock_rental(connection: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<RentalRow>> {
+    rentals::table.find(id).select(RentalRow::as_select()).for_update().first(connection).await.optional()
+}
+
+pub async fn set_status(connection: &mut AsyncPgConnection, id: Uuid, status: RentalStatus) -> QueryResult<()> {
+    diesel::update(rentals::table.find(id))
+        .set((rentals::status.eq(status.as_str()), rentals::updated_at.eq(Utc::now())))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub async fn record_timeline(
+    connection: &mut AsyncPgConnection,
+    event_id: Uuid,
+    rental_id: Uuid,
+    kind: crate::domain::TimelineKind,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(rental_timeline::table)
+        .values((
+            rental_timeline::event_id.eq(event_id),
+            rental_timeline::rental_id.eq(rental_id),
+            rental_timeline::kind.eq(kind.as_str()),
+            rental_timeline::at.eq(at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// The timelines of many rentals in one statement, each in time order.
+pub async fn timelines(database: &Database, rental_ids: &[Uuid]) -> Result<Vec<(Uuid, String, DateTime<Utc>)>, ApiError> {
+    let mut connection = database.connection().await?;
+    Ok(rental_timeline::table
+        .filter(rental_timeline::rental_id.eq_any(rental_ids))
+        .order((rental_timeline::rental_id, rental_timeline::at, rental_timeline::event_id))
+        .select((rental_timeline::rental_id, rental_timeline::kind, rental_timeline::at))
+        .load(&mut connection)
+        .await?)
 }

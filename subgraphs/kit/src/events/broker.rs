@@ -5,6 +5,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use super::EventsConfig;
+use super::catalog::Subscription;
 
 pub async fn connect(config: &EventsConfig, service: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
@@ -24,18 +25,20 @@ pub async fn publisher_channel(connection: &Connection) -> lapin::Result<Channel
     Ok(channel)
 }
 
-/// Declares the exchange, and for a consuming service its queue bound to the event
-/// types it handles and its dead-letter queue. Every declaration is idempotent, so this
-/// runs at every (re)connection.
-pub async fn declare(channel: &Channel, config: &EventsConfig, service: &str, event_types: &[&str]) -> lapin::Result<()> {
+/// Declares the exchange and every subscription's queue, bindings and dead-letter
+/// queue. Every declaration is idempotent, so this runs at every (re)connection.
+pub async fn declare(channel: &Channel, config: &EventsConfig, subscriptions: &[Subscription]) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
     channel
         .exchange_declare(config.exchange().as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
         .await?;
-    if event_types.is_empty() {
-        return Ok(());
+    for subscription in subscriptions {
+        declare_queue(channel, config, subscription.service, subscription.event_types).await?;
     }
+    Ok(())
+}
 
+async fn declare_queue(channel: &Channel, config: &EventsConfig, service: &str, event_types: &[&str]) -> lapin::Result<()> {
     let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
     let dead_letters = config.dead_letter_queue(service);
     let mut dead_letter_arguments = FieldTable::default();

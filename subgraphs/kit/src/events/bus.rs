@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{RelayWaker, relay};
+use super::catalog::{Subscription, subscriptions_of};
 use super::{Envelope, EventsConfig, broker, inbox};
 use crate::db::Database;
 
@@ -39,11 +40,9 @@ impl From<diesel::result::Error> for HandlerError {
     }
 }
 
-/// What a consuming service does with the events it subscribes to.
+/// What a consuming service does with the events it subscribes to (the event types
+/// are listed in [`super::catalog`]).
 pub trait EventHandler: Send + Sync + 'static {
-    /// The event types (routing keys) to receive.
-    fn event_types(&self) -> &'static [&'static str];
-
     /// Applies one event inside the transaction that also records it as processed.
     /// Events written to the outbox here are published after the commit.
     fn handle<'a>(
@@ -65,9 +64,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PREFETCH: u16 = 64;
 
 impl EventBus {
+    /// Runs the bus of `service`, declaring `subscriptions` (normally
+    /// [`super::catalog::SUBSCRIPTIONS`]) and consuming this service's own with `handler`.
     pub fn start(
         config: EventsConfig,
         service: &'static str,
+        subscriptions: &'static [Subscription],
         database: Database,
         handler: Option<Arc<dyn EventHandler>>,
         shutdown: CancellationToken,
@@ -81,6 +83,7 @@ impl EventBus {
                 let session = Session {
                     config: &config,
                     service,
+                    subscriptions,
                     database: &database,
                     handler: handler.as_deref(),
                     waker: &session_waker,
@@ -123,6 +126,7 @@ impl EventBus {
 struct Session<'a> {
     config: &'a EventsConfig,
     service: &'static str,
+    subscriptions: &'static [Subscription],
     database: &'a Database,
     handler: Option<&'a dyn EventHandler>,
     waker: &'a RelayWaker,
@@ -133,13 +137,13 @@ impl Session<'_> {
     /// One connection's life: Ok when shut down, Err when the connection failed.
     async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let connection = broker::connect(self.config, self.service).await?;
-        let event_types = self.handler.map(EventHandler::event_types).unwrap_or(&[]);
         let setup = connection.create_channel().await?;
-        broker::declare(&setup, self.config, self.service, event_types).await?;
+        broker::declare(&setup, self.config, self.subscriptions).await?;
         let publisher = broker::publisher_channel(&connection).await?;
+        let consumes = !subscriptions_of(self.subscriptions, self.service).is_empty();
         let consumer = match self.handler {
-            Some(handler) => Some((connection.create_channel().await?, handler)),
-            None => None,
+            Some(handler) if consumes => Some((connection.create_channel().await?, handler)),
+            _ => None,
         };
         let _ = self.connected.send(true);
         tracing::info!(service = self.service, "event bus connected");

@@ -16,6 +16,7 @@
 
 pub mod broker;
 pub mod bus;
+pub mod catalog;
 pub mod inbox;
 pub mod outbox;
 

@@ -1,0 +1,1 @@
+DROP TABLE rental_timeline;
