@@ -11,9 +11,11 @@ use crate::shipping;
 use crate::storage::deliveries;
 
 pub const RENTAL_ACCEPTED: &str = "rental.accepted";
+pub const RENTAL_CANCELLED: &str = "rental.cancelled";
 pub const STOCK_SHORTAGE: &str = "stock.shortage";
 pub const STOCK_ALLOCATED: &str = "stock.allocated";
 
+/// What delivery reads from `rental.accepted` and `rental.cancelled`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RentalAccepted {
@@ -42,6 +44,18 @@ impl EventHandler for DeliveryEvents {
                 RENTAL_ACCEPTED => {
                     let rental: RentalAccepted = event.data_as()?;
                     shipping::request(
+                        connection,
+                        rental.rental_id,
+                        rental.customer_id,
+                        rental.product_id,
+                        rental.delivery_address,
+                    )
+                    .await?;
+                    Ok(())
+                }
+                RENTAL_CANCELLED => {
+                    let rental: RentalAccepted = event.data_as()?;
+                    shipping::cancel_for_rental(
                         connection,
                         rental.rental_id,
                         rental.customer_id,

@@ -14,6 +14,9 @@ use crate::storage::{self, DeliveryRow};
 pub const DELIVERY_REQUESTED: &str = "delivery.requested";
 pub const DELIVERY_STARTED: &str = "delivery.started";
 pub const DELIVERY_COMPLETED: &str = "delivery.completed";
+pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";
+/// The rental was cancelled after its delivery had completed: the delivery stands.
+pub const DELIVERY_CANCEL_REFUSED: &str = "delivery.cancel_refused";
 
 /// The payload of every delivery event: enough for inventory (product), rental
 /// (rental) and any read model (times).
@@ -116,6 +119,72 @@ pub async fn request(
     };
     if storage::insert_once(connection, &row).await? {
         outbox::enqueue(connection, crate::SERVICE, DELIVERY_REQUESTED, 1, &DeliveryChanged::of(&row, now)).await?;
+    }
+    Ok(())
+}
+
+/// The rental was cancelled (from `rental.cancelled`). Delivery decides: a delivery
+/// not yet delivered is cancelled (payment refunds, inventory takes its unit back); one
+/// already delivered stands, and rental is told so. A cancellation that arrives before
+/// the delivery was even requested leaves a cancelled delivery behind, so the late
+/// request creates nothing.
+pub async fn cancel_for_rental(
+    connection: &mut AsyncPgConnection,
+    rental_id: Uuid,
+    customer_id: Uuid,
+    product_id: Uuid,
+    address: String,
+) -> diesel::QueryResult<()> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+
+    use crate::storage::deliveries;
+
+    let now = Utc::now();
+    let existing: Option<DeliveryRow> = deliveries::table
+        .filter(deliveries::rental_id.eq(rental_id))
+        .select(DeliveryRow::as_select())
+        .for_update()
+        .first(connection)
+        .await
+        .optional()?;
+    let mut row = match existing {
+        Some(row) => row,
+        None => {
+            let row = DeliveryRow {
+                id: Uuid::now_v7(),
+                rental_id,
+                customer_id,
+                product_id,
+                address,
+                status: DeliveryStatus::Cancelled.as_str().to_owned(),
+                requested_at: now,
+                shipped_at: None,
+                delivered_at: None,
+                cancelled_at: Some(now),
+                updated_at: now,
+                waiting_for_stock: false,
+            };
+            storage::insert_once(connection, &row).await?;
+            outbox::enqueue(connection, crate::SERVICE, DELIVERY_CANCELLED, 1, &DeliveryChanged::of(&row, now)).await?;
+            return Ok(());
+        }
+    };
+    let status = row.status().map_err(|error| diesel::result::Error::DeserializationError(error.message.into()))?;
+    match status.cancel() {
+        Ok(cancelled) => {
+            row.status = cancelled.as_str().to_owned();
+            row.cancelled_at = Some(now);
+            row.waiting_for_stock = false;
+            storage::save(connection, &row).await?;
+            outbox::enqueue(connection, crate::SERVICE, DELIVERY_CANCELLED, 1, &DeliveryChanged::of(&row, now)).await?;
+        }
+        // Already cancelled: nothing more to do.
+        Err(_) if status == DeliveryStatus::Cancelled => {}
+        Err(_) => {
+            outbox::enqueue(connection, crate::SERVICE, DELIVERY_CANCEL_REFUSED, 1, &DeliveryChanged::of(&row, now))
+                .await?;
+        }
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::storage::products;
 
 pub const DELIVERY_STARTED: &str = "delivery.started";
+pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";
 pub const STOCK_SHORTAGE: &str = "stock.shortage";
 pub const STOCK_ALLOCATED: &str = "stock.allocated";
 
@@ -24,6 +25,15 @@ diesel::table! {
         rental_id -> Uuid,
         created_at -> Timestamptz,
         allocated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    shipments (delivery_id) {
+        delivery_id -> Uuid,
+        product_id -> Uuid,
+        state -> Text,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -44,13 +54,33 @@ pub struct StockNews {
     pub product_id: Uuid,
 }
 
+async fn shipment_state(connection: &mut AsyncPgConnection, delivery_id: Uuid) -> QueryResult<Option<String>> {
+    shipments::table.find(delivery_id).select(shipments::state).for_update().first(connection).await.optional()
+}
+
+async fn set_shipment(connection: &mut AsyncPgConnection, delivery_id: Uuid, product_id: Uuid, state: &str) -> QueryResult<()> {
+    diesel::insert_into(shipments::table)
+        .values((shipments::delivery_id.eq(delivery_id), shipments::product_id.eq(product_id), shipments::state.eq(state)))
+        .on_conflict(shipments::delivery_id)
+        .do_update()
+        .set((shipments::state.eq(state), shipments::updated_at.eq(Utc::now())))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
 /// Takes one unit for a started delivery, or records the shortage.
 async fn take_unit(connection: &mut AsyncPgConnection, started: DeliveryStarted) -> Result<(), HandlerError> {
+    if shipment_state(connection, started.delivery_id).await?.is_some() {
+        // Cancelled before its start arrived, or already handled: nothing to take.
+        return Ok(());
+    }
     let taken = diesel::update(products::table.find(started.product_id).filter(products::stock.gt(0)))
         .set((products::stock.eq(products::stock - 1), products::updated_at.eq(Utc::now())))
         .execute(connection)
         .await?;
     if taken == 1 {
+        set_shipment(connection, started.delivery_id, started.product_id, "TAKEN").await?;
         return Ok(());
     }
     let exists: bool = diesel::select(diesel::dsl::exists(products::table.find(started.product_id)))
@@ -68,6 +98,7 @@ async fn take_unit(connection: &mut AsyncPgConnection, started: DeliveryStarted)
         .on_conflict_do_nothing()
         .execute(connection)
         .await?;
+    set_shipment(connection, started.delivery_id, started.product_id, "SHORT").await?;
     let news = StockNews { delivery_id: started.delivery_id, rental_id: started.rental_id, product_id: started.product_id };
     outbox::enqueue(connection, crate::SERVICE, STOCK_SHORTAGE, 1, &news).await?;
     tracing::warn!(product = %started.product_id, delivery = %started.delivery_id, "shipment started without stock: held until a restock");
@@ -98,11 +129,42 @@ pub async fn serve_shortages(connection: &mut AsyncPgConnection, product_id: Uui
             .set(stock_shortages::allocated_at.eq(Utc::now()))
             .execute(connection)
             .await?;
+        set_shipment(connection, delivery_id, product_id, "TAKEN").await?;
         outbox::enqueue(connection, crate::SERVICE, STOCK_ALLOCATED, 1, &StockNews { delivery_id, rental_id, product_id })
             .await?;
         served += 1;
     }
     Ok(served)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryCancelled {
+    delivery_id: Uuid,
+    product_id: Uuid,
+}
+
+/// A cancelled delivery gives back what it took: its unit, or its place in the
+/// shortage queue. One that never started here is marked, so a late start takes nothing.
+async fn give_back(connection: &mut AsyncPgConnection, cancelled: DeliveryCancelled) -> Result<(), HandlerError> {
+    match shipment_state(connection, cancelled.delivery_id).await?.as_deref() {
+        Some("TAKEN") => {
+            diesel::update(products::table.find(cancelled.product_id))
+                .set((products::stock.eq(products::stock + 1), products::updated_at.eq(Utc::now())))
+                .execute(connection)
+                .await?;
+            set_shipment(connection, cancelled.delivery_id, cancelled.product_id, "RETURNED").await?;
+            // The unit may serve a shipment that is waiting for one.
+            serve_shortages(connection, cancelled.product_id).await?;
+        }
+        Some("SHORT") => {
+            diesel::delete(stock_shortages::table.find(cancelled.delivery_id)).execute(connection).await?;
+            set_shipment(connection, cancelled.delivery_id, cancelled.product_id, "RETURNED").await?;
+        }
+        Some(_) => {}
+        None => set_shipment(connection, cancelled.delivery_id, cancelled.product_id, "CANCELLED").await?,
+    }
+    Ok(())
 }
 
 pub struct InventoryEvents;
@@ -116,6 +178,7 @@ impl EventHandler for InventoryEvents {
         Box::pin(async move {
             match event.event_type.as_str() {
                 DELIVERY_STARTED => take_unit(connection, event.data_as()?).await,
+                DELIVERY_CANCELLED => give_back(connection, event.data_as()?).await,
                 other => Err(HandlerError::Poison(format!("inventory does not handle {other}"))),
             }
         })

@@ -5,6 +5,7 @@
 
 pub mod charges;
 pub mod domain;
+pub mod events;
 pub mod graphql;
 pub mod storage;
 
@@ -23,5 +24,6 @@ pub use graphql::{PaymentSchema, schema};
 /// Creates and migrates the database if needed, then serves the subgraph until
 /// `shutdown` is cancelled.
 pub async fn start(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
-    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, None, schema, shutdown).await
+    let handler = std::sync::Arc::new(events::PaymentEvents);
+    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, Some(handler), schema, shutdown).await
 }

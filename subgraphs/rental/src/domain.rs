@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! ACCEPTED ──delivered──▶ ACTIVE
-//!     │
-//!     └──cancel──▶ CANCELLED      (only before delivery)
+//!     │                       ▲
+//!     └──cancel──▶ CANCELLED ─┘ reinstated: the delivery had completed first
 //! ```
 
 use std::fmt;
@@ -52,6 +52,15 @@ impl RentalStatus {
         match self {
             RentalStatus::Accepted => Ok(RentalStatus::Active),
             from => Err(IllegalTransition { from, action: "activated" }),
+        }
+    }
+
+    /// The delivery had already completed when the cancellation reached it: the
+    /// cancellation did not take effect and the rental runs.
+    pub fn reinstate(self) -> Result<RentalStatus, IllegalTransition> {
+        match self {
+            RentalStatus::Cancelled => Ok(RentalStatus::Active),
+            from => Err(IllegalTransition { from, action: "reinstated" }),
         }
     }
 
@@ -236,6 +245,8 @@ mod tests {
             assert!(status.cancel().is_err());
         }
         assert_eq!(Active.cancel().unwrap_err().to_string(), "a rental that is ACTIVE cannot be cancelled");
+        assert_eq!(Cancelled.reinstate(), Ok(Active));
+        assert!(Accepted.reinstate().is_err());
     }
 
     #[test]

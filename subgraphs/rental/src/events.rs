@@ -7,11 +7,12 @@ use serde::Deserialize;
 use subgraph_kit::events::{Envelope, EventHandler, HandlerError};
 use uuid::Uuid;
 
-use crate::domain::TimelineKind;
+use crate::domain::{RentalStatus, TimelineKind};
 use crate::storage::{self, CatalogEntry};
 
 pub const PRODUCT_CREATED: &str = "product.created";
 pub const DELIVERY_COMPLETED: &str = "delivery.completed";
+pub const DELIVERY_CANCEL_REFUSED: &str = "delivery.cancel_refused";
 
 /// The part every payment and delivery event has.
 #[derive(Debug, Deserialize)]
@@ -50,6 +51,10 @@ impl EventHandler for RentalEvents {
                     let delivered: AboutRental = event.data_as()?;
                     activate(connection, delivered.rental_id).await
                 }
+                DELIVERY_CANCEL_REFUSED => {
+                    let refused: AboutRental = event.data_as()?;
+                    reinstate(connection, refused.rental_id).await
+                }
                 // Only recorded in the timeline (below).
                 "payment.charged" | "payment.refunded" | "delivery.requested" | "delivery.started" => Ok(()),
                 other => Err(HandlerError::Poison(format!("rental does not handle {other}"))),
@@ -64,13 +69,34 @@ impl EventHandler for RentalEvents {
     }
 }
 
-/// The dispenser arrived: the rental starts running.
+/// The dispenser arrived: the rental starts running. A rental cancelled meanwhile
+/// waits for delivery's verdict on the cancellation (`delivery.cancel_refused`).
 async fn activate(connection: &mut AsyncPgConnection, rental_id: Uuid) -> Result<(), HandlerError> {
     let rental = storage::lock_rental(connection, rental_id)
         .await?
         .ok_or_else(|| HandlerError::Poison(format!("delivery completed for unknown rental {rental_id}")))?;
     let status = rental.status().map_err(|error| HandlerError::Poison(error.message))?;
+    if status == RentalStatus::Cancelled {
+        return Ok(());
+    }
     let activated = status.activate().map_err(|refused| HandlerError::Poison(refused.to_string()))?;
     storage::set_status(connection, rental_id, activated).await?;
+    Ok(())
+}
+
+/// The cancellation came after delivery: the rental runs after all, and its
+/// CANCELLED entry leaves the timeline.
+async fn reinstate(connection: &mut AsyncPgConnection, rental_id: Uuid) -> Result<(), HandlerError> {
+    let rental = storage::lock_rental(connection, rental_id)
+        .await?
+        .ok_or_else(|| HandlerError::Poison(format!("cancellation refused for unknown rental {rental_id}")))?;
+    let status = rental.status().map_err(|error| HandlerError::Poison(error.message))?;
+    if status == RentalStatus::Active {
+        return Ok(());
+    }
+    let reinstated = status.reinstate().map_err(|refused| HandlerError::Poison(refused.to_string()))?;
+    storage::set_status(connection, rental_id, reinstated).await?;
+    storage::forget_timeline(connection, rental_id, TimelineKind::Cancelled).await?;
+    tracing::info!(%rental_id, "cancellation arrived after delivery: rental reinstated");
     Ok(())
 }

@@ -218,4 +218,16 @@ impl Mutation {
         ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
         Ok(Rental::from_row(row)?)
     }
+
+    /// Cancels a rental that is not yet delivered (its customer or an operator). The
+    /// delivery is cancelled, the payment refunded and a shipped unit returned to
+    /// stock, each by its own service a moment later. If the delivery completed before
+    /// the cancellation reached it, the rental is reinstated and stays ACTIVE.
+    async fn cancel_rental(&self, ctx: &Context<'_>, id: ID) -> Result<Rental> {
+        let caller = identity(ctx)?;
+        let rental_id = parse_id(&id, "rental")?;
+        let row = crate::renting::cancel(ctx.data_unchecked::<Database>(), caller, rental_id).await?;
+        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        Ok(Rental::from_row(row)?)
+    }
 }

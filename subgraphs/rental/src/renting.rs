@@ -28,6 +28,7 @@ use crate::payments::{ChargeOutcome, PaymentClient};
 use crate::storage::{self, RentalRow, RequestState};
 
 pub const RENTAL_ACCEPTED: &str = "rental.accepted";
+pub const RENTAL_CANCELLED: &str = "rental.cancelled";
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +41,19 @@ pub struct RentalAccepted {
     pub delivery_address: String,
     pub payment_id: Uuid,
     pub accepted_at: chrono::DateTime<Utc>,
+}
+
+/// `rental.cancelled` v1: enough for delivery to cancel (or to record a cancelled
+/// delivery if the request has not reached it yet).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RentalCancelled {
+    pub rental_id: Uuid,
+    pub customer_id: Uuid,
+    pub product_id: Uuid,
+    pub delivery_address: String,
+    pub payment_id: Uuid,
+    pub cancelled_at: chrono::DateTime<Utc>,
 }
 
 /// Everything renting needs, shared by the GraphQL layer and the reconciler.
@@ -208,4 +222,37 @@ pub fn spawn_reconciler(renting: Arc<Renting>, database: Database, shutdown: Can
             }
         }
     });
+}
+
+/// Cancels a rental that is not yet delivered. The rental reads CANCELLED at once;
+/// delivery then cancels the delivery (and payment refunds, inventory restocks), or,
+/// if the delivery had completed first, refuses and the rental is reinstated.
+pub async fn cancel(database: &Database, caller: &subgraph_kit::Identity, rental_id: Uuid) -> Result<RentalRow, ApiError> {
+    let mut connection = database.connection().await?;
+    connection
+        .transaction(async |connection| {
+            let mut rental = storage::lock_rental(connection, rental_id)
+                .await?
+                .filter(|rental| caller.may_see_customer(rental.customer_id))
+                .ok_or_else(|| ApiError::not_found(format!("there is no rental with id {rental_id}")))?;
+            let cancelled = rental.status()?.cancel().map_err(|refused| {
+                ApiError::conflict(format!("{refused}: only a rental that is not yet delivered can be cancelled"))
+            })?;
+            let now = Utc::now();
+            storage::set_status(connection, rental_id, cancelled).await?;
+            rental.status = cancelled.as_str().to_owned();
+            rental.updated_at = now;
+            let event = RentalCancelled {
+                rental_id,
+                customer_id: rental.customer_id,
+                product_id: rental.product_id,
+                delivery_address: rental.delivery_address.clone(),
+                payment_id: rental.payment_id,
+                cancelled_at: now,
+            };
+            let event_id = outbox::enqueue(connection, crate::SERVICE, RENTAL_CANCELLED, 1, &event).await?;
+            storage::record_timeline(connection, event_id, rental_id, crate::domain::TimelineKind::Cancelled, now).await?;
+            Ok(rental)
+        })
+        .await
 }

@@ -369,3 +369,16 @@ pub async fn timelines(database: &Database, rental_ids: &[Uuid]) -> Result<Vec<(
         .load(&mut connection)
         .await?)
 }
+
+pub async fn forget_timeline(
+    connection: &mut AsyncPgConnection,
+    rental_id: Uuid,
+    kind: crate::domain::TimelineKind,
+) -> QueryResult<()> {
+    diesel::delete(
+        rental_timeline::table.filter(rental_timeline::rental_id.eq(rental_id)).filter(rental_timeline::kind.eq(kind.as_str())),
+    )
+    .execute(connection)
+    .await?;
+    Ok(())
+}

@@ -12,7 +12,8 @@ pub struct Subscription {
 }
 
 pub const SUBSCRIPTIONS: &[Subscription] = &[
-    Subscription { service: "inventory", event_types: &["delivery.started"] },
+    Subscription { service: "inventory", event_types: &["delivery.started", "delivery.cancelled"] },
+    Subscription { service: "payment", event_types: &["delivery.cancelled"] },
     Subscription {
         service: "rental",
         event_types: &[
@@ -22,9 +23,13 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[
             "delivery.requested",
             "delivery.started",
             "delivery.completed",
+            "delivery.cancel_refused",
         ],
     },
-    Subscription { service: "delivery", event_types: &["rental.accepted", "stock.shortage", "stock.allocated"] },
+    Subscription {
+        service: "delivery",
+        event_types: &["rental.accepted", "rental.cancelled", "stock.shortage", "stock.allocated"],
+    },
 ];
 
 /// What `service` subscribes to (nothing, for a service that only publishes).

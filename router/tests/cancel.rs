@@ -1,0 +1,179 @@
+//! Cancelling through the router: the delivery is cancelled, the payment refunded and a
+//! shipped unit returned, on every service; a cancel racing a shipment ends in one
+//! consistent state.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::fixtures::{rent_input, rentable_product};
+use support::{TestStack, count, error_codes, eventually};
+use uuid::Uuid;
+
+const APPROVED: &str = "4242424242424242";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
+    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
+    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
+    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
+    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
+}
+
+async fn delivery_id(stack: &TestStack, rental_id: &str) -> Value {
+    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
+        let id = response["data"]["rental"]["delivery"]["id"].clone();
+        if !id.is_null() {
+            return id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no delivery for {rental_id}: {response}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+const STATE: &str = "query($id: ID!) { rental(id: $id) { status payment { status } delivery { status } product { stock } } }";
+
+/// (rental status, payment status, delivery status, stock) as the operator sees them.
+async fn state(stack: &TestStack, rental_id: &str) -> (String, String, String, i64) {
+    let (_, response) = stack.graphql(Some(&stack.operator_token()), STATE, json!({ "id": rental_id })).await;
+    let rental = &response["data"]["rental"];
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    (
+        text(&rental["status"]),
+        text(&rental["payment"]["status"]),
+        text(&rental["delivery"]["status"]),
+        rental["product"]["stock"].as_i64().unwrap_or(-1),
+    )
+}
+
+async fn settles_to(stack: &TestStack, rental_id: &str, expected: (&str, &str, &str, i64)) -> (String, String, String, i64) {
+    let mut last = state(stack, rental_id).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while (last.0.as_str(), last.1.as_str(), last.2.as_str(), last.3) != expected && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = state(stack, rental_id).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn cancelling_before_shipping_cancels_the_delivery_and_refunds() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Cancel model 1", 19_900, 3).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental_id = rent(&stack, &customer, product_id, "cancel-1").await;
+    delivery_id(&stack, &rental_id).await;
+
+    let mutation = "mutation($id: ID!) { cancelRental(id: $id) { status } }";
+    let (_, response) = stack.graphql(Some(&customer), mutation, json!({ "id": rental_id })).await;
+    assert_eq!(response["data"]["cancelRental"]["status"], "CANCELLED", "{response}");
+
+    let settled = settles_to(&stack, &rental_id, ("CANCELLED", "REFUNDED", "CANCELLED", 3)).await;
+    assert_eq!(settled, ("CANCELLED".into(), "REFUNDED".into(), "CANCELLED".into(), 3));
+
+    // Cancelling twice is refused and changes nothing.
+    let (_, again) = stack.graphql(Some(&customer), mutation, json!({ "id": rental_id })).await;
+    assert_eq!(error_codes(&again), ["CONFLICT"], "{again}");
+    let timeline = "query($id: ID!) { rental(id: $id) { timeline { kind } } }";
+    let recorded = eventually(WAIT, || async {
+        let (_, response) = stack.graphql(Some(&customer), timeline, json!({ "id": rental_id })).await;
+        let kinds: Vec<String> = response["data"]["rental"]["timeline"]
+            .as_array()
+            .map(|entries| entries.iter().filter_map(|entry| entry["kind"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        kinds.contains(&"CANCELLED".to_owned()) && kinds.contains(&"REFUNDED".to_owned())
+    })
+    .await;
+    assert!(recorded, "the timeline shows the cancellation and the refund");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_shipped_rental_returns_the_unit() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Cancel model 2", 19_900, 3).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental_id = rent(&stack, &customer, product_id, "cancel-2").await;
+    let delivery = delivery_id(&stack, &rental_id).await;
+    let (_, started) = stack
+        .graphql(Some(&stack.operator_token()), "mutation($id: ID!) { startDelivery(id: $id) { status } }", json!({ "id": delivery }))
+        .await;
+    assert_eq!(started["data"]["startDelivery"]["status"], "SHIPPING", "{started}");
+    assert_eq!(settles_to(&stack, &rental_id, ("ACCEPTED", "PAID", "SHIPPING", 2)).await.3, 2, "the unit left");
+
+    let (_, response) = stack
+        .graphql(Some(&stack.operator_token()), "mutation($id: ID!) { cancelRental(id: $id) { status } }", json!({ "id": rental_id }))
+        .await;
+    assert_eq!(response["data"]["cancelRental"]["status"], "CANCELLED", "an operator may cancel: {response}");
+    let settled = settles_to(&stack, &rental_id, ("CANCELLED", "REFUNDED", "CANCELLED", 3)).await;
+    assert_eq!(settled, ("CANCELLED".into(), "REFUNDED".into(), "CANCELLED".into(), 3));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn another_customer_cannot_cancel_and_a_delivered_rental_cannot_be_cancelled() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Cancel model 3", 19_900, 3).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental_id = rent(&stack, &customer, product_id, "cancel-3").await;
+    let mutation = "mutation($id: ID!) { cancelRental(id: $id) { status } }";
+
+    let stranger = stack.customer_token(Uuid::now_v7());
+    let (_, response) = stack.graphql(Some(&stranger), mutation, json!({ "id": rental_id })).await;
+    assert_eq!(error_codes(&response), ["NOT_FOUND"], "{response}");
+    let (_, response) = stack.graphql(Some(&customer), mutation, json!({ "id": "nope" })).await;
+    assert_eq!(error_codes(&response), ["BAD_USER_INPUT"], "{response}");
+
+    let delivery = delivery_id(&stack, &rental_id).await;
+    for step in ["startDelivery", "completeDelivery"] {
+        let query = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
+        let (_, response) = stack.graphql(Some(&stack.operator_token()), &query, json!({ "id": delivery })).await;
+        assert_eq!(response.get("errors"), None, "{response}");
+    }
+    assert_eq!(settles_to(&stack, &rental_id, ("ACTIVE", "PAID", "DELIVERED", 2)).await.0, "ACTIVE");
+    let (_, response) = stack.graphql(Some(&customer), mutation, json!({ "id": rental_id })).await;
+    assert_eq!(error_codes(&response), ["CONFLICT"], "{response}");
+    assert_eq!(count(&stack.subgraphs.payment.database, "SELECT count(*) AS n FROM payments WHERE status = 'REFUNDED'").await, 0);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_racing_a_shipment_ends_in_one_consistent_state_everywhere() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Race model", 19_900, 20).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let mut rentals = Vec::new();
+    for index in 0..6 {
+        let rental_id = rent(&stack, &customer, product_id, &format!("race-{index}")).await;
+        let delivery = delivery_id(&stack, &rental_id).await;
+        rentals.push((rental_id, delivery));
+    }
+    // Start and cancel each at the same moment.
+    let races = rentals.iter().map(|(rental_id, delivery)| {
+        let stack = &stack;
+        let customer = &customer;
+        async move {
+            let operator = stack.operator_token();
+            let start = stack.graphql(
+                Some(&operator),
+                "mutation($id: ID!) { startDelivery(id: $id) { status } }",
+                json!({ "id": delivery }),
+            );
+            let cancel =
+                stack.graphql(Some(customer), "mutation($id: ID!) { cancelRental(id: $id) { status } }", json!({ "id": rental_id }));
+            tokio::join!(start, cancel)
+        }
+    });
+    futures::future::join_all(races).await;
+
+    // Every rental ends cancelled, refunded, its delivery cancelled; every unit back.
+    for (rental_id, _) in &rentals {
+        let settled = settles_to(&stack, rental_id, ("CANCELLED", "REFUNDED", "CANCELLED", 20)).await;
+        assert_eq!(settled, ("CANCELLED".into(), "REFUNDED".into(), "CANCELLED".into(), 20), "rental {rental_id}");
+    }
+    stack.stop().await;
+}
