@@ -92,6 +92,11 @@ impl EventBus {
                 match session.run(&shutdown).await {
                     Ok(()) => break,
                     Err(error) => {
+                        // A session that got connected earns a quick reconnect; repeated
+                        // failures to connect back off.
+                        if *connected_sender.borrow() {
+                            backoff = Duration::from_millis(100);
+                        }
                         let _ = connected_sender.send(false);
                         tracing::warn!(service, %error, retry_in = ?backoff, "event bus disconnected");
                     }

@@ -1,0 +1,164 @@
+//! Nothing lost, nothing doubled (N5), through the real router and broker: broker
+//! connections cut under a stream of rentals and shipments, redelivered and poison
+//! messages.
+
+mod support;
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
+use serde_json::json;
+use support::fixtures::{rent_input, rentable_product};
+use support::{TestStack, count, eventually};
+use uuid::Uuid;
+
+const APPROVED: &str = "4242424242424242";
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
+    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
+    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
+    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
+    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
+}
+
+async fn stock(stack: &TestStack, product_id: Uuid) -> i64 {
+    let (_, response) = stack
+        .graphql(Some(&stack.operator_token()), "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product_id }))
+        .await;
+    response["data"]["product"]["stock"].as_i64().unwrap_or(-1)
+}
+
+/// Cuts every broker connection of this stack, once all of them are up.
+async fn cut_connections(stack: &TestStack) {
+    for service in stack.subgraphs.all() {
+        assert!(service.bus.connected(WAIT).await, "{} reconnected", service.name);
+    }
+    assert!(stack.events.close_connections().expect("rabbitmqctl") >= 1, "there were connections to cut");
+}
+
+/// Publishes a message the way a producer's relay would, bypassing any outbox.
+async fn publish(stack: &TestStack, routing_key: &str, body: &[u8]) {
+    let config = &stack.events.config;
+    let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await.expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    channel.confirm_select(Default::default()).await.expect("confirms");
+    channel
+        .basic_publish(
+            config.exchange().as_str().into(),
+            routing_key.into(),
+            BasicPublishOptions { mandatory: true, ..Default::default() },
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+#[tokio::test]
+async fn broker_connections_cut_under_a_stream_of_rentals_lose_and_double_nothing() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Fault model", 19_900, 100).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    const RENTALS: usize = 30;
+
+    let mut rental_ids = Vec::new();
+    for index in 0..RENTALS {
+        rental_ids.push(rent(&stack, &customer, product_id, &format!("fault-{index}")).await);
+        if index % 10 == 5 {
+            cut_connections(&stack).await;
+        }
+    }
+    let delivery_db = &stack.subgraphs.delivery.database;
+    let all_requested = eventually(WAIT, || async {
+        count(delivery_db, "SELECT count(*) AS n FROM deliveries").await == RENTALS as i64
+    })
+    .await;
+    assert!(all_requested, "every rental has its delivery");
+
+    // Ship them all, cutting the connections again on the way.
+    let deliveries: Vec<String> = {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        use diesel_async::RunQueryDsl;
+        let mut connection = delivery_db.connection().await.expect("connection");
+        let rows: Vec<Row> = diesel::sql_query("SELECT id FROM deliveries").load(&mut connection).await.expect("ids");
+        rows.into_iter().map(|row| row.id.to_string()).collect()
+    };
+    for (index, delivery) in deliveries.iter().enumerate() {
+        let query = "mutation($id: ID!) { startDelivery(id: $id) { status } }";
+        let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": delivery })).await;
+        assert_eq!(response["data"]["startDelivery"]["status"], "SHIPPING", "{response}");
+        if index % 10 == 3 {
+            cut_connections(&stack).await;
+        }
+    }
+
+    let expected = 100 - RENTALS as i64;
+    assert!(eventually(WAIT, || async { stock(&stack, product_id).await == expected }).await, "stock caught up");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stock(&stack, product_id).await, expected, "no unit taken twice");
+    assert_eq!(count(delivery_db, "SELECT count(*) AS n FROM deliveries").await, RENTALS as i64, "no delivery doubled");
+    for service in ["inventory", "rental", "delivery", "payment"] {
+        let dead = stack.events.queue_length(&stack.events.config.dead_letter_queue(service)).await.expect("length");
+        assert_eq!(dead, 0, "nothing dead-lettered in {service}");
+    }
+    for service in stack.subgraphs.all() {
+        let stuck = count(&service.database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
+        assert_eq!(stuck, 0, "{} published everything", service.name);
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_has_one_effect_and_poison_is_dead_lettered() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Redelivery model", 19_900, 5).await;
+    let rental_id = Uuid::now_v7();
+    let envelope = json!({
+        "id": Uuid::now_v7(),
+        "type": "rental.accepted",
+        "version": 1,
+        "source": "rental",
+        "occurredAt": chrono::Utc::now(),
+        "data": {
+            "rentalId": rental_id,
+            "customerId": Uuid::now_v7(),
+            "productId": product_id,
+            "months": 12,
+            "monthlyFee": 19_900,
+            "deliveryAddress": "1 Sejong-daero, Jung-gu, Seoul",
+            "paymentId": Uuid::now_v7(),
+            "acceptedAt": chrono::Utc::now(),
+        },
+    });
+    let body = serde_json::to_vec(&envelope).expect("json");
+    publish(&stack, "rental.accepted", &body).await;
+    publish(&stack, "rental.accepted", &body).await;
+    publish(&stack, "rental.accepted", b"{ not an envelope").await;
+    let mut wrong_shape = envelope.clone();
+    wrong_shape["id"] = json!(Uuid::now_v7());
+    wrong_shape["data"] = json!({ "rentalId": "not a uuid" });
+    publish(&stack, "rental.accepted", &serde_json::to_vec(&wrong_shape).expect("json")).await;
+
+    let delivery_db = &stack.subgraphs.delivery.database;
+    let dead_letters = stack.events.config.dead_letter_queue("delivery");
+    let settled = eventually(WAIT, || async { stack.events.queue_length(&dead_letters).await.unwrap_or(0) == 2 }).await;
+    assert!(settled, "both poison messages are dead-lettered");
+    let sql = format!("SELECT count(*) AS n FROM deliveries WHERE rental_id = '{rental_id}'");
+    assert_eq!(count(delivery_db, &sql).await, 1, "one delivery for the message delivered twice");
+
+    // The consumer keeps going: a real rental still gets its delivery.
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental = rent(&stack, &customer, product_id, "after-poison").await;
+    let sql = format!("SELECT count(*) AS n FROM deliveries WHERE rental_id = '{rental}'");
+    assert!(eventually(WAIT, || async { count(delivery_db, &sql).await == 1 }).await);
+    stack.stop().await;
+}
