@@ -1,0 +1,142 @@
+//! Shared set-up for the benchmarks: a whole stack on fresh databases and a broker
+//! namespace of its own, the router as a separate process (the optimized build when
+//! the benchmark itself is optimized), and small statistics helpers.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stack::subgraphs::service_config;
+use stack::{RouterProcess, RouterSettings, Subgraphs};
+use subgraph_kit::testing::{TestDatabase, TestEvents};
+use subgraph_kit::{Identity, TokenIssuer};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct BenchStack {
+    pub subgraphs: Subgraphs,
+    pub router: RouterProcess,
+    pub issuer: TokenIssuer,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    _events: TestEvents,
+    _databases: Vec<TestDatabase>,
+}
+
+impl BenchStack {
+    pub async fn start() -> anyhow::Result<Self> {
+        let secret = format!("bench-{}", Uuid::new_v4());
+        let shutdown = CancellationToken::new();
+        let mut databases = Vec::new();
+        for (service, migrations, dir) in [
+            (inventory::SERVICE, inventory::MIGRATIONS, inventory::MIGRATIONS_DIR),
+            (rental::SERVICE, rental::MIGRATIONS, rental::MIGRATIONS_DIR),
+            (payment::SERVICE, payment::MIGRATIONS, payment::MIGRATIONS_DIR),
+            (delivery::SERVICE, delivery::MIGRATIONS, delivery::MIGRATIONS_DIR),
+        ] {
+            let mut database = TestDatabase::create(service, migrations, Path::new(dir)).await?;
+            database.config.pool_size = 32;
+            databases.push((service, database));
+        }
+        let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
+        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let configs: Vec<_> = databases
+            .iter()
+            .map(|(service, database)| service_config(service, any_port, database.config.clone(), &secret, events.config.clone()))
+            .collect();
+        let subgraphs = Subgraphs::start(
+            |service| Ok(configs.iter().find(|config| config.service == service).expect("config").clone()),
+            &rental::RentalSettings::from_env()?,
+            shutdown.clone(),
+        )
+        .await?;
+        let router = RouterProcess::spawn(RouterSettings {
+            binary: std::env::current_exe()?.with_file_name("router"),
+            port: 0,
+            host: Ipv4Addr::LOCALHOST,
+            subgraph_urls: subgraphs.urls(),
+            jwt_secret: secret.clone(),
+            log_level: "error".into(),
+            log_file: Some(std::env::temp_dir().join(format!("water-rental-bench-router-{}.log", Uuid::new_v4().simple()))),
+            workers: None,
+        })
+        .await?;
+        Ok(Self {
+            subgraphs,
+            router,
+            issuer: TokenIssuer::new(&secret),
+            client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
+            shutdown,
+            _events: events,
+            _databases: databases.into_iter().map(|(_, database)| database).collect(),
+        })
+    }
+
+    pub fn token(&self, identity: &Identity) -> String {
+        self.issuer.issue(identity, Duration::from_secs(3600))
+    }
+
+    pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .post(self.router.graphql_url())
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await?;
+        Ok(response.json().await?)
+    }
+
+    /// A product that rental already knows (its `product.created` has arrived).
+    pub async fn rentable_product(&self, name: &str, monthly_fee: i32, stock: i32) -> anyhow::Result<Uuid> {
+        let operator = self.token(&Identity::Operator { subject: "bench".into() });
+        let created = self
+            .graphql(
+                &operator,
+                "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }",
+                json!({ "input": { "name": name, "monthlyFee": monthly_fee, "initialStock": stock } }),
+            )
+            .await?;
+        let id: Uuid = created["data"]["createProduct"]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("createProduct failed: {created}"))?
+            .parse()?;
+        for _ in 0..400 {
+            let mut connection = self.subgraphs.rental.database.connection().await.map_err(|e| anyhow::anyhow!(e.message))?;
+            if rental::storage::catalog_entry(&mut connection, id).await?.is_some() {
+                return Ok(id);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("rental never learned of product {id}")
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.router.stop().await?;
+        self.shutdown.cancel();
+        self.subgraphs.stopped().await;
+        Ok(())
+    }
+}
+
+/// The value below which `fraction` of the sorted samples fall.
+pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Cores and memory of this machine, for the results table.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| info.lines().next().map(|line| line.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{cores} cores, {memory}")
+}
