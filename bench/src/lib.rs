@@ -43,7 +43,9 @@ impl BenchStack {
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let configs: Vec<_> = databases
             .iter()
-            .map(|(service, database)| service_config(service, any_port, database.config.clone(), &secret, events.config.clone()))
+            .map(|(service, database)| {
+                service_config(service, any_port, database.config.clone(), &secret, events.config.clone())
+            })
             .collect();
         let subgraphs = Subgraphs::start(
             |service| Ok(configs.iter().find(|config| config.service == service).expect("config").clone()),
@@ -58,7 +60,9 @@ impl BenchStack {
             subgraph_urls: subgraphs.urls(),
             jwt_secret: secret.clone(),
             log_level: "error".into(),
-            log_file: Some(std::env::temp_dir().join(format!("water-rental-bench-router-{}.log", Uuid::new_v4().simple()))),
+            log_file: Some(
+                std::env::temp_dir().join(format!("water-rental-bench-router-{}.log", Uuid::new_v4().simple())),
+            ),
             workers: None,
         })
         .await?;
@@ -103,7 +107,8 @@ impl BenchStack {
             .ok_or_else(|| anyhow::anyhow!("createProduct failed: {created}"))?
             .parse()?;
         for _ in 0..400 {
-            let mut connection = self.subgraphs.rental.database.connection().await.map_err(|e| anyhow::anyhow!(e.message))?;
+            let mut connection =
+                self.subgraphs.rental.database.connection().await.map_err(|e| anyhow::anyhow!(e.message))?;
             if rental::storage::catalog_entry(&mut connection, id).await?.is_some() {
                 return Ok(id);
             }

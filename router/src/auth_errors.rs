@@ -65,10 +65,8 @@ impl RouterPlugin for AuthErrors {
         };
 
         // A fresh error: same shape as the router's (message + extensions.code), no data.
-        payload.error = GraphQLError::from_message_and_code(
-            auth_error.to_string(),
-            ErrorCode::Unauthenticated.as_str(),
-        );
+        payload.error =
+            GraphQLError::from_message_and_code(auth_error.to_string(), ErrorCode::Unauthenticated.as_str());
         // "Who are you?" is 401; the router answers 403 (or 400) for bad tokens. When it
         // has already accepted a streaming response (SSE, multipart) the status is 200
         // and the error travels inside the stream; changing it then would break the
@@ -86,9 +84,7 @@ fn translate(code: &str, message: &str) -> Option<AuthError> {
     match code {
         // `JwtError::LookupFailed`: no header at all, or one without the `Bearer` prefix
         // (or one that is not even text).
-        "JWT_LOOKUP_FAILED" if message.contains("failed to locate the value") => {
-            Some(AuthError::Missing)
-        }
+        "JWT_LOOKUP_FAILED" if message.contains("failed to locate the value") => Some(AuthError::Missing),
         "JWT_LOOKUP_FAILED" => Some(AuthError::NotBearer),
         // `JwtError::InvalidJwtHeader`: the token is not `header.payload.signature`.
         "INVALID_JWT_HEADER" => invalid("it is not a well-formed JWT"),

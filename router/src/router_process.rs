@@ -74,9 +74,8 @@ impl RouterProcess {
             let log = std::fs::File::create(log_file).with_context(|| format!("creating {}", log_file.display()))?;
             command.stdout(log.try_clone()?).stderr(log);
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting the router binary {}", settings.binary.display()))?;
+        let child =
+            command.spawn().with_context(|| format!("starting the router binary {}", settings.binary.display()))?;
         let address = SocketAddr::from((settings.host, port));
         let mut router = Self { child, address, log_file: settings.log_file, _jwks: jwks };
         router.wait_until_ready(Duration::from_secs(60)).await?;

@@ -30,7 +30,12 @@ async fn unknown_and_malformed_ids_are_named_in_the_error() {
         ("query($id: ID!) { rental(id: $id) { status } }", unknown.as_str(), "NOT_FOUND", "no rental"),
         ("query($id: ID!) { product(id: $id) { name } }", "not-an-id", "BAD_USER_INPUT", "not a valid product id"),
         ("query($id: ID!) { rental(id: $id) { status } }", "1234", "BAD_USER_INPUT", "not a valid rental id"),
-        ("query($id: ID!) { payment(id: $id) { status } }", "x'; DROP TABLE payments; --", "BAD_USER_INPUT", "not a valid payment id"),
+        (
+            "query($id: ID!) { payment(id: $id) { status } }",
+            "x'; DROP TABLE payments; --",
+            "BAD_USER_INPUT",
+            "not a valid payment id",
+        ),
     ];
     for (query, id, code, words) in cases {
         let (_, response) = stack.graphql(Some(&customer), query, json!({ "id": id })).await;
@@ -61,7 +66,11 @@ async fn malformed_requests_get_request_errors() {
 
     // A variable of the wrong type.
     let (_, response) = stack
-        .graphql(Some(&token), "query($first: Int) { products(first: $first) { edges { node { id } } } }", json!({ "first": "ten" }))
+        .graphql(
+            Some(&token),
+            "query($first: Int) { products(first: $first) { edges { node { id } } } }",
+            json!({ "first": "ten" }),
+        )
         .await;
     assert_eq!(error_codes(&response), ["BAD_USER_INPUT"], "{response}");
 
@@ -75,7 +84,8 @@ async fn malformed_requests_get_request_errors() {
     assert_eq!(error_codes(&response), ["MAX_DEPTH_EXCEEDED"], "{response}");
 
     // A page size out of range.
-    let (_, response) = stack.graphql(Some(&token), "{ products(first: 1000) { edges { node { id } } } }", json!({})).await;
+    let (_, response) =
+        stack.graphql(Some(&token), "{ products(first: 1000) { edges { node { id } } } }", json!({})).await;
     assert_eq!(error_codes(&response), ["BAD_USER_INPUT"], "{response}");
     assert!(first_message(&response).contains("between 1 and 100"), "{response}");
     stack.stop().await;
@@ -107,10 +117,12 @@ async fn invalid_catalog_changes_are_refused_and_change_nothing() {
         assert_eq!(error_codes(&response), [code], "{input}: {response}");
         assert!(first_message(&response).contains(words), "{input}: {response}");
     }
-    let (_, response) = stack.graphql(Some(&customer), create, json!({ "input": { "name": "Mine", "monthlyFee": 1 } })).await;
+    let (_, response) =
+        stack.graphql(Some(&customer), create, json!({ "input": { "name": "Mine", "monthlyFee": 1 } })).await;
     assert_eq!(error_codes(&response), ["FORBIDDEN"], "{response}");
 
-    let restock = "mutation($id: ID!, $quantity: Int!) { restockProduct(productId: $id, quantity: $quantity) { stock } }";
+    let restock =
+        "mutation($id: ID!, $quantity: Int!) { restockProduct(productId: $id, quantity: $quantity) { stock } }";
     let bad_restocks = [
         (json!({ "id": product_id, "quantity": 0 }), "BAD_USER_INPUT"),
         (json!({ "id": product_id, "quantity": -3 }), "BAD_USER_INPUT"),
@@ -141,8 +153,12 @@ async fn missing_expired_and_forged_tokens_are_refused_and_change_nothing() {
         "query": "mutation { createProduct(input: { name: \"Sneaky\", monthlyFee: 1 }) { id } }",
     });
 
-    let cases: [(Option<&str>, &str); 4] =
-        [(None, "Authorization"), (Some(&expired), "expired"), (Some(&forged), "not valid"), (Some("garbage"), "not valid")];
+    let cases: [(Option<&str>, &str); 4] = [
+        (None, "Authorization"),
+        (Some(&expired), "expired"),
+        (Some(&forged), "not valid"),
+        (Some("garbage"), "not valid"),
+    ];
     for (token, words) in cases {
         let (status, response) = post_graphql(&stack.client, &stack.router_url(), token, &create).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{response}");
@@ -157,7 +173,8 @@ async fn missing_expired_and_forged_tokens_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn a_subgraph_reached_directly_without_a_valid_token_answers_only_unauthenticated() {
     let stack = TestStack::start().await;
-    let forged = TokenIssuer::new("not-the-secret").issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(600));
+    let forged =
+        TokenIssuer::new("not-the-secret").issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(600));
     let body = json!({ "query": "{ _service { sdl } }" });
     for service in stack.subgraphs.all() {
         for token in [None, Some(forged.as_str())] {

@@ -35,7 +35,8 @@ async fn delivery_id(stack: &TestStack, rental_id: &str) -> Value {
     }
 }
 
-const STATE: &str = "query($id: ID!) { rental(id: $id) { status payment { status } delivery { status } product { stock } } }";
+const STATE: &str =
+    "query($id: ID!) { rental(id: $id) { status payment { status } delivery { status } product { stock } } }";
 
 /// (rental status, payment status, delivery status, stock) as the operator sees them.
 async fn state(stack: &TestStack, rental_id: &str) -> (String, String, String, i64) {
@@ -50,10 +51,16 @@ async fn state(stack: &TestStack, rental_id: &str) -> (String, String, String, i
     )
 }
 
-async fn settles_to(stack: &TestStack, rental_id: &str, expected: (&str, &str, &str, i64)) -> (String, String, String, i64) {
+async fn settles_to(
+    stack: &TestStack,
+    rental_id: &str,
+    expected: (&str, &str, &str, i64),
+) -> (String, String, String, i64) {
     let mut last = state(stack, rental_id).await;
     let deadline = std::time::Instant::now() + WAIT;
-    while (last.0.as_str(), last.1.as_str(), last.2.as_str(), last.3) != expected && std::time::Instant::now() < deadline {
+    while (last.0.as_str(), last.1.as_str(), last.2.as_str(), last.3) != expected
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
         last = state(stack, rental_id).await;
     }
@@ -100,13 +107,21 @@ async fn cancelling_a_shipped_rental_returns_the_unit() {
     let rental_id = rent(&stack, &customer, product_id, "cancel-2").await;
     let delivery = delivery_id(&stack, &rental_id).await;
     let (_, started) = stack
-        .graphql(Some(&stack.operator_token()), "mutation($id: ID!) { startDelivery(id: $id) { status } }", json!({ "id": delivery }))
+        .graphql(
+            Some(&stack.operator_token()),
+            "mutation($id: ID!) { startDelivery(id: $id) { status } }",
+            json!({ "id": delivery }),
+        )
         .await;
     assert_eq!(started["data"]["startDelivery"]["status"], "SHIPPING", "{started}");
     assert_eq!(settles_to(&stack, &rental_id, ("ACCEPTED", "PAID", "SHIPPING", 2)).await.3, 2, "the unit left");
 
     let (_, response) = stack
-        .graphql(Some(&stack.operator_token()), "mutation($id: ID!) { cancelRental(id: $id) { status } }", json!({ "id": rental_id }))
+        .graphql(
+            Some(&stack.operator_token()),
+            "mutation($id: ID!) { cancelRental(id: $id) { status } }",
+            json!({ "id": rental_id }),
+        )
         .await;
     assert_eq!(response["data"]["cancelRental"]["status"], "CANCELLED", "an operator may cancel: {response}");
     let settled = settles_to(&stack, &rental_id, ("CANCELLED", "REFUNDED", "CANCELLED", 3)).await;
@@ -137,7 +152,10 @@ async fn another_customer_cannot_cancel_and_a_delivered_rental_cannot_be_cancell
     assert_eq!(settles_to(&stack, &rental_id, ("ACTIVE", "PAID", "DELIVERED", 2)).await.0, "ACTIVE");
     let (_, response) = stack.graphql(Some(&customer), mutation, json!({ "id": rental_id })).await;
     assert_eq!(error_codes(&response), ["CONFLICT"], "{response}");
-    assert_eq!(count(&stack.subgraphs.payment.database, "SELECT count(*) AS n FROM payments WHERE status = 'REFUNDED'").await, 0);
+    assert_eq!(
+        count(&stack.subgraphs.payment.database, "SELECT count(*) AS n FROM payments WHERE status = 'REFUNDED'").await,
+        0
+    );
     stack.stop().await;
 }
 
@@ -163,8 +181,11 @@ async fn a_cancel_racing_a_shipment_ends_in_one_consistent_state_everywhere() {
                 "mutation($id: ID!) { startDelivery(id: $id) { status } }",
                 json!({ "id": delivery }),
             );
-            let cancel =
-                stack.graphql(Some(customer), "mutation($id: ID!) { cancelRental(id: $id) { status } }", json!({ "id": rental_id }));
+            let cancel = stack.graphql(
+                Some(customer),
+                "mutation($id: ID!) { cancelRental(id: $id) { status } }",
+                json!({ "id": rental_id }),
+            );
             tokio::join!(start, cancel)
         }
     });

@@ -25,7 +25,11 @@ async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> St
 
 async fn stock(stack: &TestStack, product_id: Uuid) -> i64 {
     let (_, response) = stack
-        .graphql(Some(&stack.operator_token()), "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product_id }))
+        .graphql(
+            Some(&stack.operator_token()),
+            "query($id: ID!) { product(id: $id) { stock } }",
+            json!({ "id": product_id }),
+        )
         .await;
     response["data"]["product"]["stock"].as_i64().unwrap_or(-1)
 }

@@ -58,7 +58,8 @@ async fn a_rental_joins_product_payment_and_delivery_through_the_router() {
     });
 
     // The owner sees every field, joined from all four subgraphs.
-    let (status, response) = stack.graphql(Some(&stack.customer_token(customer)), RENTAL_WITH_EVERYTHING, variables.clone()).await;
+    let (status, response) =
+        stack.graphql(Some(&stack.customer_token(customer)), RENTAL_WITH_EVERYTHING, variables.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response.get("errors"), None, "{response}");
     assert_eq!(response["data"], expected);
@@ -135,7 +136,8 @@ async fn the_catalog_is_readable_and_only_operators_change_it() {
         json!([{ "node": { "id": product_id, "name": "AquaPure Test 3", "monthlyFee": 29_900, "stock": 2 } }])
     );
 
-    let restock = "mutation($id: ID!, $quantity: Int!) { restockProduct(productId: $id, quantity: $quantity) { stock } }";
+    let restock =
+        "mutation($id: ID!, $quantity: Int!) { restockProduct(productId: $id, quantity: $quantity) { stock } }";
     let (_, response) = stack.graphql(Some(&customer), restock, json!({ "id": product_id, "quantity": 5 })).await;
     assert_eq!(error_codes(&response), ["FORBIDDEN"]);
 
@@ -143,7 +145,9 @@ async fn the_catalog_is_readable_and_only_operators_change_it() {
         stack.graphql(Some(&stack.operator_token()), restock, json!({ "id": product_id, "quantity": 5 })).await;
     assert_eq!(response["data"]["restockProduct"]["stock"], 7, "{response}");
 
-    let (_, response) = stack.graphql(Some(&customer), "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product_id })).await;
+    let (_, response) = stack
+        .graphql(Some(&customer), "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product_id }))
+        .await;
     assert_eq!(response["data"]["product"]["stock"], 7);
     stack.stop().await;
 }

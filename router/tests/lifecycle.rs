@@ -23,7 +23,8 @@ async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> St
 
 /// The rental's delivery as the operator sees it, once delivery has created it.
 async fn delivery_of(stack: &TestStack, rental_id: &str) -> Value {
-    let query = "query($id: ID!) { rental(id: $id) { status delivery { id status waitingForStock product { stock } } } }";
+    let query =
+        "query($id: ID!) { rental(id: $id) { status delivery { id status waitingForStock product { stock } } } }";
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
@@ -44,14 +45,23 @@ async fn operator(stack: &TestStack, mutation: &str, delivery_id: &Value) -> Val
 
 async fn stock(stack: &TestStack, product_id: Uuid) -> i64 {
     let (_, response) = stack
-        .graphql(Some(&stack.operator_token()), "query($id: ID!) { product(id: $id) { stock } }", json!({ "id": product_id }))
+        .graphql(
+            Some(&stack.operator_token()),
+            "query($id: ID!) { product(id: $id) { stock } }",
+            json!({ "id": product_id }),
+        )
         .await;
     response["data"]["product"]["stock"].as_i64().unwrap_or_else(|| panic!("stock: {response}"))
 }
 
 async fn rental_status(stack: &TestStack, rental_id: &str) -> String {
-    let (_, response) =
-        stack.graphql(Some(&stack.operator_token()), "query($id: ID!) { rental(id: $id) { status } }", json!({ "id": rental_id })).await;
+    let (_, response) = stack
+        .graphql(
+            Some(&stack.operator_token()),
+            "query($id: ID!) { rental(id: $id) { status } }",
+            json!({ "id": rental_id }),
+        )
+        .await;
     response["data"]["rental"]["status"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -70,7 +80,11 @@ async fn rent_ship_and_deliver_with_stock_following_the_shipment() {
 
     // The customer cannot ship; an operator can, once.
     let (_, refused) = stack
-        .graphql(Some(&customer), "mutation($id: ID!) { startDelivery(id: $id) { status } }", json!({ "id": delivery_id }))
+        .graphql(
+            Some(&customer),
+            "mutation($id: ID!) { startDelivery(id: $id) { status } }",
+            json!({ "id": delivery_id }),
+        )
         .await;
     assert_eq!(error_codes(&refused), ["FORBIDDEN"], "{refused}");
     let early = operator(&stack, "completeDelivery", &delivery_id).await;

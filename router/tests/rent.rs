@@ -84,9 +84,15 @@ async fn a_declined_card_leaves_nothing_anywhere() {
 
     let rental_db = &stack.subgraphs.rental.database;
     assert_eq!(count(rental_db, "SELECT count(*) AS n FROM rentals").await, 0);
-    assert_eq!(count(rental_db, "SELECT count(*) AS n FROM rent_requests").await, 0);
+    assert_eq!(count(rental_db, "SELECT count(*) AS n FROM rent_requests WHERE state <> 'ABANDONED'").await, 0);
     assert_eq!(count(rental_db, "SELECT count(*) AS n FROM outbox").await, 0);
-    assert_eq!(count(&stack.subgraphs.payment.database, "SELECT count(*) AS n FROM payments").await, 0);
+    let payment_db = &stack.subgraphs.payment.database;
+    assert_eq!(count(payment_db, "SELECT count(*) AS n FROM payments").await, 0);
+    assert_eq!(
+        count(payment_db, "SELECT count(*) AS n FROM voided_rentals").await,
+        1,
+        "that attempt can never be charged"
+    );
 
     // The same key works afterwards with a good card.
     let (_, response) = stack.graphql(Some(&token), RENT, rent_input(product_id, APPROVED, "declined")).await;
@@ -138,7 +144,8 @@ async fn with_payment_down_the_breaker_opens_fails_fast_and_closes_when_payment_
 
     // Failures until the breaker opens (threshold 3 in tests).
     for attempt in 0..3 {
-        let (_, response) = stack.graphql(Some(&token), RENT, rent_input(product_id, APPROVED, &format!("down-{attempt}"))).await;
+        let (_, response) =
+            stack.graphql(Some(&token), RENT, rent_input(product_id, APPROVED, &format!("down-{attempt}"))).await;
         assert_eq!(error_codes(&response), ["PAYMENT_UNAVAILABLE"], "{response}");
     }
     // Open: refused before anything is written, with a retry hint.
@@ -175,9 +182,12 @@ async fn a_charge_whose_rental_never_committed_is_refunded() {
     let rental_db = &stack.subgraphs.rental.database;
     for (rental_id, key) in [(crashed_rental, "crashed"), (never_charged, "never-charged")] {
         let mut connection = rental_db.connection().await.expect("connection");
-        rental::storage::claim_request(&mut connection, customer, key, "fingerprint", rental_id).await.expect("pending request");
+        rental::storage::claim_request(&mut connection, customer, key, "fingerprint", rental_id)
+            .await
+            .expect("pending request");
     }
-    let service = TokenIssuer::new(&stack.secret).issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
+    let service =
+        TokenIssuer::new(&stack.secret).issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
     let charge = |rental_id: Uuid| {
         json!({
             "query": "mutation($input: ChargeRentalInput!) { chargeRental(input: $input) { id status } }",

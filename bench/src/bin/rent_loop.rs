@@ -126,7 +126,9 @@ async fn delivery_lags(stack: &BenchStack) -> anyhow::Result<Vec<f64>> {
         deliveries.into_iter().map(|row| (row.id, row.at)).collect();
     let mut lags: Vec<f64> = rentals
         .iter()
-        .filter_map(|rental| requested.get(&rental.id).map(|at| (*at - rental.at).num_microseconds().unwrap_or(0) as f64 / 1000.0))
+        .filter_map(|rental| {
+            requested.get(&rental.id).map(|at| (*at - rental.at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
         .collect();
     lags.sort_by(f64::total_cmp);
     Ok(lags)

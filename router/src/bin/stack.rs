@@ -45,10 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let port: u16 = env_or("ROUTER_PORT", "4000").parse().context("ROUTER_PORT must be a port number")?;
     let binary = std::env::current_exe()?.with_file_name("router");
     if !binary.exists() {
-        anyhow::bail!(
-            "the router binary is not at {}: build it first with `cargo build -p router`",
-            binary.display()
-        );
+        anyhow::bail!("the router binary is not at {}: build it first with `cargo build -p router`", binary.display());
     }
     let mut router = RouterProcess::spawn(RouterSettings {
         binary,

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod fixtures;
+pub mod live;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -124,8 +125,7 @@ impl TestStack {
 
     /// Runs a GraphQL operation through the router.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
-        post_graphql(&self.client, &self.router_url(), token, &json!({ "query": query, "variables": variables }))
-            .await
+        post_graphql(&self.client, &self.router_url(), token, &json!({ "query": query, "variables": variables })).await
     }
 
     fn service_mut(&mut self, name: &str) -> &mut subgraph_kit::RunningService {
@@ -190,8 +190,12 @@ impl Drop for TestStack {
     }
 }
 
-
-pub async fn post_graphql(client: &reqwest::Client, url: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+pub async fn post_graphql(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (StatusCode, Value) {
     let mut request = client.post(url).json(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -227,7 +231,8 @@ pub async fn count(database: &subgraph_kit::Database, sql: &str) -> i64 {
         n: i64,
     }
     let mut connection = database.connection().await.expect("connection");
-    let row: Count = diesel::sql_query(sql).get_result(&mut connection).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    let row: Count =
+        diesel::sql_query(sql).get_result(&mut connection).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
     row.n
 }
 

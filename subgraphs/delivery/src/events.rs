@@ -73,7 +73,10 @@ impl EventHandler for DeliveryEvents {
                         .execute(connection)
                         .await?;
                     if updated == 0 {
-                        return Err(HandlerError::Poison(format!("no delivery {} to hold or release", news.delivery_id)));
+                        return Err(HandlerError::Poison(format!(
+                            "no delivery {} to hold or release",
+                            news.delivery_id
+                        )));
                     }
                     Ok(())
                 }

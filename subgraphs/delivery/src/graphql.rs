@@ -4,8 +4,12 @@
 use std::collections::HashMap;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, EmptySubscription, ID, Object, Result, Schema, SimpleObject};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use async_graphql::{Context, ID, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require_operator};
 use subgraph_kit::server::Wiring;
@@ -13,14 +17,20 @@ use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
 use crate::domain::DeliveryStatus;
+use crate::live::{LiveHub, OpenStream, rank};
 use crate::storage::{self, DeliveryRow};
 
-pub type DeliverySchema = Schema<Query, Mutation, EmptySubscription>;
+pub type DeliverySchema = Schema<Query, Mutation, Subscription>;
 
-pub fn schema(wiring: &Wiring) -> DeliverySchema {
+/// The schema, with live updates from `hub`.
+pub fn schema_with(wiring: &Wiring, hub: Arc<LiveHub>) -> DeliverySchema {
     let database = wiring.database.clone();
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .enable_federation()
+        .enable_subscription_in_federation()
+        .data(hub)
+        .data(wiring.active_subscriptions.clone())
+        .data(wiring.shutdown.clone())
         .data(BatchLoader::new(DeliveryLoader(database.clone())))
         .data(BatchLoader::new(DeliveryByRentalLoader(database.clone())))
         .data(wiring.relay.clone())
@@ -202,5 +212,75 @@ impl Mutation {
         let row = crate::shipping::complete(ctx.data_unchecked::<Database>(), id).await?;
         ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
         Ok(Delivery::from_row(row)?)
+    }
+}
+
+pub struct Subscription;
+
+#[async_graphql::Subscription]
+impl Subscription {
+    /// The delivery of a rental, live: first its current state, then every status
+    /// change in order, ending when it is DELIVERED or CANCELLED. Only the rental's
+    /// customer or an operator may subscribe. If the delivery has not been requested
+    /// yet, the first event comes when it is.
+    async fn delivery_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        rental_id: ID,
+    ) -> Result<impl Stream<Item = Result<Delivery>> + use<>> {
+        let caller = identity(ctx)?.clone();
+        let rental_id = parse_id(&rental_id, "rental")?;
+        let database = ctx.data_unchecked::<Database>().clone();
+        let shutdown = ctx.data_unchecked::<tokio_util::sync::CancellationToken>().clone();
+        let gauge = ctx.data_unchecked::<Arc<AtomicUsize>>().clone();
+        // Listen first, then read: a change between the two is not missed.
+        let mut listener = ctx.data_unchecked::<Arc<LiveHub>>().listen(rental_id);
+        let not_yours = move || ApiError::not_found(format!("there is no rental with id {rental_id}"));
+        let current = storage::find_by_rental(&database, rental_id).await?;
+        if current.as_ref().is_some_and(|row| !caller.may_see_customer(row.customer_id)) {
+            return Err(not_yours().into());
+        }
+        Ok(async_stream::stream! {
+            let _open = OpenStream::new(gauge);
+            let mut sent = 0;
+            let mut current = current;
+            loop {
+                if let Some(row) = current.take() {
+                    if !caller.may_see_customer(row.customer_id) {
+                        yield Err(not_yours().into());
+                        break;
+                    }
+                    let delivery = match Delivery::from_row(row) {
+                        Ok(delivery) => delivery,
+                        Err(error) => {
+                            yield Err(error.into());
+                            break;
+                        }
+                    };
+                    if rank(delivery.status) > sent {
+                        sent = rank(delivery.status);
+                        let terminal = delivery.status.is_terminal();
+                        yield Ok(delivery);
+                        if terminal {
+                            break;
+                        }
+                    }
+                }
+                let changed = tokio::select! {
+                    changed = listener.changed() => changed,
+                    () = shutdown.cancelled() => false,
+                };
+                if !changed {
+                    break;
+                }
+                match storage::find_by_rental(&database, rental_id).await {
+                    Ok(row) => current = row,
+                    Err(error) => {
+                        yield Err(error.into());
+                        break;
+                    }
+                }
+            }
+        })
     }
 }

@@ -5,6 +5,7 @@
 pub mod domain;
 pub mod events;
 pub mod graphql;
+pub mod live;
 pub mod shipping;
 pub mod storage;
 
@@ -18,11 +19,27 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/d
 /// Where the migrations live, for tests that build a template database from them.
 pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/delivery");
 
-pub use graphql::{DeliverySchema, schema};
+pub use graphql::{DeliverySchema, schema_with};
 
 /// Creates and migrates the database if needed, then serves the subgraph until
 /// `shutdown` is cancelled.
 pub async fn start(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
     let handler = std::sync::Arc::new(events::DeliveryEvents);
-    subgraph_kit::server::start_subgraph(&config, MIGRATIONS, Some(handler), schema, shutdown).await
+    subgraph_kit::server::start_subgraph(
+        &config,
+        MIGRATIONS,
+        Some(handler),
+        |wiring| {
+            let hub = std::sync::Arc::new(live::LiveHub::default());
+            live::spawn_listener(hub.clone(), wiring.config.events.clone(), wiring.shutdown.clone());
+            schema_with(wiring, hub)
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// The schema without a broker listener (for exporting the SDL).
+pub fn schema(wiring: &subgraph_kit::server::Wiring) -> DeliverySchema {
+    schema_with(wiring, std::sync::Arc::default())
 }

@@ -122,3 +122,14 @@ pub async fn save(connection: &mut AsyncPgConnection, row: &DeliveryRow) -> Quer
         .await?;
     Ok(())
 }
+
+/// The delivery of one rental, if it has been requested.
+pub async fn find_by_rental(database: &Database, rental_id: Uuid) -> Result<Option<DeliveryRow>, ApiError> {
+    let mut connection = database.connection().await?;
+    Ok(deliveries::table
+        .filter(deliveries::rental_id.eq(rental_id))
+        .select(DeliveryRow::as_select())
+        .first(&mut connection)
+        .await
+        .optional()?)
+}

@@ -28,9 +28,7 @@ impl NewProduct {
         }
         let description = description.trim();
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(ApiError::bad_input(format!(
-                "description must be at most {MAX_DESCRIPTION_CHARS} characters"
-            )));
+            return Err(ApiError::bad_input(format!("description must be at most {MAX_DESCRIPTION_CHARS} characters")));
         }
         if !(1..=MAX_MONTHLY_FEE).contains(&monthly_fee) {
             return Err(ApiError::bad_input(format!(

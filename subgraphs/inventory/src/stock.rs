@@ -58,9 +58,18 @@ async fn shipment_state(connection: &mut AsyncPgConnection, delivery_id: Uuid) -
     shipments::table.find(delivery_id).select(shipments::state).for_update().first(connection).await.optional()
 }
 
-async fn set_shipment(connection: &mut AsyncPgConnection, delivery_id: Uuid, product_id: Uuid, state: &str) -> QueryResult<()> {
+async fn set_shipment(
+    connection: &mut AsyncPgConnection,
+    delivery_id: Uuid,
+    product_id: Uuid,
+    state: &str,
+) -> QueryResult<()> {
     diesel::insert_into(shipments::table)
-        .values((shipments::delivery_id.eq(delivery_id), shipments::product_id.eq(product_id), shipments::state.eq(state)))
+        .values((
+            shipments::delivery_id.eq(delivery_id),
+            shipments::product_id.eq(product_id),
+            shipments::state.eq(state),
+        ))
         .on_conflict(shipments::delivery_id)
         .do_update()
         .set((shipments::state.eq(state), shipments::updated_at.eq(Utc::now())))
@@ -83,11 +92,13 @@ async fn take_unit(connection: &mut AsyncPgConnection, started: DeliveryStarted)
         set_shipment(connection, started.delivery_id, started.product_id, "TAKEN").await?;
         return Ok(());
     }
-    let exists: bool = diesel::select(diesel::dsl::exists(products::table.find(started.product_id)))
-        .get_result(connection)
-        .await?;
+    let exists: bool =
+        diesel::select(diesel::dsl::exists(products::table.find(started.product_id))).get_result(connection).await?;
     if !exists {
-        return Err(HandlerError::Poison(format!("delivery {} ships unknown product {}", started.delivery_id, started.product_id)));
+        return Err(HandlerError::Poison(format!(
+            "delivery {} ships unknown product {}",
+            started.delivery_id, started.product_id
+        )));
     }
     diesel::insert_into(stock_shortages::table)
         .values((
@@ -99,7 +110,8 @@ async fn take_unit(connection: &mut AsyncPgConnection, started: DeliveryStarted)
         .execute(connection)
         .await?;
     set_shipment(connection, started.delivery_id, started.product_id, "SHORT").await?;
-    let news = StockNews { delivery_id: started.delivery_id, rental_id: started.rental_id, product_id: started.product_id };
+    let news =
+        StockNews { delivery_id: started.delivery_id, rental_id: started.rental_id, product_id: started.product_id };
     outbox::enqueue(connection, crate::SERVICE, STOCK_SHORTAGE, 1, &news).await?;
     tracing::warn!(product = %started.product_id, delivery = %started.delivery_id, "shipment started without stock: held until a restock");
     Ok(())
@@ -130,8 +142,14 @@ pub async fn serve_shortages(connection: &mut AsyncPgConnection, product_id: Uui
             .execute(connection)
             .await?;
         set_shipment(connection, delivery_id, product_id, "TAKEN").await?;
-        outbox::enqueue(connection, crate::SERVICE, STOCK_ALLOCATED, 1, &StockNews { delivery_id, rental_id, product_id })
-            .await?;
+        outbox::enqueue(
+            connection,
+            crate::SERVICE,
+            STOCK_ALLOCATED,
+            1,
+            &StockNews { delivery_id, rental_id, product_id },
+        )
+        .await?;
         served += 1;
     }
     Ok(served)

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use subgraph_kit::events::outbox;
 use subgraph_kit::db::Connection;
+use subgraph_kit::events::outbox;
 use subgraph_kit::graphql::PageRequest;
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
@@ -41,7 +41,11 @@ pub async fn insert(connection: &mut Connection, product: NewProduct) -> Result<
     connection.transaction(async |connection| insert_with_id(connection, id, product).await).await
 }
 
-async fn insert_with_id(connection: &mut AsyncPgConnection, id: Uuid, product: NewProduct) -> Result<ProductRow, ApiError> {
+async fn insert_with_id(
+    connection: &mut AsyncPgConnection,
+    id: Uuid,
+    product: NewProduct,
+) -> Result<ProductRow, ApiError> {
     let now = Utc::now();
     let row = ProductRow {
         id,
@@ -113,11 +117,7 @@ pub async fn find(connection: &mut Connection, id: Uuid) -> Result<Option<Produc
 /// All products among `ids`, in one statement.
 pub async fn find_many(database: &Database, ids: &[Uuid]) -> Result<Vec<ProductRow>, ApiError> {
     let mut connection = database.connection().await?;
-    Ok(products::table
-        .filter(products::id.eq_any(ids))
-        .select(ProductRow::as_select())
-        .load(&mut connection)
-        .await?)
+    Ok(products::table.filter(products::id.eq_any(ids)).select(ProductRow::as_select()).load(&mut connection).await?)
 }
 
 /// One page of the catalog in creation order.

@@ -113,21 +113,19 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |error| match error.kind() {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     AuthError::Invalid("its signature does not match".into())
                 }
                 _ => AuthError::Invalid(error.to_string()),
-            },
-        )?;
+            })?;
         let claims = data.claims;
         match claims.role {
             Role::Customer => {
-                let customer_id = Uuid::parse_str(&claims.sub).map_err(|_| {
-                    AuthError::Invalid("a customer token's subject must be a customer id".into())
-                })?;
+                let customer_id = Uuid::parse_str(&claims.sub)
+                    .map_err(|_| AuthError::Invalid("a customer token's subject must be a customer id".into()))?;
                 Ok(Identity::Customer { customer_id })
             }
             Role::Operator => Ok(Identity::Operator { subject: claims.sub }),

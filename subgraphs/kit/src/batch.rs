@@ -69,15 +69,17 @@ impl<F: BatchFetch> BatchLoader<F> {
             Err(sender) => return self.lead(sender, key).await,
         };
         let mut result = joined;
-        let outcome = result
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| ApiError::internal("a batched lookup was abandoned"))?;
+        let outcome =
+            result.wait_for(Option::is_some).await.map_err(|_| ApiError::internal("a batched lookup was abandoned"))?;
         let values = outcome.clone().expect("waited for a result")?;
         Ok(values.get(&key).cloned())
     }
 
-    async fn lead(&self, sender: watch::Sender<BatchResult<F::Key, F::Value>>, key: F::Key) -> Result<Option<F::Value>, ApiError> {
+    async fn lead(
+        &self,
+        sender: watch::Sender<BatchResult<F::Key, F::Value>>,
+        key: F::Key,
+    ) -> Result<Option<F::Value>, ApiError> {
         tokio::task::yield_now().await;
         let batch = self.open.lock().expect("batch lock poisoned").take().expect("the leader's batch is open");
         let mut keys = batch.keys;
@@ -119,8 +121,7 @@ mod tests {
     async fn concurrent_lookups_in_one_task_become_one_fetch() {
         let fetches = Arc::new(AtomicUsize::new(0));
         let loader = BatchLoader::new(Squares(fetches.clone()));
-        let results =
-            futures::future::try_join_all((0..100u32).map(|key| loader.load_one(key))).await.expect("loaded");
+        let results = futures::future::try_join_all((0..100u32).map(|key| loader.load_one(key))).await.expect("loaded");
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
         assert_eq!(results[3], Some(9));
         assert_eq!(results[7], None, "a missing key reads as None");

@@ -67,5 +67,4 @@ mod tests {
         assert!(CardNumber::parse("4242abcd42424242").is_err());
         assert!(CardNumber::parse("4242").is_err());
     }
-
 }

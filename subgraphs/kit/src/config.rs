@@ -46,12 +46,9 @@ impl ServiceConfig {
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
-        let listen = listen
-            .parse()
-            .with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
-        let pool_size: usize = env_or("DB_POOL_SIZE", "16")
-            .parse()
-            .context("DB_POOL_SIZE must be a positive number")?;
+        let listen = listen.parse().with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
+        let pool_size: usize =
+            env_or("DB_POOL_SIZE", "16").parse().context("DB_POOL_SIZE must be a positive number")?;
         if pool_size == 0 {
             bail!("DB_POOL_SIZE must be at least 1");
         }

@@ -171,8 +171,8 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         // The migration harness is synchronous; the wrapper drives the async connection
         // on this blocking thread.
-        let mut connection: AsyncConnectionWrapper<AsyncPgConnection> = diesel::Connection::establish(&url)
-            .with_context(|| format!("connecting to {url} to migrate"))?;
+        let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
+            diesel::Connection::establish(&url).with_context(|| format!("connecting to {url} to migrate"))?;
         // Advisory locks are scoped to the current database, so one constant key
         // serves every service without them blocking each other.
         diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_lock(7231)"), &mut connection)?;

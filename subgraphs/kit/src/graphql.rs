@@ -19,11 +19,7 @@ pub fn identity<'a>(ctx: &Context<'a>) -> Result<&'a Identity, ApiError> {
 /// The caller, who must be an operator (company staff).
 pub fn require_operator<'a>(ctx: &Context<'a>, action: &str) -> Result<&'a Identity, ApiError> {
     let identity = identity(ctx)?;
-    if identity.is_operator() {
-        Ok(identity)
-    } else {
-        Err(ApiError::forbidden(format!("only operators may {action}")))
-    }
+    if identity.is_operator() { Ok(identity) } else { Err(ApiError::forbidden(format!("only operators may {action}"))) }
 }
 
 /// Parses a GraphQL `ID` that names a `what` (e.g. "product"): ids are UUIDs.
@@ -58,9 +54,7 @@ impl PageRequest {
     pub fn parse(first: Option<i32>, after: Option<&str>) -> Result<Self, ApiError> {
         let size = first.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&size) {
-            return Err(ApiError::bad_input(format!(
-                "first must be between 1 and {MAX_PAGE_SIZE}, got {size}"
-            )));
+            return Err(ApiError::bad_input(format!("first must be between 1 and {MAX_PAGE_SIZE}, got {size}")));
         }
         let after = after.map(decode_cursor).transpose()?;
         Ok(Self { size: i64::from(size), after })
@@ -77,16 +71,12 @@ pub fn encode_cursor(key: Uuid) -> String {
 }
 
 pub fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| {
-            ApiError::bad_input(format!(
-                "{:?} is not a cursor from this list: pass an endCursor you received",
-                truncate(cursor, 64)
-            ))
-        })
+    URL_SAFE_NO_PAD.decode(cursor).ok().and_then(|bytes| Uuid::from_slice(&bytes).ok()).ok_or_else(|| {
+        ApiError::bad_input(format!(
+            "{:?} is not a cursor from this list: pass an endCursor you received",
+            truncate(cursor, 64)
+        ))
+    })
 }
 
 /// Builds a connection from up to `page.fetch_limit()` rows in page order.

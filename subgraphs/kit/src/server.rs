@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use crate::auth::{AuthError, TokenVerifier};
-use crate::events::outbox::RelayWaker;
-use crate::events::{EventBus, EventHandler};
 use crate::db::Database;
 use crate::error::{ApiError, ErrorCode};
+use crate::events::outbox::RelayWaker;
+use crate::events::{EventBus, EventHandler};
 
 /// How long open connections (WebSocket subscriptions above all) may take to finish
 /// after a shutdown signal before they are cut.
@@ -72,21 +72,19 @@ async fn graphql_ws<E: Executor>(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> HttpResponse {
-    upgrade
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let verifier = state.verifier.clone();
-            GraphQLWebSocket::new(socket, state.executor, protocol)
-                .on_connection_init(move |payload| async move {
-                    let identity = verifier.verify_connection_init(&payload).map_err(|error| {
-                        ApiError::unauthenticated(error.to_string()).into_graphql()
-                    })?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(identity);
-                    Ok(data)
-                })
-                .serve()
-        })
+    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        let verifier = state.verifier.clone();
+        GraphQLWebSocket::new(socket, state.executor, protocol)
+            .on_connection_init(move |payload| async move {
+                let identity = verifier
+                    .verify_connection_init(&payload)
+                    .map_err(|error| ApiError::unauthenticated(error.to_string()).into_graphql())?;
+                let mut data = async_graphql::Data::default();
+                data.insert(identity);
+                Ok(data)
+            })
+            .serve()
+    })
 }
 
 async fn ready(State(database): State<Database>) -> HttpResponse {
@@ -111,10 +109,8 @@ fn bad_request(rejection: GraphQLRejection) -> HttpResponse {
 /// A GraphQL response with no data and one error, as JSON.
 fn error_body(error: ApiError) -> serde_json::Value {
     debug_assert!(error.code != ErrorCode::Internal);
-    serde_json::to_value(Response::from_errors(vec![
-        error.into_graphql().into_server_error(Default::default()),
-    ]))
-    .expect("a GraphQL response always serializes")
+    serde_json::to_value(Response::from_errors(vec![error.into_graphql().into_server_error(Default::default())]))
+        .expect("a GraphQL response always serializes")
 }
 
 /// A service listening on a port, stopped by its cancellation token.
@@ -196,6 +192,8 @@ pub struct Wiring {
     pub relay: RelayWaker,
     /// Cancelled when this service stops.
     pub shutdown: CancellationToken,
+    /// Subscription streams open in this service right now.
+    pub active_subscriptions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Wiring {
@@ -209,6 +207,7 @@ impl Wiring {
             background: Database::unconnected(),
             relay: RelayWaker::default(),
             shutdown: CancellationToken::new(),
+            active_subscriptions: Arc::default(),
         }
     }
 }
@@ -236,8 +235,14 @@ pub async fn start_subgraph<E: Executor + Clone>(
         handler,
         own.clone(),
     );
-    let wiring =
-        Wiring { config: config.clone(), database: database.clone(), background, relay: bus.waker(), shutdown: own.clone() };
+    let wiring = Wiring {
+        config: config.clone(),
+        database: database.clone(),
+        background,
+        relay: bus.waker(),
+        shutdown: own.clone(),
+        active_subscriptions: Arc::default(),
+    };
     let app = routes(schema(&wiring), TokenVerifier::new(&config.jwt_secret), database);
     Ok(RunningService::spawn(wiring, listener, app, bus))
 }

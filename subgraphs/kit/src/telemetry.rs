@@ -5,14 +5,11 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 /// Installs the global subscriber once; later calls (tests, the launcher) are no-ops.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,lapin=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,lapin=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json");
-    let result = if json {
-        fmt().with_env_filter(filter).json().try_init()
-    } else {
-        fmt().with_env_filter(filter).try_init()
-    };
+    let result =
+        if json { fmt().with_env_filter(filter).json().try_init() } else { fmt().with_env_filter(filter).try_init() };
     // An error only means a subscriber is already installed, which is fine.
     let _ = result;
 }

@@ -11,12 +11,12 @@ use futures::future::BoxFuture;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde_json::json;
+use subgraph_kit::Database;
 use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
 use subgraph_kit::events::catalog::Subscription;
 use subgraph_kit::events::outbox::enqueue;
 use subgraph_kit::events::{Envelope, EventBus, EventHandler, HandlerError};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
-use subgraph_kit::Database;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -27,7 +27,11 @@ const SUBSCRIPTIONS: &[Subscription] = &[Subscription { service: SERVICE, event_
 struct Notebook;
 
 impl EventHandler for Notebook {
-    fn handle<'a>(&'a self, connection: &'a mut AsyncPgConnection, event: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a mut AsyncPgConnection,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             #[derive(serde::Deserialize)]
             struct Note {
@@ -55,7 +59,8 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
-    let db = TestDatabase::create(SERVICE, SHARED_MIGRATIONS, Path::new(SHARED_MIGRATIONS_DIR)).await.expect("database");
+    let db =
+        TestDatabase::create(SERVICE, SHARED_MIGRATIONS, Path::new(SHARED_MIGRATIONS_DIR)).await.expect("database");
     let database = Database::open_pool(&db.url(), 4).expect("pool");
     let mut connection = database.connection().await.expect("connection");
     sql_query("CREATE TABLE notes (seq bigserial PRIMARY KEY, note text NOT NULL)")
@@ -64,7 +69,14 @@ async fn start() -> Fixture {
         .expect("notes table");
     let events = TestEvents::new(&[SERVICE]);
     let shutdown = CancellationToken::new();
-    let bus = EventBus::start(events.config.clone(), SERVICE, SUBSCRIPTIONS, database.clone(), Some(Arc::new(Notebook)), shutdown.clone());
+    let bus = EventBus::start(
+        events.config.clone(),
+        SERVICE,
+        SUBSCRIPTIONS,
+        database.clone(),
+        Some(Arc::new(Notebook)),
+        shutdown.clone(),
+    );
     assert!(bus.connected(Duration::from_secs(20)).await, "bus connects");
     Fixture { database, events, bus, shutdown, _db: db }
 }
@@ -92,7 +104,8 @@ impl Fixture {
             note: String,
         }
         let mut connection = self.database.connection().await.expect("connection");
-        let rows: Vec<Row> = sql_query("SELECT note FROM notes ORDER BY seq").load(&mut connection).await.expect("notes");
+        let rows: Vec<Row> =
+            sql_query("SELECT note FROM notes ORDER BY seq").load(&mut connection).await.expect("notes");
         rows.into_iter().map(|row| row.note).collect()
     }
 
@@ -122,7 +135,8 @@ impl Fixture {
 
     /// Publishes raw bytes to the exchange, as a misbehaving producer would.
     async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
-        let connection = lapin::Connection::connect(&self.events.config.amqp_url, Default::default()).await.expect("connect");
+        let connection =
+            lapin::Connection::connect(&self.events.config.amqp_url, Default::default()).await.expect("connect");
         let channel = connection.create_channel().await.expect("channel");
         channel.confirm_select(Default::default()).await.expect("confirms");
         channel

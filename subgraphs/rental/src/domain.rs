@@ -159,9 +159,7 @@ impl RentRequest {
             return Err(ApiError::bad_input("deliveryAddress must not be empty"));
         }
         if delivery_address.chars().count() > MAX_ADDRESS_CHARS {
-            return Err(ApiError::bad_input(format!(
-                "deliveryAddress must be at most {MAX_ADDRESS_CHARS} characters"
-            )));
+            return Err(ApiError::bad_input(format!("deliveryAddress must be at most {MAX_ADDRESS_CHARS} characters")));
         }
         let idempotency_key = idempotency_key.trim();
         if idempotency_key.is_empty() || idempotency_key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
@@ -184,12 +182,9 @@ impl RentRequest {
     /// number must not be stored, not even hashed (card numbers are easy to brute-force).
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
-        for part in [
-            self.product_id.to_string(),
-            self.months.to_string(),
-            self.delivery_address.clone(),
-            self.card.last4(),
-        ] {
+        for part in
+            [self.product_id.to_string(), self.months.to_string(), self.delivery_address.clone(), self.card.last4()]
+        {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }

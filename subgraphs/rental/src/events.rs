@@ -41,8 +41,11 @@ impl EventHandler for RentalEvents {
             match event.event_type.as_str() {
                 PRODUCT_CREATED => {
                     let product: ProductAnnounced = event.data_as()?;
-                    let entry =
-                        CatalogEntry { product_id: product.product_id, name: product.name, monthly_fee: product.monthly_fee };
+                    let entry = CatalogEntry {
+                        product_id: product.product_id,
+                        name: product.name,
+                        monthly_fee: product.monthly_fee,
+                    };
                     let announced_at: DateTime<Utc> = event.occurred_at;
                     storage::upsert_catalog_entry(connection, &entry, announced_at).await?;
                     Ok(())
@@ -76,7 +79,9 @@ async fn activate(connection: &mut AsyncPgConnection, rental_id: Uuid) -> Result
         .await?
         .ok_or_else(|| HandlerError::Poison(format!("delivery completed for unknown rental {rental_id}")))?;
     let status = rental.status().map_err(|error| HandlerError::Poison(error.message))?;
-    if status == RentalStatus::Cancelled {
+    // Cancelled: delivery's verdict on the cancellation decides. Active: reinstated
+    // already (the events crossed), nothing to do.
+    if matches!(status, RentalStatus::Cancelled | RentalStatus::Active) {
         return Ok(());
     }
     let activated = status.activate().map_err(|refused| HandlerError::Poison(refused.to_string()))?;

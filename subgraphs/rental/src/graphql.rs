@@ -109,7 +109,8 @@ impl BatchFetch for TimelineLoader {
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<TimelineEntry>>, ApiError> {
         let mut timelines: HashMap<Uuid, Vec<TimelineEntry>> = HashMap::new();
         for (rental_id, kind, at) in storage::timelines(&self.0, keys).await? {
-            let kind = TimelineKind::parse(&kind).ok_or_else(|| ApiError::internal(format!("unknown timeline kind {kind}")))?;
+            let kind = TimelineKind::parse(&kind)
+                .ok_or_else(|| ApiError::internal(format!("unknown timeline kind {kind}")))?;
             timelines.entry(rental_id).or_default().push(TimelineEntry { kind, at });
         }
         Ok(timelines)
@@ -124,11 +125,7 @@ impl BatchFetch for RentalLoader {
     type Value = Rental;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Rental>, ApiError> {
-        storage::find_many(&self.0, keys)
-            .await?
-            .into_iter()
-            .map(|row| Ok((row.id, Rental::from_row(row)?)))
-            .collect()
+        storage::find_many(&self.0, keys).await?.into_iter().map(|row| Ok((row.id, Rental::from_row(row)?))).collect()
     }
 }
 

@@ -49,7 +49,11 @@ impl RentalSettings {
 
 /// Creates and migrates the database if needed, then serves the subgraph, consumes its
 /// events and reconciles unfinished rent requests until `shutdown` is cancelled.
-pub async fn start(config: ServiceConfig, settings: RentalSettings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+pub async fn start(
+    config: ServiceConfig,
+    settings: RentalSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
     let handler = Arc::new(events::RentalEvents);
     let jwt_secret = config.jwt_secret.clone();
     let running = subgraph_kit::server::start_subgraph(

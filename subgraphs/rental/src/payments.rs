@@ -41,7 +41,9 @@ impl PaymentSettings {
 /// What payment said to a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
-    Charged { payment_id: Uuid },
+    Charged {
+        payment_id: Uuid,
+    },
     /// Payment answered and refused (declined card, bad input, a voided rental):
     /// nothing was charged. The error is the one to show.
     Refused(ApiError),
@@ -110,18 +112,23 @@ impl PaymentClient {
     async fn call(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
         let permit = self.breaker.admit().map_err(|refused| ApiError::payment_unavailable(refused.retry_after))?;
         let token = self.issuer.issue(&Identity::Service { name: crate::SERVICE.into() }, Duration::from_secs(60));
-        let request = self
-            .http
-            .post(&self.settings.url)
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send();
-        let answer = match tokio::time::timeout(self.settings.timeout, request).await {
-            Ok(Ok(response)) if response.status().is_success() => response.json::<Value>().await.ok(),
-            Ok(Ok(response)) => {
+        // The timeout covers the whole exchange, body included.
+        let exchange = async {
+            let response = self
+                .http
+                .post(&self.settings.url)
+                .bearer_auth(token)
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await?;
+            if !response.status().is_success() {
                 tracing::warn!(status = %response.status(), "payment answered with an error status");
-                None
+                return Ok(None);
             }
+            response.json::<Value>().await.map(Some)
+        };
+        let answer = match tokio::time::timeout(self.settings.timeout, exchange).await {
+            Ok(Ok(body)) => body,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "payment could not be reached");
                 None

@@ -82,12 +82,11 @@ impl Renting {
         let payment_id = match self.payments.charge(rental_id, customer_id, amount, &request.card).await? {
             ChargeOutcome::Charged { payment_id } => payment_id,
             ChargeOutcome::Refused(error) => {
-                // Nothing was charged, so nothing remains: the customer may try again,
-                // with the same key or another.
-                if error.code != ErrorCode::Conflict {
-                    let mut connection = self.database.connection().await?;
-                    storage::forget_request(&mut connection, rental_id).await?;
-                }
+                // Nothing was charged for this attempt. Another attempt under the same
+                // key could still be on its way to payment, so the request is not simply
+                // forgotten: its charge is called off for good (refunded if that other
+                // attempt got through), and the key is free for a fresh try.
+                self.call_off(rental_id).await;
                 return Err(error);
             }
         };
@@ -106,9 +105,7 @@ impl Renting {
             payment_id,
         };
         let mut connection = self.database.connection().await?;
-        connection
-            .transaction(async |connection| commit(connection, &rental).await)
-            .await?;
+        connection.transaction(async |connection| commit(connection, &rental).await).await?;
         Ok(rental)
     }
 
@@ -123,6 +120,23 @@ impl Renting {
         let (_, existing) =
             storage::claim_request(connection, customer_id, &request.idempotency_key, &fingerprint, Uuid::now_v7())
                 .await?;
+        // A key whose earlier attempt was called off produced nothing, so it may be
+        // used again, for this request whatever it is.
+        if existing.state == RequestState::Abandoned {
+            let fresh = Uuid::now_v7();
+            if storage::restart_request(connection, customer_id, &request.idempotency_key, &fingerprint, fresh).await? {
+                return Ok(fresh);
+            }
+            // Another retry restarted it first: read what it left.
+            let (_, again) =
+                storage::claim_request(connection, customer_id, &request.idempotency_key, &fingerprint, fresh).await?;
+            return self.continue_with(again, &fingerprint);
+        }
+        self.continue_with(existing, &fingerprint)
+    }
+
+    /// The rental id to work on for an existing request under this key.
+    fn continue_with(&self, existing: storage::RentRequestRow, fingerprint: &str) -> Result<Uuid, ApiError> {
         if existing.request_hash != fingerprint {
             return Err(ApiError::new(
                 ErrorCode::IdempotencyKeyReused,
@@ -131,19 +145,24 @@ impl Renting {
         }
         match existing.state {
             RequestState::Pending | RequestState::Completed => Ok(existing.rental_id),
-            RequestState::Voiding => Err(ApiError::payment_unavailable(Duration::from_secs(2))),
-            RequestState::Abandoned => {
-                let fresh = Uuid::now_v7();
-                if storage::restart_request(connection, customer_id, &request.idempotency_key, fresh).await? {
-                    Ok(fresh)
-                } else {
-                    // Another retry restarted it first: work on that one.
-                    let (_, again) =
-                        storage::claim_request(connection, customer_id, &request.idempotency_key, &fingerprint, fresh)
-                            .await?;
-                    Ok(again.rental_id)
-                }
+            RequestState::Voiding | RequestState::Abandoned => {
+                Err(ApiError::payment_unavailable(Duration::from_secs(2)))
             }
+        }
+    }
+
+    /// Calls off the charge of a request that will not complete; if payment cannot be
+    /// reached the request stays VOIDING and the reconciler finishes the job.
+    async fn call_off(&self, rental_id: Uuid) {
+        let outcome = async {
+            let mut connection = self.database.connection().await?;
+            storage::set_request_state(&mut connection, rental_id, RequestState::Voiding).await?;
+            self.payments.void(rental_id).await?;
+            storage::set_request_state(&mut connection, rental_id, RequestState::Abandoned).await?;
+            Ok::<_, ApiError>(())
+        };
+        if let Err(error) = outcome.await {
+            tracing::warn!(%rental_id, error = %error.message, "could not call off a refused charge yet; the reconciler will");
         }
     }
 
@@ -157,22 +176,24 @@ impl Renting {
         for request in stuck {
             // Take it away from any late `rent` first: once VOIDING, it never commits.
             let taken = connection
-                .transaction(async |connection| {
-                    match storage::lock_request(connection, request.rental_id).await? {
-                        Some(locked) if locked.state == RequestState::Pending => {
-                            storage::set_request_state(connection, request.rental_id, RequestState::Voiding).await?;
-                            Ok::<_, ApiError>(true)
-                        }
-                        Some(locked) => Ok(locked.state == RequestState::Voiding),
-                        None => Ok(false),
+                .transaction(async |connection| match storage::lock_request(connection, request.rental_id).await? {
+                    Some(locked) if locked.state == RequestState::Pending => {
+                        storage::set_request_state(connection, request.rental_id, RequestState::Voiding).await?;
+                        Ok::<_, ApiError>(true)
                     }
+                    Some(locked) => Ok(locked.state == RequestState::Voiding),
+                    None => Ok(false),
                 })
                 .await?;
             if !taken {
                 continue;
             }
-            // If payment is down, the request stays VOIDING and is tried again later.
-            self.payments.void(request.rental_id).await?;
+            // If payment is down, the request stays VOIDING and is tried again later;
+            // the others are still worked on.
+            if let Err(error) = self.payments.void(request.rental_id).await {
+                tracing::warn!(rental_id = %request.rental_id, error = %error.message, "calling off a charge failed; will retry");
+                continue;
+            }
             storage::set_request_state(&mut connection, request.rental_id, RequestState::Abandoned).await?;
             tracing::warn!(rental_id = %request.rental_id, "rent request was not completed; its charge was called off");
             called_off += 1;
@@ -227,7 +248,11 @@ pub fn spawn_reconciler(renting: Arc<Renting>, database: Database, shutdown: Can
 /// Cancels a rental that is not yet delivered. The rental reads CANCELLED at once;
 /// delivery then cancels the delivery (and payment refunds, inventory restocks), or,
 /// if the delivery had completed first, refuses and the rental is reinstated.
-pub async fn cancel(database: &Database, caller: &subgraph_kit::Identity, rental_id: Uuid) -> Result<RentalRow, ApiError> {
+pub async fn cancel(
+    database: &Database,
+    caller: &subgraph_kit::Identity,
+    rental_id: Uuid,
+) -> Result<RentalRow, ApiError> {
     let mut connection = database.connection().await?;
     connection
         .transaction(async |connection| {
@@ -251,7 +276,8 @@ pub async fn cancel(database: &Database, caller: &subgraph_kit::Identity, rental
                 cancelled_at: now,
             };
             let event_id = outbox::enqueue(connection, crate::SERVICE, RENTAL_CANCELLED, 1, &event).await?;
-            storage::record_timeline(connection, event_id, rental_id, crate::domain::TimelineKind::Cancelled, now).await?;
+            storage::record_timeline(connection, event_id, rental_id, crate::domain::TimelineKind::Cancelled, now)
+                .await?;
             Ok(rental)
         })
         .await

@@ -146,8 +146,8 @@ pub async fn upsert_catalog_entry(
     .bind::<diesel::sql_types::Text, _>(&entry.name)
     .bind::<diesel::sql_types::Integer, _>(entry.monthly_fee)
     .bind::<diesel::sql_types::Timestamptz, _>(announced_at)
-        .execute(connection)
-        .await?;
+    .execute(connection)
+    .await?;
     Ok(())
 }
 
@@ -239,11 +239,8 @@ pub async fn claim_request(
         .on_conflict_do_nothing()
         .execute(connection)
         .await?;
-    let row = rent_requests::table
-        .find((customer_id, idempotency_key))
-        .select(REQUEST_COLUMNS)
-        .first(connection)
-        .await?;
+    let row =
+        rent_requests::table.find((customer_id, idempotency_key)).select(REQUEST_COLUMNS).first(connection).await?;
     Ok((inserted == 1, request_from(row)?))
 }
 
@@ -277,6 +274,7 @@ pub async fn restart_request(
     connection: &mut AsyncPgConnection,
     customer_id: Uuid,
     idempotency_key: &str,
+    request_hash: &str,
     new_rental_id: Uuid,
 ) -> QueryResult<bool> {
     let updated = diesel::update(
@@ -286,6 +284,7 @@ pub async fn restart_request(
     )
     .set((
         rent_requests::rental_id.eq(new_rental_id),
+        rent_requests::request_hash.eq(request_hash),
         rent_requests::state.eq(RequestState::Pending.as_str()),
         rent_requests::updated_at.eq(Utc::now()),
     ))
@@ -294,36 +293,22 @@ pub async fn restart_request(
     Ok(updated == 1)
 }
 
-/// Forgets a request whose charge was declined: nothing was charged, so nothing
-/// needs calling off, and the customer may try again with the same key.
-pub async fn forget_request(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<()> {
-    diesel::delete(
-        rent_requests::table
-            .filter(rent_requests::rental_id.eq(rental_id))
-            .filter(rent_requests::state.eq(RequestState::Pending.as_str())),
-    )
-    .execute(connection)
-    .await?;
-    Ok(())
-}
-
 /// Requests the reconciler must finish: PENDING for longer than `older_than`, and
 /// every VOIDING one.
 pub async fn unfinished_requests(
     connection: &mut AsyncPgConnection,
     older_than: DateTime<Utc>,
 ) -> QueryResult<Vec<RentRequestRow>> {
-    let rows = rent_requests::table
-        .filter(
-            rent_requests::state
-                .eq(RequestState::Voiding.as_str())
-                .or(rent_requests::state.eq(RequestState::Pending.as_str()).and(rent_requests::updated_at.lt(older_than))),
-        )
-        .select(REQUEST_COLUMNS)
-        .order(rent_requests::updated_at)
-        .limit(100)
-        .load(connection)
-        .await?;
+    let rows =
+        rent_requests::table
+            .filter(rent_requests::state.eq(RequestState::Voiding.as_str()).or(
+                rent_requests::state.eq(RequestState::Pending.as_str()).and(rent_requests::updated_at.lt(older_than)),
+            ))
+            .select(REQUEST_COLUMNS)
+            .order(rent_requests::updated_at)
+            .limit(100)
+            .load(connection)
+            .await?;
     rows.into_iter().map(request_from).collect()
 }
 
@@ -360,7 +345,10 @@ pub async fn record_timeline(
 }
 
 /// The timelines of many rentals in one statement, each in time order.
-pub async fn timelines(database: &Database, rental_ids: &[Uuid]) -> Result<Vec<(Uuid, String, DateTime<Utc>)>, ApiError> {
+pub async fn timelines(
+    database: &Database,
+    rental_ids: &[Uuid],
+) -> Result<Vec<(Uuid, String, DateTime<Utc>)>, ApiError> {
     let mut connection = database.connection().await?;
     Ok(rental_timeline::table
         .filter(rental_timeline::rental_id.eq_any(rental_ids))
@@ -376,7 +364,9 @@ pub async fn forget_timeline(
     kind: crate::domain::TimelineKind,
 ) -> QueryResult<()> {
     diesel::delete(
-        rental_timeline::table.filter(rental_timeline::rental_id.eq(rental_id)).filter(rental_timeline::kind.eq(kind.as_str())),
+        rental_timeline::table
+            .filter(rental_timeline::rental_id.eq(rental_id))
+            .filter(rental_timeline::kind.eq(kind.as_str())),
     )
     .execute(connection)
     .await?;

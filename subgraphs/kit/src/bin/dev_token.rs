@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use subgraph_kit::config::jwt_secret_from_env;
 use subgraph_kit::auth::DEV_CUSTOMER_ID;
+use subgraph_kit::config::jwt_secret_from_env;
 use subgraph_kit::{Identity, TokenIssuer};
 use uuid::Uuid;
 

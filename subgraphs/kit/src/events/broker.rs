@@ -38,7 +38,12 @@ pub async fn declare(channel: &Channel, config: &EventsConfig, subscriptions: &[
     Ok(())
 }
 
-async fn declare_queue(channel: &Channel, config: &EventsConfig, service: &str, event_types: &[&str]) -> lapin::Result<()> {
+async fn declare_queue(
+    channel: &Channel,
+    config: &EventsConfig,
+    service: &str,
+    event_types: &[&str],
+) -> lapin::Result<()> {
     let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
     let dead_letters = config.dead_letter_queue(service);
     let mut dead_letter_arguments = FieldTable::default();

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{RelayWaker, relay};
 use super::catalog::{Subscription, subscriptions_of};
+use super::outbox::{RelayWaker, relay};
 use super::{Envelope, EventsConfig, broker, inbox};
 use crate::db::Database;
 
@@ -176,7 +176,12 @@ impl Session<'_> {
             channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
             let tag = format!("{}-{}", self.service, uuid::Uuid::new_v4().simple());
             channel
-                .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
         };
         let mut deliveries = match started.await {

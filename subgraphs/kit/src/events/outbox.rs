@@ -144,7 +144,8 @@ async fn publish_batch(database: &Database, channel: &Channel, config: &EventsCo
                         tracing::warn!(%id, "broker refused the event; it will be retried");
                     }
                     Ok(Confirmation::NotRequested) => {
-                        failure.get_or_insert_with(|| anyhow::anyhow!("publisher confirms are off on the relay channel"));
+                        failure
+                            .get_or_insert_with(|| anyhow::anyhow!("publisher confirms are off on the relay channel"));
                     }
                     // The channel or connection failed: reconnect.
                     Err(error) => {

@@ -1,0 +1,109 @@
+//! Live delivery tracking through the router, over WebSocket and SSE.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::fixtures::{rent_input, rentable_product};
+use support::live::{SseClient, WsClient};
+use support::{TestStack, eventually};
+use uuid::Uuid;
+
+const APPROVED: &str = "4242424242424242";
+const TRACK: &str =
+    "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
+
+async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
+    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
+    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
+    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
+    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
+}
+
+async fn operator_step(stack: &TestStack, step: &str, rental_id: &str) {
+    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
+    let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
+    let delivery = response["data"]["rental"]["delivery"]["id"].clone();
+    let mutation = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
+    let (_, response) = stack.graphql(Some(&stack.operator_token()), &mutation, json!({ "id": delivery })).await;
+    assert_eq!(response.get("errors"), None, "{step}: {response}");
+}
+
+fn status_of(payload: &Value) -> &str {
+    payload["data"]["deliveryStatusChanged"]["status"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn websocket_and_sse_subscribers_follow_the_delivery_through_the_router() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Live model", 19_900, 3).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental_id = rent(&stack, &customer, product_id, "live").await;
+
+    let mut ws = WsClient::connect(&stack.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    ws.subscribe("track", TRACK, json!({ "id": rental_id })).await;
+    let mut sse =
+        SseClient::subscribe(&stack.client, &stack.router_url(), &customer, TRACK, json!({ "id": rental_id })).await;
+
+    let first = ws.next_message().await.expect("current status over WebSocket");
+    assert_eq!(first["type"], "next", "{first}");
+    assert_eq!(status_of(&first["payload"]), "REQUESTED", "{first}");
+    assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["rental"]["product"]["name"], "Live model");
+    let first = sse.next().await.expect("current status over SSE");
+    assert_eq!(status_of(&first), "REQUESTED", "{first}");
+
+    operator_step(&stack, "startDelivery", &rental_id).await;
+    let shipping = ws.next_message().await.expect("SHIPPING");
+    assert_eq!(status_of(&shipping["payload"]), "SHIPPING", "{shipping}");
+    assert_eq!(shipping["payload"]["data"]["deliveryStatusChanged"]["rental"]["product"]["name"], "Live model");
+    assert_eq!(status_of(&sse.next().await.expect("SHIPPING over SSE")), "SHIPPING");
+
+    operator_step(&stack, "completeDelivery", &rental_id).await;
+    let delivered = ws.next_message().await.expect("DELIVERED");
+    assert_eq!(status_of(&delivered["payload"]), "DELIVERED", "{delivered}");
+    assert_eq!(status_of(&sse.next().await.expect("DELIVERED over SSE")), "DELIVERED");
+
+    let complete = ws.next_message().await.expect("complete");
+    assert_eq!(complete, json!({ "id": "track", "type": "complete" }));
+    assert_eq!(sse.next().await, None, "the SSE stream completes");
+    ws.close().await;
+
+    let gauge = stack.subgraphs.delivery.wiring.active_subscriptions.clone();
+    assert!(eventually(Duration::from_secs(10), || async { gauge.load(Ordering::Relaxed) == 0 }).await);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_owner_or_an_operator_may_subscribe() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Private model", 19_900, 3).await;
+    let owner = Uuid::now_v7();
+    let rental_id = rent(&stack, &stack.customer_token(owner), product_id, "private").await;
+    // Wait until the delivery exists, so the refusal is the owner check, not a wait.
+    operator_step(&stack, "startDelivery", &rental_id).await;
+    let url = stack.router.as_ref().expect("router").websocket_url();
+
+    let mut stranger = WsClient::connect(&url, Some(&stack.customer_token(Uuid::now_v7()))).await;
+    stranger.subscribe("peek", TRACK, json!({ "id": rental_id })).await;
+    let refused = stranger.next_message().await.expect("an answer");
+    // The router relays the subgraph's refusal as a result with no data and the error.
+    assert_eq!(refused["payload"]["data"], json!(null), "no delivery data for a stranger: {refused}");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND", "{refused}");
+    let after = stranger.next_message().await;
+    assert!(after.as_ref().is_none_or(|message| message["type"] == "complete"), "nothing more: {after:?}");
+    stranger.close().await;
+
+    let mut anonymous = WsClient::connect(&url, None).await;
+    anonymous.subscribe("peek", TRACK, json!({ "id": rental_id })).await;
+    let refused = anonymous.next_message().await;
+    assert!(refused.as_ref().is_none_or(|message| message["type"] == "error"), "no token, no events: {refused:?}");
+
+    let mut operator = WsClient::connect(&url, Some(&stack.operator_token())).await;
+    operator.subscribe("watch", TRACK, json!({ "id": rental_id })).await;
+    let current = operator.next_message().await.expect("current status");
+    assert_eq!(status_of(&current["payload"]), "SHIPPING", "{current}");
+    operator.close().await;
+    stack.stop().await;
+}
