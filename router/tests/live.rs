@@ -107,3 +107,114 @@ async fn only_the_owner_or_an_operator_may_subscribe() {
     operator.close().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_change_made_through_one_instance_reaches_a_subscriber_of_another() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Replica model", 19_900, 3).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental_id = rent(&stack, &customer, product_id, "replica").await;
+    let (second_delivery, second_router) = stack.second_delivery_and_router().await;
+
+    // Subscribed through router 1 (delivery instance 1) ...
+    let mut ws = WsClient::connect(&stack.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    ws.subscribe("track", TRACK, json!({ "id": rental_id })).await;
+    let first = ws.next_message().await.expect("current status");
+    assert_eq!(status_of(&first["payload"]), "REQUESTED", "{first}");
+
+    // ... shipped through router 2 (delivery instance 2).
+    let operator = stack.operator_token();
+    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
+    let (_, found) = support::post_graphql(
+        &stack.client,
+        &second_router.graphql_url(),
+        Some(&operator),
+        &json!({ "query": query, "variables": { "id": rental_id } }),
+    )
+    .await;
+    let delivery = found["data"]["rental"]["delivery"]["id"].clone();
+    let (_, started) = support::post_graphql(
+        &stack.client,
+        &second_router.graphql_url(),
+        Some(&operator),
+        &json!({ "query": "mutation($id: ID!) { startDelivery(id: $id) { status } }", "variables": { "id": delivery } }),
+    )
+    .await;
+    assert_eq!(started["data"]["startDelivery"]["status"], "SHIPPING", "{started}");
+
+    let shipping = ws.next_message().await.expect("the change made elsewhere");
+    assert_eq!(status_of(&shipping["payload"]), "SHIPPING", "{shipping}");
+    ws.close().await;
+    second_router.stop().await.expect("router stops");
+    second_delivery.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_frees_its_subscription() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Dropped model", 19_900, 3).await;
+    let customer = stack.customer_token(Uuid::now_v7());
+    let rental_id = rent(&stack, &customer, product_id, "dropped").await;
+    let gauge = stack.subgraphs.delivery.wiring.active_subscriptions.clone();
+
+    let mut ws = WsClient::connect(&stack.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    ws.subscribe("track", TRACK, json!({ "id": rental_id })).await;
+    assert_eq!(status_of(&ws.next_message().await.expect("current")["payload"]), "REQUESTED");
+    assert_eq!(gauge.load(Ordering::Relaxed), 1, "one open stream in delivery");
+
+    // The client vanishes without unsubscribing.
+    drop(ws);
+    let freed = eventually(Duration::from_secs(30), || async { gauge.load(Ordering::Relaxed) == 0 }).await;
+    assert!(freed, "the subscription was cleaned up: {} still open", gauge.load(Ordering::Relaxed));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn two_hundred_subscribers_each_get_exactly_their_own_events() {
+    const SUBSCRIBERS: usize = 200;
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Crowd model", 19_900, 1_000).await;
+    let url = stack.router.as_ref().expect("router").websocket_url();
+
+    // Rent in small concurrent batches, one customer each.
+    let mut rentals = Vec::new();
+    for batch in 0..SUBSCRIBERS / 20 {
+        let made = futures::future::join_all((0..20).map(|index| {
+            let stack = &stack;
+            async move {
+                let token = stack.customer_token(Uuid::now_v7());
+                let rental_id = rent(stack, &token, product_id, &format!("crowd-{batch}-{index}")).await;
+                (token, rental_id)
+            }
+        }))
+        .await;
+        rentals.extend(made);
+    }
+
+    let mut clients = Vec::new();
+    for (token, rental_id) in &rentals {
+        let mut ws = WsClient::connect(&url, Some(token)).await;
+        ws.subscribe("mine", TRACK, json!({ "id": rental_id })).await;
+        clients.push(ws);
+    }
+    for (ws, (_, rental_id)) in clients.iter_mut().zip(&rentals) {
+        let first = ws.next_message().await.expect("current status");
+        assert_eq!(status_of(&first["payload"]), "REQUESTED", "{first}");
+        assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id));
+    }
+    for (_, rental_id) in &rentals {
+        operator_step(&stack, "startDelivery", rental_id).await;
+    }
+    for (ws, (_, rental_id)) in clients.iter_mut().zip(&rentals) {
+        let next = ws.next_message().await.expect("SHIPPING");
+        assert_eq!(status_of(&next["payload"]), "SHIPPING", "{next}");
+        assert_eq!(next["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id), "only its own");
+    }
+    for ws in clients {
+        ws.close().await;
+    }
+    let gauge = stack.subgraphs.delivery.wiring.active_subscriptions.clone();
+    assert!(eventually(Duration::from_secs(30), || async { gauge.load(Ordering::Relaxed) == 0 }).await);
+    stack.stop().await;
+}

@@ -168,6 +168,36 @@ impl TestStack {
         old.stopped().await;
     }
 
+    /// A second delivery instance on the same database and broker namespace, and a
+    /// second router that sends delivery traffic to it (the other subgraphs shared).
+    pub async fn second_delivery_and_router(&self) -> (subgraph_kit::RunningService, RouterProcess) {
+        let mut config =
+            self.configs.iter().find(|config| config.service == delivery::SERVICE).expect("delivery").clone();
+        config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let second = delivery::start(config, self.shutdown.clone()).await.expect("second delivery starts");
+        let urls = self
+            .subgraphs
+            .urls()
+            .into_iter()
+            .map(|(name, url)| if name == delivery::SERVICE { (name, second.url()) } else { (name, url) })
+            .collect();
+        let router = RouterProcess::spawn(RouterSettings {
+            binary: env!("CARGO_BIN_EXE_router").into(),
+            port: 0,
+            host: Ipv4Addr::LOCALHOST,
+            subgraph_urls: urls,
+            jwt_secret: self.secret.clone(),
+            log_level: "warn".into(),
+            log_file: Some(
+                std::env::temp_dir().join(format!("water-rental-test-router-{}.log", Uuid::new_v4().simple())),
+            ),
+            workers: Some(1),
+        })
+        .await
+        .expect("second router starts");
+        (second, router)
+    }
+
     pub async fn stop_payment(&mut self) -> std::net::SocketAddr {
         self.stop_service(payment::SERVICE).await
     }
