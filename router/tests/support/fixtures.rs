@@ -60,6 +60,7 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
         payment_id: fixture.payment_id,
     };
     rental::storage::insert(&mut connection, &rental).await.expect("rental row");
+    rental::storage::project(&mut connection, rental.id).await.expect("history row");
 
     let mut connection = stack.subgraphs.payment.database.connection().await.expect("payment db");
     let payment = payment::storage::PaymentRow {

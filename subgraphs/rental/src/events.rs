@@ -14,11 +14,15 @@ pub const PRODUCT_CREATED: &str = "product.created";
 pub const DELIVERY_COMPLETED: &str = "delivery.completed";
 pub const DELIVERY_CANCEL_REFUSED: &str = "delivery.cancel_refused";
 
-/// The part every payment and delivery event has.
+/// The part every payment and delivery event has: the rental, and when the step
+/// happened (`at` for delivery events, `chargedAt` / `refundedAt` for payment's).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AboutRental {
     rental_id: Uuid,
+    at: Option<DateTime<Utc>>,
+    charged_at: Option<DateTime<Utc>>,
+    refunded_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,10 +66,15 @@ impl EventHandler for RentalEvents {
                 "payment.charged" | "payment.refunded" | "delivery.requested" | "delivery.started" => Ok(()),
                 other => Err(HandlerError::Poison(format!("rental does not handle {other}"))),
             }?;
-            // Every event about a rental also lands in its timeline.
+            // Every event about a rental also lands in its timeline, at the time the
+            // step happened in its own service, and the history row follows.
             if let Some(kind) = TimelineKind::of_event(&event.event_type) {
                 let about: AboutRental = event.data_as()?;
-                storage::record_timeline(connection, event.id, about.rental_id, kind, event.occurred_at).await?;
+                let at = about.at.or(about.charged_at).or(about.refunded_at).unwrap_or(event.occurred_at);
+                storage::record_timeline(connection, event.id, about.rental_id, kind, at).await?;
+                storage::project(connection, about.rental_id).await?;
+            } else if let Ok(about) = event.data_as::<AboutRental>() {
+                storage::project(connection, about.rental_id).await?;
             }
             Ok(())
         })
@@ -85,7 +94,7 @@ async fn activate(connection: &mut AsyncPgConnection, rental_id: Uuid) -> Result
         return Ok(());
     }
     let activated = status.activate().map_err(|refused| HandlerError::Poison(refused.to_string()))?;
-    storage::set_status(connection, rental_id, activated).await?;
+    storage::set_status(connection, rental_id, activated, Utc::now()).await?;
     Ok(())
 }
 
@@ -100,7 +109,7 @@ async fn reinstate(connection: &mut AsyncPgConnection, rental_id: Uuid) -> Resul
         return Ok(());
     }
     let reinstated = status.reinstate().map_err(|refused| HandlerError::Poison(refused.to_string()))?;
-    storage::set_status(connection, rental_id, reinstated).await?;
+    storage::set_status(connection, rental_id, reinstated, Utc::now()).await?;
     storage::forget_timeline(connection, rental_id, TimelineKind::Cancelled).await?;
     tracing::info!(%rental_id, "cancellation arrived after delivery: rental reinstated");
     Ok(())

@@ -5,6 +5,7 @@
 pub mod domain;
 pub mod events;
 pub mod graphql;
+pub mod history;
 pub mod payments;
 pub mod renting;
 pub mod storage;

@@ -226,6 +226,7 @@ async fn commit(connection: &mut AsyncPgConnection, rental: &RentalRow) -> Resul
     };
     outbox::enqueue(connection, crate::SERVICE, RENTAL_ACCEPTED, 1, &event).await?;
     storage::set_request_state(connection, rental.id, RequestState::Completed).await?;
+    storage::project(connection, rental.id).await?;
     Ok(())
 }
 
@@ -264,7 +265,7 @@ pub async fn cancel(
                 ApiError::conflict(format!("{refused}: only a rental that is not yet delivered can be cancelled"))
             })?;
             let now = Utc::now();
-            storage::set_status(connection, rental_id, cancelled).await?;
+            storage::set_status(connection, rental_id, cancelled, now).await?;
             rental.status = cancelled.as_str().to_owned();
             rental.updated_at = now;
             let event = RentalCancelled {

@@ -26,7 +26,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    rental_timeline (event_id) {
+    rental_timeline (rental_id, kind) {
         event_id -> Uuid,
         rental_id -> Uuid,
         kind -> Text,
@@ -85,27 +85,6 @@ pub async fn insert(connection: &mut Connection, row: &RentalRow) -> Result<(), 
 pub async fn find_many(database: &Database, ids: &[Uuid]) -> Result<Vec<RentalRow>, ApiError> {
     let mut connection = database.connection().await?;
     Ok(rentals::table.filter(rentals::id.eq_any(ids)).select(RentalRow::as_select()).load(&mut connection).await?)
-}
-
-/// One page of a customer's rentals, newest first, optionally of one status.
-pub async fn page_for_customer(
-    connection: &mut Connection,
-    customer_id: Uuid,
-    status: Option<RentalStatus>,
-    page: &PageRequest,
-) -> Result<Vec<RentalRow>, ApiError> {
-    let mut query = rentals::table
-        .filter(rentals::customer_id.eq(customer_id))
-        .select(RentalRow::as_select())
-        .order(rentals::id.desc())
-        .into_boxed();
-    if let Some(status) = status {
-        query = query.filter(rentals::status.eq(status.as_str()));
-    }
-    if let Some(after) = page.after {
-        query = query.filter(rentals::id.lt(after));
-    }
-    Ok(query.limit(page.fetch_limit()).load(connection).await?)
 }
 
 pub async fn insert_in(connection: &mut AsyncPgConnection, row: &RentalRow) -> QueryResult<()> {
@@ -316,14 +295,21 @@ pub async fn lock_rental(connection: &mut AsyncPgConnection, id: Uuid) -> QueryR
     rentals::table.find(id).select(RentalRow::as_select()).for_update().first(connection).await.optional()
 }
 
-pub async fn set_status(connection: &mut AsyncPgConnection, id: Uuid, status: RentalStatus) -> QueryResult<()> {
+pub async fn set_status(
+    connection: &mut AsyncPgConnection,
+    id: Uuid,
+    status: RentalStatus,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
     diesel::update(rentals::table.find(id))
-        .set((rentals::status.eq(status.as_str()), rentals::updated_at.eq(Utc::now())))
+        .set((rentals::status.eq(status.as_str()), rentals::updated_at.eq(at)))
         .execute(connection)
         .await?;
     Ok(())
 }
 
+/// Records a step of a rental's timeline; the same step learned again keeps the
+/// earliest time. The history row is refreshed by the caller ([`project`]).
 pub async fn record_timeline(
     connection: &mut AsyncPgConnection,
     event_id: Uuid,
@@ -331,17 +317,89 @@ pub async fn record_timeline(
     kind: crate::domain::TimelineKind,
     at: DateTime<Utc>,
 ) -> QueryResult<()> {
-    diesel::insert_into(rental_timeline::table)
-        .values((
-            rental_timeline::event_id.eq(event_id),
-            rental_timeline::rental_id.eq(rental_id),
-            rental_timeline::kind.eq(kind.as_str()),
-            rental_timeline::at.eq(at),
-        ))
-        .on_conflict_do_nothing()
-        .execute(connection)
-        .await?;
+    diesel::sql_query(
+        "INSERT INTO rental_timeline (event_id, rental_id, kind, at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (rental_id, kind) DO UPDATE SET at = LEAST(rental_timeline.at, EXCLUDED.at)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .bind::<diesel::sql_types::Uuid, _>(rental_id)
+    .bind::<diesel::sql_types::Text, _>(kind.as_str())
+    .bind::<diesel::sql_types::Timestamptz, _>(at)
+    .execute(connection)
+    .await?;
     Ok(())
+}
+
+/// Writes the rental's history row (the read model) from its rental row and timeline.
+/// Deterministic: whatever order the events came in, the row ends the same. Nothing
+/// happens while the rental itself is not committed yet; its commit projects it.
+pub async fn project(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO rental_history (rental_id, customer_id, product_id, months, monthly_fee, delivery_address, \
+                                     status, created_at, updated_at, timeline) \
+         SELECT r.id, r.customer_id, r.product_id, r.months, r.monthly_fee, r.delivery_address, r.status, \
+                r.created_at, r.updated_at, \
+                COALESCE((SELECT jsonb_agg(jsonb_build_object('kind', t.kind, 'at', t.at) ORDER BY t.at, t.kind) \
+                          FROM rental_timeline t WHERE t.rental_id = r.id), '[]'::jsonb) \
+         FROM rentals r WHERE r.id = $1 \
+         ON CONFLICT (rental_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, \
+                                               timeline = EXCLUDED.timeline",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(rental_id)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+diesel::table! {
+    rental_history (rental_id) {
+        rental_id -> Uuid,
+        customer_id -> Uuid,
+        product_id -> Uuid,
+        months -> Int4,
+        monthly_fee -> Int4,
+        delivery_address -> Text,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        timeline -> Jsonb,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = rental_history)]
+pub struct HistoryRow {
+    pub rental_id: Uuid,
+    pub customer_id: Uuid,
+    pub product_id: Uuid,
+    pub months: i32,
+    pub monthly_fee: i32,
+    pub delivery_address: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub timeline: serde_json::Value,
+}
+
+/// One page of a customer's history, newest first: one indexed read.
+pub async fn history_page(
+    connection: &mut Connection,
+    customer_id: Uuid,
+    status: Option<RentalStatus>,
+    page: &PageRequest,
+) -> Result<Vec<HistoryRow>, ApiError> {
+    let mut query = rental_history::table
+        .filter(rental_history::customer_id.eq(customer_id))
+        .select(HistoryRow::as_select())
+        .order(rental_history::rental_id.desc())
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(rental_history::status.eq(status.as_str()));
+    }
+    if let Some(after) = page.after {
+        query = query.filter(rental_history::rental_id.lt(after));
+    }
+    Ok(query.limit(page.fetch_limit()).load(connection).await?)
 }
 
 /// The timelines of many rentals in one statement, each in time order.
@@ -352,7 +410,7 @@ pub async fn timelines(
     let mut connection = database.connection().await?;
     Ok(rental_timeline::table
         .filter(rental_timeline::rental_id.eq_any(rental_ids))
-        .order((rental_timeline::rental_id, rental_timeline::at, rental_timeline::event_id))
+        .order((rental_timeline::rental_id, rental_timeline::at, rental_timeline::kind))
         .select((rental_timeline::rental_id, rental_timeline::kind, rental_timeline::at))
         .load(&mut connection)
         .await?)
