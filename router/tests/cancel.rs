@@ -7,33 +7,11 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fixtures::{rent_input, rentable_product};
+use support::fixtures::{delivery_id, rent, rentable_product};
 use support::{TestStack, count, error_codes, eventually};
 use uuid::Uuid;
 
-const APPROVED: &str = "4242424242424242";
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
-    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
-    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
-    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
-    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
-}
-
-async fn delivery_id(stack: &TestStack, rental_id: &str) -> Value {
-    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
-        let id = response["data"]["rental"]["delivery"]["id"].clone();
-        if !id.is_null() {
-            return id;
-        }
-        assert!(std::time::Instant::now() < deadline, "no delivery for {rental_id}: {response}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 const STATE: &str =
     "query($id: ID!) { rental(id: $id) { status payment { status } delivery { status } product { stock } } }";

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde_json::{Value, json};
-use support::fixtures::{rent_input, rentable_product};
+use support::fixtures::{operator_step, rent_input, rentable_product};
 use support::{TestStack, eventually};
 use uuid::Uuid;
 
@@ -26,23 +26,6 @@ async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> St
     let query = "mutation($input: RentInput!) { rent(input: $input) { id } }";
     let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
     response["data"]["rent"]["id"].as_str().unwrap_or_else(|| panic!("rent: {response}")).to_owned()
-}
-
-async fn operator_step(stack: &TestStack, step: &str, rental_id: &str) {
-    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
-    let deadline = std::time::Instant::now() + WAIT;
-    let delivery = loop {
-        let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
-        let id = response["data"]["rental"]["delivery"]["id"].clone();
-        if !id.is_null() {
-            break id;
-        }
-        assert!(std::time::Instant::now() < deadline, "no delivery for {rental_id}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    let mutation = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
-    let (_, response) = stack.graphql(Some(&stack.operator_token()), &mutation, json!({ "id": delivery })).await;
-    assert_eq!(response.get("errors"), None, "{step}: {response}");
 }
 
 async fn cancel(stack: &TestStack, token: &str, rental_id: &str) {

@@ -7,19 +7,11 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fixtures::{rent_input, rentable_product};
+use support::fixtures::{rent, rentable_product, stock};
 use support::{TestStack, error_codes, eventually};
 use uuid::Uuid;
 
-const APPROVED: &str = "4242424242424242";
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
-    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
-    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
-    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
-    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
-}
 
 /// The rental's delivery as the operator sees it, once delivery has created it.
 async fn delivery_of(stack: &TestStack, rental_id: &str) -> Value {
@@ -41,17 +33,6 @@ async fn operator(stack: &TestStack, mutation: &str, delivery_id: &Value) -> Val
     let query = format!("mutation($id: ID!) {{ {mutation}(id: $id) {{ status shippedAt deliveredAt }} }}");
     let (_, response) = stack.graphql(Some(&stack.operator_token()), &query, json!({ "id": delivery_id })).await;
     response
-}
-
-async fn stock(stack: &TestStack, product_id: Uuid) -> i64 {
-    let (_, response) = stack
-        .graphql(
-            Some(&stack.operator_token()),
-            "query($id: ID!) { product(id: $id) { stock } }",
-            json!({ "id": product_id }),
-        )
-        .await;
-    response["data"]["product"]["stock"].as_i64().unwrap_or_else(|| panic!("stock: {response}"))
 }
 
 async fn rental_status(stack: &TestStack, rental_id: &str) -> String {

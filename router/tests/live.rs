@@ -6,30 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fixtures::{rent_input, rentable_product};
+use support::fixtures::{operator_step, rent, rentable_product};
 use support::live::{SseClient, WsClient};
 use support::{TestStack, eventually};
 use uuid::Uuid;
 
-const APPROVED: &str = "4242424242424242";
 const TRACK: &str =
     "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
-
-async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
-    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
-    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, APPROVED, key)).await;
-    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
-    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
-}
-
-async fn operator_step(stack: &TestStack, step: &str, rental_id: &str) {
-    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
-    let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
-    let delivery = response["data"]["rental"]["delivery"]["id"].clone();
-    let mutation = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
-    let (_, response) = stack.graphql(Some(&stack.operator_token()), &mutation, json!({ "id": delivery })).await;
-    assert_eq!(response.get("errors"), None, "{step}: {response}");
-}
 
 fn status_of(payload: &Value) -> &str {
     payload["data"]["deliveryStatusChanged"]["status"].as_str().unwrap_or_default()

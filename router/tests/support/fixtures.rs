@@ -127,3 +127,41 @@ pub fn rent_input(product_id: Uuid, card: &str, key: &str) -> serde_json::Value 
         "idempotencyKey": key,
     }})
 }
+
+/// Rents `product_id` with the approved test card; returns the rental id.
+pub async fn rent(stack: &TestStack, token: &str, product_id: Uuid, key: &str) -> String {
+    let query = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
+    let (_, response) = stack.graphql(Some(token), query, rent_input(product_id, "4242424242424242", key)).await;
+    assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
+    response["data"]["rent"]["id"].as_str().expect("rental id").to_owned()
+}
+
+/// The id of the rental's delivery, once delivery has created it.
+pub async fn delivery_id(stack: &TestStack, rental_id: &str) -> serde_json::Value {
+    let query = "query($id: ID!) { rental(id: $id) { delivery { id } } }";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": rental_id })).await;
+        let id = response["data"]["rental"]["delivery"]["id"].clone();
+        if !id.is_null() {
+            return id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no delivery for {rental_id}: {response}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs `startDelivery` or `completeDelivery` on the rental's delivery as an operator.
+pub async fn operator_step(stack: &TestStack, step: &str, rental_id: &str) {
+    let delivery = delivery_id(stack, rental_id).await;
+    let mutation = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
+    let (_, response) = stack.graphql(Some(&stack.operator_token()), &mutation, json!({ "id": delivery })).await;
+    assert_eq!(response.get("errors"), None, "{step}: {response}");
+}
+
+/// The product's stock, through the router.
+pub async fn stock(stack: &TestStack, product_id: Uuid) -> i64 {
+    let query = "query($id: ID!) { product(id: $id) { stock } }";
+    let (_, response) = stack.graphql(Some(&stack.operator_token()), query, json!({ "id": product_id })).await;
+    response["data"]["product"]["stock"].as_i64().unwrap_or_else(|| panic!("stock: {response}"))
+}

@@ -176,7 +176,7 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
 }
 
-const BACKGROUND_POOL_SIZE: usize = 4;
+const BACKGROUND_POOL_SIZE: usize = 10;
 
 /// What a subgraph's schema and background tasks are built from.
 #[derive(Clone)]

@@ -62,6 +62,9 @@ pub struct EventBus {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Unacknowledged messages the broker may hand this consumer at once.
 const PREFETCH: u16 = 64;
+/// Messages applied at the same time. Messages about the same rental still apply one
+/// at a time (see [`apply`]).
+const CONCURRENCY: usize = 8;
 
 impl EventBus {
     /// Runs the bus of `service`, declaring `subscriptions` (normally
@@ -188,12 +191,16 @@ impl Session<'_> {
             Ok(deliveries) => deliveries,
             Err(error) => return error.into(),
         };
-        while let Some(delivery) = deliveries.next().await {
-            let delivery = match delivery {
-                Ok(delivery) => delivery,
-                Err(error) => return error.into(),
-            };
-            if let Err(error) = self.settle(handler, delivery).await {
+        let mut settled = (&mut deliveries)
+            .map(|delivery| async move {
+                match delivery {
+                    Ok(delivery) => self.settle(handler, delivery).await,
+                    Err(error) => Err(error.into()),
+                }
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some(result) = settled.next().await {
+            if let Err(error) = result {
                 return error;
             }
         }
@@ -236,10 +243,23 @@ impl Session<'_> {
 }
 
 /// Applies `envelope` once: true if applied now, false if it had been applied before.
+///
+/// Events about the same rental (`data.rentalId`) apply one at a time, across
+/// concurrent workers and replicas alike: the transaction first takes an advisory lock
+/// on the rental, so a handler always sees every earlier event's effect committed.
 async fn apply(database: &Database, handler: &dyn EventHandler, envelope: &Envelope) -> Result<bool, HandlerError> {
     let mut connection = database.connection().await.map_err(|error| HandlerError::Transient(error.message))?;
+    let ordering_key = envelope.data.get("rentalId").and_then(serde_json::Value::as_str).map(str::to_owned);
     connection
         .transaction(async |connection| {
+            if let Some(key) = &ordering_key {
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
+                        .bind::<diesel::sql_types::Text, _>(key),
+                    connection,
+                )
+                .await?;
+            }
             if !inbox::claim(connection, envelope.id, &envelope.event_type).await? {
                 return Ok(false);
             }
