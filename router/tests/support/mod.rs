@@ -54,7 +54,7 @@ impl TestStack {
     }
 
     pub async fn start_with(options: StackOptions) -> Self {
-        subgraph_kit::telemetry::init();
+        subgraph_kit::telemetry::init_for_tests();
         let secret = format!("test-secret-{}", Uuid::new_v4());
         let shutdown = CancellationToken::new();
         let mut databases = Vec::new();

@@ -13,3 +13,10 @@ pub fn init() {
     // An error only means a subscriber is already installed, which is fine.
     let _ = result;
 }
+
+/// For tests: warnings and errors only (unless `RUST_LOG` says otherwise), written
+/// through the test harness so a passing test prints nothing.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = fmt().with_env_filter(filter).with_test_writer().try_init();
+}
