@@ -82,6 +82,11 @@ impl RouterProcess {
         Ok(router)
     }
 
+    /// The router's process id, e.g. to read its CPU time and memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn graphql_url(&self) -> String {
         format!("http://{}/graphql", self.address)
     }

@@ -1,0 +1,223 @@
+//! P1, federated read: the customer's rentals page (`myRentals` with product, payment and
+//! delivery) and the catalog query, through our router, through Apollo Gateway and
+//! through Hive Gateway (same subgraphs, same supergraph), alternating A/B/C under the
+//! same closed-loop load; plus the floor: the same subgraph fetches made directly.
+//! Every target's answer is checked against ours before it is timed.
+//!
+//!     npm ci --prefix bench/gateways
+//!     cargo build --release -p router --bins -p bench
+//!     cargo run --release -p bench --bin federated-read -- [SECONDS_PER_ROUND] [ROUNDS] [CONCURRENCY]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench::{BenchStack, cpu_seconds, machine, median, percentile, rss_mib};
+use serde_json::{Value, json};
+use subgraph_kit::Identity;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const MY_RENTALS: &str = "{ myRentals(first: 20) { edges { node { id status months product { name monthlyFee } payment { amount status } delivery { status } } } } }";
+const CATALOG: &str = "{ products(first: 20) { edges { node { id name description monthlyFee stock } } } }";
+
+struct Gateway {
+    name: &'static str,
+    url: String,
+    child: Child,
+}
+
+fn gateways_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/gateways"))
+}
+
+async fn spawn_gateway(name: &'static str, script: &str, port: u16, stack: &BenchStack) -> anyhow::Result<Gateway> {
+    let mut command = Command::new("node");
+    command
+        .arg(gateways_dir().join(script))
+        .current_dir(gateways_dir())
+        .env("GATEWAY_PORT", port.to_string())
+        .env("SUPERGRAPH_PATH", stack::router_process::SUPERGRAPH_FILE)
+        .env("NODE_ENV", "production")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (service, url) in stack.subgraphs.urls() {
+        command.env(format!("{}_URL", service.to_ascii_uppercase()), url);
+    }
+    let child = command.spawn()?;
+    let url = format!("http://127.0.0.1:{port}/graphql");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        let probe = client.post(&url).json(&json!({ "query": "{ __typename }" })).send().await;
+        if probe.is_ok() {
+            return Ok(Gateway { name, url, child });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{name} did not start on port {port}")
+}
+
+/// Closed-loop load for `duration`: (requests per second, sorted latencies in ms).
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> (f64, Vec<f64>) {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| {
+        let client = client.clone();
+        let url = url.to_owned();
+        let token = token.to_owned();
+        let body = json!({ "query": query });
+        async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = match client.post(&url).bearer_auth(&token).json(&body).send().await {
+                    Ok(response) => response.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            latencies
+        }
+    });
+    let mut all: Vec<f64> = futures::future::join_all(workers).await.into_iter().flatten().collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    (all.len() as f64 / elapsed, all)
+}
+
+async fn answer(client: &reqwest::Client, url: &str, token: &str, query: &str) -> anyhow::Result<Value> {
+    Ok(client.post(url).bearer_auth(token).json(&json!({ "query": query })).send().await?.json().await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(10);
+    let rounds: usize = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(3);
+    let concurrency: usize = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(32);
+
+    let stack = Arc::new(BenchStack::start().await?);
+    let customer_id = Uuid::now_v7();
+    let customer = stack.token(&Identity::Customer { customer_id });
+    let product_id = stack.rentable_product("Federated model", 19_900, 1_000).await?;
+    for _ in 0..20 {
+        stack
+            .graphql(
+                &customer,
+                "mutation($input: RentInput!) { rent(input: $input) { id } }",
+                json!({ "input": { "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
+                                   "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string() } }),
+            )
+            .await?;
+    }
+    // Every rental has its delivery before anything is timed.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+    let ours = stack.router.graphql_url();
+    for _ in 0..200 {
+        let page = answer(&client, &ours, &customer, MY_RENTALS).await?;
+        let edges = page["data"]["myRentals"]["edges"].as_array().cloned().unwrap_or_default();
+        if edges.len() == 20 && edges.iter().all(|edge| !edge["node"]["delivery"].is_null()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut gateways = vec![
+        spawn_gateway(
+            "Apollo Gateway",
+            "apollo.mjs",
+            stack::router_process::free_port(std::net::Ipv4Addr::LOCALHOST)?,
+            &stack,
+        )
+        .await?,
+        spawn_gateway(
+            "Hive Gateway",
+            "hive.mjs",
+            stack::router_process::free_port(std::net::Ipv4Addr::LOCALHOST)?,
+            &stack,
+        )
+        .await?,
+    ];
+
+    let mut report = Vec::new();
+    for (label, query) in [("myRentals page", MY_RENTALS), ("catalog", CATALOG)] {
+        let expected = answer(&client, &ours, &customer, query).await?;
+        anyhow::ensure!(expected.get("errors").is_none(), "our router answered with errors: {expected}");
+        let mut targets: Vec<(&str, String, Option<u32>)> =
+            vec![("hive-router (ours)", ours.clone(), stack.router.pid())];
+        for gateway in &gateways {
+            let theirs = answer(&client, &gateway.url, &customer, query).await?;
+            anyhow::ensure!(theirs == expected, "{} answered differently: {theirs}", gateway.name);
+            targets.push((gateway.name, gateway.url.clone(), gateway.child.id()));
+        }
+        let mut results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64)> = vec![Default::default(); targets.len()];
+        for _ in 0..rounds {
+            for (index, (_, url, pid)) in targets.iter().enumerate() {
+                let _ = load(&client, url, &customer, query, concurrency, Duration::from_secs(1)).await; // warm-up
+                let cpu_before = pid.and_then(cpu_seconds);
+                let (throughput, latencies) =
+                    load(&client, url, &customer, query, concurrency, Duration::from_secs(seconds)).await;
+                let cpu = match (cpu_before, pid.and_then(cpu_seconds)) {
+                    (Some(before), Some(after)) => (after - before) / seconds as f64 * 100.0,
+                    _ => f64::NAN,
+                };
+                let entry = &mut results[index];
+                entry.0.push(throughput);
+                entry.1.push(percentile(&latencies, 0.5));
+                entry.2.push(percentile(&latencies, 0.99));
+                entry.3.push(cpu);
+                entry.4 = pid.and_then(rss_mib).unwrap_or(f64::NAN).max(entry.4);
+            }
+        }
+        for ((name, _, _), (mut rps, mut p50, mut p99, mut cpu, rss)) in targets.iter().zip(results) {
+            let spread = rps.iter().cloned().fold(f64::INFINITY, f64::min)..=rps.iter().cloned().fold(0.0, f64::max);
+            report.push(json!({
+                "query": label, "target": name,
+                "requestsPerSecond": median(&mut rps), "spread": [spread.start(), spread.end()],
+                "p50Ms": median(&mut p50), "p99Ms": median(&mut p99),
+                "cpuPercent": median(&mut cpu), "rssMiB": rss,
+            }));
+        }
+    }
+
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "scenario": "federated-read", "machine": machine(),
+        "secondsPerRound": seconds, "rounds": rounds, "concurrency": concurrency, "results": report }))?
+    );
+    println!(
+        "\n| query | target | req/s (median) | min-max | p50 ms | p99 ms | CPU % | RSS MiB |\n|---|---|---|---|---|---|---|---|"
+    );
+    for row in &report {
+        println!(
+            "| {} | {} | {:.0} | {:.0}-{:.0} | {:.1} | {:.1} | {:.0} | {:.0} |",
+            row["query"].as_str().unwrap_or(""),
+            row["target"].as_str().unwrap_or(""),
+            row["requestsPerSecond"].as_f64().unwrap_or(0.0),
+            row["spread"][0].as_f64().unwrap_or(0.0),
+            row["spread"][1].as_f64().unwrap_or(0.0),
+            row["p50Ms"].as_f64().unwrap_or(0.0),
+            row["p99Ms"].as_f64().unwrap_or(0.0),
+            row["cpuPercent"].as_f64().unwrap_or(0.0),
+            row["rssMiB"].as_f64().unwrap_or(0.0),
+        );
+    }
+    for gateway in &mut gateways {
+        let _ = gateway.child.kill().await;
+    }
+    match Arc::try_unwrap(stack) {
+        Ok(stack) => stack.stop().await,
+        Err(_) => Ok(()),
+    }
+}
