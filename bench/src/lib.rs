@@ -2,6 +2,8 @@
 //! namespace of its own, the router as a separate process (the optimized build when
 //! the benchmark itself is optimized), and small statistics helpers.
 
+pub mod scenarios;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -54,7 +56,7 @@ impl BenchStack {
         )
         .await?;
         let router = RouterProcess::spawn(RouterSettings {
-            binary: std::env::current_exe()?.with_file_name("router"),
+            binary: router_binary()?,
             port: 0,
             host: Ipv4Addr::LOCALHOST,
             subgraph_urls: subgraphs.urls(),
@@ -122,6 +124,21 @@ impl BenchStack {
         self.shutdown.cancel();
         self.subgraphs.stopped().await;
         Ok(())
+    }
+}
+
+/// The router binary of the same build: next to this executable, or one folder up
+/// when this is a test binary (which lives in `deps/`).
+pub fn router_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let beside = exe.with_file_name("router");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    let above = exe.parent().and_then(Path::parent).map(|dir| dir.join("router"));
+    match above {
+        Some(path) if path.exists() => Ok(path),
+        _ => anyhow::bail!("no router binary next to {}: build it with `cargo build -p router --bins`", exe.display()),
     }
 }
 

@@ -4,132 +4,23 @@
 //!
 //!     cargo build --release -p router --bins && cargo run --release -p bench --bin rent-loop -- [SECONDS] [CONCURRENCY]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-use bench::{BenchStack, machine, percentile};
-use diesel_async::RunQueryDsl;
-use serde_json::json;
-use subgraph_kit::Identity;
-use uuid::Uuid;
-
-const RENT: &str = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(20);
     let concurrency: usize = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(32);
-
-    let stack = Arc::new(BenchStack::start().await?);
-    let product_id = stack.rentable_product("Bench model", 19_900, 1_000_000).await?;
-
-    let errors = Arc::new(AtomicU64::new(0));
-    let run = |duration: Duration, record: bool| {
-        let stack = stack.clone();
-        let errors = errors.clone();
-        async move {
-            let deadline = Instant::now() + duration;
-            let workers = (0..concurrency).map(|_| {
-                let stack = stack.clone();
-                let errors = errors.clone();
-                tokio::spawn(async move {
-                    let token = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
-                    let mut latencies = Vec::new();
-                    while Instant::now() < deadline {
-                        let input = json!({ "input": {
-                            "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
-                            "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string(),
-                        }});
-                        let started = Instant::now();
-                        let response = stack.graphql(&token, RENT, input).await;
-                        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-                        match response {
-                            Ok(body) if body["data"]["rent"]["status"] == "ACCEPTED" => latencies.push(elapsed),
-                            _ if record => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => {}
-                        }
-                    }
-                    latencies
-                })
-            });
-            let mut all = Vec::new();
-            for worker in futures::future::join_all(workers).await {
-                all.extend(worker.expect("worker"));
-            }
-            all
-        }
-    };
-
-    run(Duration::from_secs(3), false).await;
-    let started = Instant::now();
-    let mut latencies = run(Duration::from_secs(seconds), true).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-
-    // Lag from rental commit to delivery created, over every rental of the run.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let lags = delivery_lags(&stack).await?;
-
-    let rents_per_second = latencies.len() as f64 / elapsed;
-    let result = json!({
-        "scenario": "rent-loop",
-        "machine": machine(),
-        "seconds": seconds,
-        "concurrency": concurrency,
-        "rents": latencies.len(),
-        "rentsPerSecond": rents_per_second,
-        "latencyMs": { "p50": percentile(&latencies, 0.5), "p99": percentile(&latencies, 0.99), "max": latencies.last() },
-        "errors": AtomicU64::load(&errors, Ordering::Relaxed),
-        "deliveryLagMs": { "p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "samples": lags.len() },
-    });
+    let result = bench::scenarios::rent_loop::run(seconds, concurrency, Duration::from_secs(3)).await?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     println!(
         "\n| rents/s | p50 ms | p99 ms | errors | delivery lag p50 ms | p99 ms |\n|---|---|---|---|---|---|\n| {:.0} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
-        rents_per_second,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        AtomicU64::load(&errors, Ordering::Relaxed),
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
+        result["rentsPerSecond"].as_f64().unwrap_or(0.0),
+        result["latencyMs"]["p50"].as_f64().unwrap_or(0.0),
+        result["latencyMs"]["p99"].as_f64().unwrap_or(0.0),
+        result["errors"],
+        result["deliveryLagMs"]["p50"].as_f64().unwrap_or(0.0),
+        result["deliveryLagMs"]["p99"].as_f64().unwrap_or(0.0),
     );
-    match Arc::try_unwrap(stack) {
-        Ok(stack) => stack.stop().await?,
-        Err(_) => anyhow::bail!("workers still hold the stack"),
-    }
     Ok(())
-}
-
-async fn delivery_lags(stack: &BenchStack) -> anyhow::Result<Vec<f64>> {
-    #[derive(diesel::QueryableByName)]
-    struct Created {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-        at: chrono::DateTime<chrono::Utc>,
-    }
-    let load = |database: &subgraph_kit::Database, sql: &'static str| {
-        let database = database.clone();
-        async move {
-            let mut connection = database.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
-            let rows: Vec<Created> = diesel::sql_query(sql).load(&mut connection).await?;
-            anyhow::Ok(rows)
-        }
-    };
-    let rentals = load(&stack.subgraphs.rental.database, "SELECT id, created_at AS at FROM rentals").await?;
-    let deliveries =
-        load(&stack.subgraphs.delivery.database, "SELECT rental_id AS id, requested_at AS at FROM deliveries").await?;
-    let requested: std::collections::HashMap<Uuid, chrono::DateTime<chrono::Utc>> =
-        deliveries.into_iter().map(|row| (row.id, row.at)).collect();
-    let mut lags: Vec<f64> = rentals
-        .iter()
-        .filter_map(|rental| {
-            requested.get(&rental.id).map(|at| (*at - rental.at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-        })
-        .collect();
-    lags.sort_by(f64::total_cmp);
-    Ok(lags)
 }

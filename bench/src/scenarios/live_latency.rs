@@ -1,0 +1,104 @@
+//! Status change to subscriber latency through the router.
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use subgraph_kit::Identity;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use uuid::Uuid;
+
+use crate::{BenchStack, machine, percentile};
+
+const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status } }";
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(url: &str, token: &str, rental_id: &str) -> anyhow::Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::Text(init.to_string().into())).await?;
+    next_status(&mut socket).await?; // connection_ack
+    let subscribe =
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": TRACK, "variables": { "id": rental_id } } });
+    socket.send(Message::Text(subscribe.to_string().into())).await?;
+    Ok(socket)
+}
+
+/// The next message's delivery status ("" for messages without one).
+async fn next_status(socket: &mut Socket) -> anyhow::Result<String> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("socket closed"))??;
+        if let Message::Text(text) = frame {
+            let message: Value = serde_json::from_str(&text)?;
+            if message["type"] == "ping" {
+                socket.send(Message::Text(json!({ "type": "pong" }).to_string().into())).await?;
+                continue;
+            }
+            return Ok(message["payload"]["data"]["deliveryStatusChanged"]["status"].as_str().unwrap_or("").to_owned());
+        }
+    }
+}
+
+/// Subscribes to `rentals` rentals, then starts and completes each delivery, timing each
+/// change from the mutation's start to its arrival at the subscriber.
+pub async fn run(rentals: usize) -> anyhow::Result<Value> {
+    let stack = BenchStack::start().await?;
+    let product_id = stack.rentable_product("Latency model", 19_900, 1_000_000).await?;
+    let operator = stack.token(&Identity::Operator { subject: "bench".into() });
+    let url = stack.router.websocket_url();
+
+    let mut tracked = Vec::new();
+    for _ in 0..rentals {
+        let customer = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
+        let rented = stack
+            .graphql(
+                &customer,
+                "mutation($input: RentInput!) { rent(input: $input) { id } }",
+                json!({ "input": { "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
+                                   "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string() } }),
+            )
+            .await?;
+        let rental_id =
+            rented["data"]["rent"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("rent: {rented}"))?.to_owned();
+        let mut socket = subscribe(&url, &customer, &rental_id).await?;
+        anyhow::ensure!(next_status(&mut socket).await? == "REQUESTED", "first event is the current status");
+        let found = stack
+            .graphql(&operator, "query($id: ID!) { rental(id: $id) { delivery { id } } }", json!({ "id": rental_id }))
+            .await?;
+        let delivery = found["data"]["rental"]["delivery"]["id"].clone();
+        tracked.push((socket, delivery));
+    }
+
+    let mut latencies = Vec::new();
+    for (step, expected) in [("startDelivery", "SHIPPING"), ("completeDelivery", "DELIVERED")] {
+        for (socket, delivery) in &mut tracked {
+            let started = Instant::now();
+            let mutation = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
+            stack.graphql(&operator, &mutation, json!({ "id": delivery })).await?;
+            let status = next_status(socket).await?;
+            anyhow::ensure!(status == expected, "expected {expected}, got {status:?}");
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let result = json!({
+        "scenario": "live-latency",
+        "machine": machine(),
+        "changes": latencies.len(),
+        "latencyMs": {
+            "p50": percentile(&latencies, 0.5),
+            "p99": percentile(&latencies, 0.99),
+            "max": latencies.last(),
+        },
+        "note": "from the start of the operator's mutation through the router to the change at the subscriber",
+    });
+    drop(tracked);
+    stack.stop().await?;
+    Ok(result)
+}

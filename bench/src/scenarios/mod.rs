@@ -1,0 +1,5 @@
+//! One module per scenario; each binary in `src/bin` runs one, and the tiny-mode test
+//! runs them all briefly so they cannot rot.
+
+pub mod live_latency;
+pub mod rent_loop;

@@ -1,0 +1,18 @@
+//! Every benchmark in tiny mode: a few seconds each, against the debug build, checking
+//! only that it runs and its answers are right (no timing assertions), so the harness
+//! cannot rot between benchmark runs.
+
+use std::time::Duration;
+
+#[tokio::test]
+async fn rent_loop_runs() {
+    let result = bench::scenarios::rent_loop::run(2, 4, Duration::from_millis(200)).await.expect("rent-loop runs");
+    assert!(result["rents"].as_u64().unwrap_or(0) > 0, "{result}");
+    assert_eq!(result["errors"], 0, "{result}");
+}
+
+#[tokio::test]
+async fn live_latency_runs() {
+    let result = bench::scenarios::live_latency::run(5).await.expect("live-latency runs");
+    assert_eq!(result["changes"], 10, "{result}");
+}
