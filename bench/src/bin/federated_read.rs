@@ -96,6 +96,82 @@ async fn load(
     (all.len() as f64 / elapsed, all)
 }
 
+/// The floor: the fetches the router's plan makes, made directly by the client (one to
+/// rental, then the three entity fetches at once). Returns the number of pages done.
+async fn floor_once(client: &reqwest::Client, urls: &Floor, token: &str, catalog: bool) -> bool {
+    let post = |url: &str, body: Value| client.post(url.to_owned()).bearer_auth(token).json(&body).send();
+    if catalog {
+        return match post(&urls.inventory, json!({ "query": CATALOG })).await {
+            Ok(response) => response.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+    }
+    let first = "{ myRentals(first: 20) { edges { node { id status months product { id } } } } }";
+    let Ok(response) = post(&urls.rental, json!({ "query": first })).await else { return false };
+    let Ok(page) = response.json::<Value>().await else { return false };
+    let edges = page["data"]["myRentals"]["edges"].as_array().cloned().unwrap_or_default();
+    let rentals: Vec<Value> =
+        edges.iter().map(|edge| json!({ "__typename": "Rental", "id": edge["node"]["id"] })).collect();
+    let products: Vec<Value> =
+        edges.iter().map(|edge| json!({ "__typename": "Product", "id": edge["node"]["product"]["id"] })).collect();
+    let entities =
+        |selection: &str| format!("query($r: [_Any!]!) {{ _entities(representations: $r) {{ {selection} }} }}");
+    let (a, b, c) = tokio::join!(
+        post(
+            &urls.inventory,
+            json!({ "query": entities("... on Product { name monthlyFee }"), "variables": { "r": products } })
+        ),
+        post(
+            &urls.payment,
+            json!({ "query": entities("... on Rental { payment { amount status } }"), "variables": { "r": rentals } })
+        ),
+        post(
+            &urls.delivery,
+            json!({ "query": entities("... on Rental { delivery { status } }"), "variables": { "r": rentals } })
+        ),
+    );
+    for response in [a, b, c] {
+        let Ok(response) = response else { return false };
+        if response.bytes().await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+struct Floor {
+    inventory: String,
+    rental: String,
+    payment: String,
+    delivery: String,
+}
+
+async fn load_floor(
+    client: &reqwest::Client,
+    urls: &Floor,
+    token: &str,
+    catalog: bool,
+    concurrency: usize,
+    duration: Duration,
+) -> (f64, Vec<f64>) {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| async move {
+        let mut latencies = Vec::new();
+        while Instant::now() < deadline {
+            let sent = Instant::now();
+            if floor_once(client, urls, token, catalog).await {
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        latencies
+    });
+    let mut all: Vec<f64> = futures::future::join_all(workers).await.into_iter().flatten().collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    (all.len() as f64 / elapsed, all)
+}
+
 async fn answer(client: &reqwest::Client, url: &str, token: &str, query: &str) -> anyhow::Result<Value> {
     Ok(client.post(url).bearer_auth(token).json(&json!({ "query": query })).send().await?.json().await?)
 }
@@ -161,13 +237,31 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(theirs == expected, "{} answered differently: {theirs}", gateway.name);
             targets.push((gateway.name, gateway.url.clone(), gateway.child.id()));
         }
+        let floor = Floor {
+            inventory: stack.subgraphs.inventory.url(),
+            rental: stack.subgraphs.rental.url(),
+            payment: stack.subgraphs.payment.url(),
+            delivery: stack.subgraphs.delivery.url(),
+        };
+        let catalog = label == "catalog";
+        anyhow::ensure!(floor_once(&client, &floor, &customer, catalog).await, "the direct fetches work");
+        targets.push(("floor: direct subgraph fetches", String::new(), None));
         let mut results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64)> = vec![Default::default(); targets.len()];
         for _ in 0..rounds {
             for (index, (_, url, pid)) in targets.iter().enumerate() {
-                let _ = load(&client, url, &customer, query, concurrency, Duration::from_secs(1)).await; // warm-up
+                let run = |duration| {
+                    let (client, floor, customer) = (&client, &floor, &customer);
+                    async move {
+                        if url.is_empty() {
+                            load_floor(client, floor, customer, catalog, concurrency, duration).await
+                        } else {
+                            load(client, url, customer, query, concurrency, duration).await
+                        }
+                    }
+                };
+                let _ = run(Duration::from_secs(1)).await; // warm-up
                 let cpu_before = pid.and_then(cpu_seconds);
-                let (throughput, latencies) =
-                    load(&client, url, &customer, query, concurrency, Duration::from_secs(seconds)).await;
+                let (throughput, latencies) = run(Duration::from_secs(seconds)).await;
                 let cpu = match (cpu_before, pid.and_then(cpu_seconds)) {
                     (Some(before), Some(after)) => (after - before) / seconds as f64 * 100.0,
                     _ => f64::NAN,
