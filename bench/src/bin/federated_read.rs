@@ -20,6 +20,7 @@ use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 const MY_RENTALS: &str = "{ myRentals(first: 20) { edges { node { id status months product { name monthlyFee } payment { amount status } delivery { status } } } } }";
+const RENTALS_EACH: usize = 5;
 const CATALOG: &str = "{ products(first: 20) { edges { node { id name description monthlyFee stock } } } }";
 
 struct Gateway {
@@ -32,12 +33,20 @@ fn gateways_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/gateways"))
 }
 
-async fn spawn_gateway(name: &'static str, script: &str, port: u16, stack: &BenchStack) -> anyhow::Result<Gateway> {
+/// Starts a peer gateway from `bench/gateways` (see its README) with Node, pointed at
+/// our subgraphs; `args` (script first) are relative to that folder.
+async fn spawn_gateway(name: &'static str, args: &[&str], port: u16, stack: &BenchStack) -> anyhow::Result<Gateway> {
     let mut command = Command::new("node");
     command
-        .arg(gateways_dir().join(script))
+        .args(args)
         .current_dir(gateways_dir())
         .env("GATEWAY_PORT", port.to_string())
+        // Apollo Gateway reports anonymous telemetry (and probes cloud metadata
+        // addresses) unless told not to; nothing may leave this machine.
+        .env("APOLLO_TELEMETRY_DISABLED", "true")
+        // The Hive CLI lets these generic names override its configuration.
+        .env_remove("PORT")
+        .env_remove("HOST")
         .env("SUPERGRAPH_PATH", stack::router_process::SUPERGRAPH_FILE)
         .env("NODE_ENV", "production")
         .stdout(Stdio::null())
@@ -63,17 +72,17 @@ async fn spawn_gateway(name: &'static str, script: &str, port: u16, stack: &Benc
 async fn load(
     client: &reqwest::Client,
     url: &str,
-    token: &str,
+    tokens: &[String],
     query: &str,
     concurrency: usize,
     duration: Duration,
 ) -> (f64, Vec<f64>) {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
-    let workers = (0..concurrency).map(|_| {
+    let workers = (0..concurrency).map(|worker| {
         let client = client.clone();
         let url = url.to_owned();
-        let token = token.to_owned();
+        let token = tokens[worker % tokens.len()].clone();
         let body = json!({ "query": query });
         async move {
             let mut latencies = Vec::new();
@@ -149,14 +158,15 @@ struct Floor {
 async fn load_floor(
     client: &reqwest::Client,
     urls: &Floor,
-    token: &str,
+    tokens: &[String],
     catalog: bool,
     concurrency: usize,
     duration: Duration,
 ) -> (f64, Vec<f64>) {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
-    let workers = (0..concurrency).map(|_| async move {
+    let workers = (0..concurrency).map(|worker| async move {
+        let token = &tokens[worker % tokens.len()];
         let mut latencies = Vec::new();
         while Instant::now() < deadline {
             let sent = Instant::now();
@@ -184,43 +194,47 @@ async fn main() -> anyhow::Result<()> {
     let concurrency: usize = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(32);
 
     let stack = Arc::new(BenchStack::start().await?);
-    let customer_id = Uuid::now_v7();
-    let customer = stack.token(&Identity::Customer { customer_id });
-    let product_id = stack.rentable_product("Federated model", 19_900, 1_000).await?;
-    for _ in 0..20 {
-        stack
-            .graphql(
-                &customer,
-                "mutation($input: RentInput!) { rent(input: $input) { id } }",
-                json!({ "input": { "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
-                                   "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string() } }),
-            )
-            .await?;
+    // One customer per worker, each with rentals of their own: no two concurrent
+    // requests are identical, so no gateway can answer one from another's in-flight
+    // subgraph fetch (hive-router deduplicates identical ones by default).
+    let product_id = stack.rentable_product("Federated model", 19_900, 100_000).await?;
+    let mut customers = Vec::new();
+    for _ in 0..concurrency {
+        let customer = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
+        for _ in 0..RENTALS_EACH {
+            stack
+                .graphql(
+                    &customer,
+                    "mutation($input: RentInput!) { rent(input: $input) { id } }",
+                    json!({ "input": { "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
+                                       "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string() } }),
+                )
+                .await?;
+        }
+        customers.push(customer);
     }
+    let customer = customers[0].clone();
     // Every rental has its delivery before anything is timed.
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let ours = stack.router.graphql_url();
-    for _ in 0..200 {
-        let page = answer(&client, &ours, &customer, MY_RENTALS).await?;
-        let edges = page["data"]["myRentals"]["edges"].as_array().cloned().unwrap_or_default();
-        if edges.len() == 20 && edges.iter().all(|edge| !edge["node"]["delivery"].is_null()) {
-            break;
+    for token in &customers {
+        for _ in 0..400 {
+            let page = answer(&client, &ours, token, MY_RENTALS).await?;
+            let edges = page["data"]["myRentals"]["edges"].as_array().cloned().unwrap_or_default();
+            if edges.len() == RENTALS_EACH && edges.iter().all(|edge| !edge["node"]["delivery"].is_null()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let free_port = || stack::router_process::free_port(std::net::Ipv4Addr::LOCALHOST);
     let mut gateways = vec![
-        spawn_gateway(
-            "Apollo Gateway",
-            "apollo.mjs",
-            stack::router_process::free_port(std::net::Ipv4Addr::LOCALHOST)?,
-            &stack,
-        )
-        .await?,
+        spawn_gateway("Apollo Gateway", &["apollo.mjs"], free_port()?, &stack).await?,
         spawn_gateway(
             "Hive Gateway",
-            "hive.mjs",
-            stack::router_process::free_port(std::net::Ipv4Addr::LOCALHOST)?,
+            &["node_modules/.bin/hive-gateway", "supergraph", "-c", "gateway.config.mjs"],
+            free_port()?,
             &stack,
         )
         .await?,
@@ -250,12 +264,12 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..rounds {
             for (index, (_, url, pid)) in targets.iter().enumerate() {
                 let run = |duration| {
-                    let (client, floor, customer) = (&client, &floor, &customer);
+                    let (client, floor, customers) = (&client, &floor, &customers);
                     async move {
                         if url.is_empty() {
-                            load_floor(client, floor, customer, catalog, concurrency, duration).await
+                            load_floor(client, floor, customers, catalog, concurrency, duration).await
                         } else {
-                            load(client, url, customer, query, concurrency, duration).await
+                            load(client, url, customers, query, concurrency, duration).await
                         }
                     }
                 };
