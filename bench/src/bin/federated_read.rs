@@ -23,6 +23,9 @@ const MY_RENTALS: &str = "{ myRentals(first: 20) { edges { node { id status mont
 const RENTALS_EACH: usize = 5;
 const CATALOG: &str = "{ products(first: 20) { edges { node { id name description monthlyFee stock } } } }";
 
+/// Per target, one value per round: req/s, p50, p99, CPU %; and the peak RSS.
+type Samples = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64);
+
 struct Gateway {
     name: &'static str,
     url: String,
@@ -260,7 +263,7 @@ async fn main() -> anyhow::Result<()> {
         let catalog = label == "catalog";
         anyhow::ensure!(floor_once(&client, &floor, &customer, catalog).await, "the direct fetches work");
         targets.push(("floor: direct subgraph fetches", String::new(), None));
-        let mut results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64)> = vec![Default::default(); targets.len()];
+        let mut results: Vec<Samples> = vec![Default::default(); targets.len()];
         for _ in 0..rounds {
             for (index, (_, url, pid)) in targets.iter().enumerate() {
                 let run = |duration| {
