@@ -88,22 +88,22 @@ async fn announce(connection: &mut AsyncPgConnection, row: &ProductRow) -> Query
     Ok(())
 }
 
-/// Inserts products that do not exist yet (by id), announcing each one, and leaves
-/// existing ones untouched.
+/// Inserts products that do not exist yet (by id) and leaves existing ones untouched;
+/// then announces every one of them as it is stored, so a service whose copy of the
+/// catalog missed them (a fresh database, events from before it subscribed) catches
+/// up. Announcing twice is harmless: the copies keep the newest announcement.
 pub async fn insert_missing(connection: &mut Connection, rows: &[ProductRow]) -> Result<usize, ApiError> {
     connection
         .transaction(async |connection| {
             let mut added = 0;
             for row in rows {
-                let inserted = diesel::insert_into(products::table)
+                added += diesel::insert_into(products::table)
                     .values(row)
                     .on_conflict_do_nothing()
                     .execute(connection)
                     .await?;
-                if inserted == 1 {
-                    announce(connection, row).await?;
-                    added += 1;
-                }
+                let stored = products::table.find(row.id).select(ProductRow::as_select()).first(connection).await?;
+                announce(connection, &stored).await?;
             }
             Ok::<_, ApiError>(added)
         })
