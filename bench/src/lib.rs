@@ -186,3 +186,45 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     percentile(values, 0.5)
 }
+
+/// PostgreSQL's own write throughput on this machine, as the physical limit for
+/// transactional work: `pgbench -N` (simple updates) with `clients` clients for
+/// `seconds`, on a scratch database created and dropped here. `None` if pgbench is
+/// not installed.
+pub async fn pgbench_tps(seconds: u64, clients: usize) -> anyhow::Result<Option<f64>> {
+    use diesel_async::RunQueryDsl;
+    let server = subgraph_kit::config::env_or("POSTGRES_URL", subgraph_kit::config::DEFAULT_POSTGRES_URL);
+    let name = format!("bench_pgbench_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = subgraph_kit::db::connect_admin(&server).await?;
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
+    let url = subgraph_kit::config::database_url(&server, &name);
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move { tokio::process::Command::new("pgbench").args(args).arg(url).output().await }
+    };
+    let result = async {
+        let Ok(init) = run(vec!["-i".into(), "-q".into(), "-s".into(), "10".into()]).await else { return Ok(None) };
+        anyhow::ensure!(init.status.success(), "pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+        let args = vec![
+            "-N".into(),
+            "-c".into(),
+            clients.to_string(),
+            "-j".into(),
+            "2".into(),
+            "-T".into(),
+            seconds.to_string(),
+        ];
+        let bench = run(args).await?;
+        let output = String::from_utf8_lossy(&bench.stdout).to_string();
+        let tps = output
+            .lines()
+            .find(|line| line.starts_with("tps = "))
+            .and_then(|line| line.trim_start_matches("tps = ").split_whitespace().next().map(str::to_owned))
+            .and_then(|tps| tps.parse::<f64>().ok());
+        anyhow::ensure!(tps.is_some(), "no tps in pgbench output: {output}");
+        Ok(tps)
+    }
+    .await;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await?;
+    result
+}

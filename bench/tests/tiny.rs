@@ -6,7 +6,8 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn rent_loop_runs() {
-    let result = bench::scenarios::rent_loop::run(2, 4, Duration::from_millis(200)).await.expect("rent-loop runs");
+    let result =
+        bench::scenarios::rent_loop::run_with(2, 4, Duration::from_millis(200), false).await.expect("rent-loop runs");
     assert!(result["rents"].as_u64().unwrap_or(0) > 0, "{result}");
     assert_eq!(result["errors"], 0, "{result}");
 }

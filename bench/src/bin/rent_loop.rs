@@ -22,5 +22,11 @@ async fn main() -> anyhow::Result<()> {
         result["deliveryLagMs"]["p50"].as_f64().unwrap_or(0.0),
         result["deliveryLagMs"]["p99"].as_f64().unwrap_or(0.0),
     );
+    if let Some(tps) = result["pgbenchTps"].as_f64() {
+        println!(
+            "\npgbench -N on the same server: {tps:.0} TPS; rents per pgbench transaction: {:.2}",
+            result["rentsPerPgbenchTransaction"].as_f64().unwrap_or(0.0)
+        );
+    }
     Ok(())
 }

@@ -16,6 +16,17 @@ const RENT: &str = "mutation($input: RentInput!) { rent(input: $input) { id stat
 /// Runs the loop for `seconds` (after `warm_up`) with `concurrency` customers and
 /// returns the results as JSON.
 pub async fn run(seconds: u64, concurrency: usize, warm_up: Duration) -> anyhow::Result<Value> {
+    run_with(seconds, concurrency, warm_up, true).await
+}
+
+/// As [`run`]; with `physical_limit`, also measures `pgbench -N` on the same server for
+/// as long, after the loop, and reports the ratio.
+pub async fn run_with(
+    seconds: u64,
+    concurrency: usize,
+    warm_up: Duration,
+    physical_limit: bool,
+) -> anyhow::Result<Value> {
     let stack = Arc::new(BenchStack::start().await?);
     let product_id = stack.rentable_product("Bench model", 19_900, 1_000_000).await?;
 
@@ -83,6 +94,11 @@ pub async fn run(seconds: u64, concurrency: usize, warm_up: Duration) -> anyhow:
     match Arc::try_unwrap(stack) {
         Ok(stack) => stack.stop().await?,
         Err(_) => anyhow::bail!("workers still hold the stack"),
+    }
+    let mut result = result;
+    if physical_limit && let Some(tps) = crate::pgbench_tps(seconds, concurrency).await? {
+        result["pgbenchTps"] = json!(tps);
+        result["rentsPerPgbenchTransaction"] = json!(rents_per_second / tps);
     }
     Ok(result)
 }
