@@ -17,3 +17,9 @@ async fn live_latency_runs() {
     let result = bench::scenarios::live_latency::run(5).await.expect("live-latency runs");
     assert_eq!(result["changes"], 10, "{result}");
 }
+
+#[tokio::test]
+async fn event_pipeline_runs() {
+    let result = bench::scenarios::event_pipeline::run(200, 1).await.expect("event-pipeline runs");
+    assert_eq!(result["applied"], result["produced"], "every event applied exactly once: {result}");
+}

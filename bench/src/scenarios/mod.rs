@@ -1,5 +1,6 @@
 //! One module per scenario; each binary in `src/bin` runs one, and the tiny-mode test
 //! runs them all briefly so they cannot rot.
 
+pub mod event_pipeline;
 pub mod live_latency;
 pub mod rent_loop;

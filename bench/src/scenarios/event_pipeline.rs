@@ -1,0 +1,126 @@
+//! P4, the event pipeline: outbox → relay (publisher confirms) → RabbitMQ → consumer
+//! (inbox + effect in one transaction, ack after commit), at a fixed offered load.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::sql_query;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use subgraph_kit::Database;
+use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
+use subgraph_kit::events::catalog::Subscription;
+use subgraph_kit::events::outbox::enqueue;
+use subgraph_kit::events::{Envelope, EventBus, EventHandler, HandlerError};
+use subgraph_kit::testing::{TestDatabase, TestEvents};
+use tokio_util::sync::CancellationToken;
+
+use crate::{machine, percentile};
+
+const SERVICE: &str = "pipeline";
+const SUBSCRIPTIONS: &[Subscription] = &[Subscription { service: SERVICE, event_types: &["bench.tick"] }];
+
+/// Records when each event was applied; a second application would fail the primary key.
+struct Recorder;
+
+impl EventHandler for Recorder {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a mut AsyncPgConnection,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            sql_query("INSERT INTO applied (id, occurred_at) VALUES ($1, $2)")
+                .bind::<diesel::sql_types::Uuid, _>(event.id)
+                .bind::<diesel::sql_types::Timestamptz, _>(event.occurred_at)
+                .execute(connection)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+async fn count(connection: &mut AsyncPgConnection) -> anyhow::Result<usize> {
+    let row: Number = sql_query("SELECT count(*)::float8 AS value FROM applied").get_result(connection).await?;
+    Ok(row.value as usize)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Number {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    value: f64,
+}
+
+/// Offers `rate` events per second for `seconds`, then waits for all to be applied.
+pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
+    let db = TestDatabase::create(SERVICE, SHARED_MIGRATIONS, Path::new(SHARED_MIGRATIONS_DIR)).await?;
+    let database = Database::open_pool(&db.url(), 16)?;
+    let error = |e: subgraph_kit::ApiError| anyhow::anyhow!(e.message);
+    let mut connection = database.connection().await.map_err(error)?;
+    sql_query("CREATE TABLE applied (id uuid PRIMARY KEY, occurred_at timestamptz NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .execute(&mut connection)
+        .await?;
+    let events = TestEvents::new(&[SERVICE]);
+    let shutdown = CancellationToken::new();
+    let bus = EventBus::start(
+        events.config.clone(),
+        SERVICE,
+        SUBSCRIPTIONS,
+        database.clone(),
+        Some(Arc::new(Recorder)),
+        shutdown.clone(),
+    );
+    anyhow::ensure!(bus.connected(Duration::from_secs(20)).await, "the bus connects");
+
+    // Produce in 10 ms ticks, one transaction per tick, as a busy service would.
+    let per_tick = (rate / 100).max(1);
+    let started = Instant::now();
+    let mut produced = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        connection
+            .transaction(async |connection| {
+                for _ in 0..per_tick {
+                    enqueue(connection, SERVICE, "bench.tick", 1, &json!({ "n": 1 })).await?;
+                }
+                diesel::QueryResult::Ok(())
+            })
+            .await?;
+        produced += per_tick;
+        bus.waker().wake();
+    }
+    let offered_for = started.elapsed().as_secs_f64();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&mut connection).await? < produced && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let applied = count(&mut connection).await?;
+    let span: Number =
+        sql_query("SELECT extract(epoch FROM max(applied_at) - min(occurred_at))::float8 AS value FROM applied")
+            .get_result(&mut connection)
+            .await?;
+    let lags: Vec<Number> = sql_query(
+        "SELECT (extract(epoch FROM applied_at - occurred_at) * 1000)::float8 AS value FROM applied ORDER BY 1",
+    )
+    .load(&mut connection)
+    .await?;
+    let lags: Vec<f64> = lags.into_iter().map(|row| row.value).collect();
+    shutdown.cancel();
+    bus.stopped().await;
+    drop(connection);
+    drop(events);
+    drop(db);
+    Ok(json!({
+        "scenario": "event-pipeline",
+        "machine": machine(),
+        "offeredPerSecond": produced as f64 / offered_for,
+        "produced": produced,
+        "applied": applied,
+        "appliedPerSecond": applied as f64 / span.value,
+        "lagMs": { "p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "max": lags.last() },
+    }))
+}
