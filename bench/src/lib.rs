@@ -4,13 +4,12 @@
 
 pub mod scenarios;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stack::subgraphs::service_config;
-use stack::{RouterProcess, RouterSettings, Subgraphs};
+use stack::isolated::{IsolatedOptions, IsolatedStack};
+use stack::{RouterProcess, Subgraphs};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
@@ -27,47 +26,17 @@ pub struct BenchStack {
 }
 
 impl BenchStack {
+    /// An isolated stack with the router of this build (optimized when the benchmark is).
     pub async fn start() -> anyhow::Result<Self> {
-        let secret = format!("bench-{}", Uuid::new_v4());
-        let shutdown = CancellationToken::new();
-        let mut databases = Vec::new();
-        for (service, migrations, dir) in [
-            (inventory::SERVICE, inventory::MIGRATIONS, inventory::MIGRATIONS_DIR),
-            (rental::SERVICE, rental::MIGRATIONS, rental::MIGRATIONS_DIR),
-            (payment::SERVICE, payment::MIGRATIONS, payment::MIGRATIONS_DIR),
-            (delivery::SERVICE, delivery::MIGRATIONS, delivery::MIGRATIONS_DIR),
-        ] {
-            let mut database = TestDatabase::create(service, migrations, Path::new(dir)).await?;
-            database.config.pool_size = 32;
-            databases.push((service, database));
-        }
-        let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
-        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let configs: Vec<_> = databases
-            .iter()
-            .map(|(service, database)| {
-                service_config(service, any_port, database.config.clone(), &secret, events.config.clone())
+        let IsolatedStack { subgraphs, router, secret, events, shutdown, databases, .. } =
+            IsolatedStack::start(IsolatedOptions {
+                rental: rental::RentalSettings::from_env()?,
+                router_binary: router_binary()?,
+                router_log_level: "error".into(),
+                router_workers: None,
+                pool_size: 32,
             })
-            .collect();
-        let subgraphs = Subgraphs::start(
-            |service| Ok(configs.iter().find(|config| config.service == service).expect("config").clone()),
-            &rental::RentalSettings::from_env()?,
-            shutdown.clone(),
-        )
-        .await?;
-        let router = RouterProcess::spawn(RouterSettings {
-            binary: router_binary()?,
-            port: 0,
-            host: Ipv4Addr::LOCALHOST,
-            subgraph_urls: subgraphs.urls(),
-            jwt_secret: secret.clone(),
-            log_level: "error".into(),
-            log_file: Some(
-                std::env::temp_dir().join(format!("water-rental-bench-router-{}.log", Uuid::new_v4().simple())),
-            ),
-            workers: None,
-        })
-        .await?;
+            .await?;
         Ok(Self {
             subgraphs,
             router,
@@ -75,7 +44,7 @@ impl BenchStack {
             client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
             shutdown,
             _events: events,
-            _databases: databases.into_iter().map(|(_, database)| database).collect(),
+            _databases: databases,
         })
     }
 

@@ -2,6 +2,8 @@
 //! child process. The `stack` binary uses it to run everything on a developer machine;
 //! the end-to-end tests use it to start an isolated stack per test.
 
+#[cfg(feature = "testing")]
+pub mod isolated;
 pub mod router_process;
 pub mod schema;
 pub mod subgraphs;

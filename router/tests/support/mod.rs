@@ -7,12 +7,11 @@ pub mod fixtures;
 pub mod live;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::subgraphs::service_config;
+use stack::isolated::{IsolatedOptions, IsolatedStack};
 use stack::{RouterProcess, RouterSettings, Subgraphs};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
 use subgraph_kit::{Identity, TokenIssuer};
@@ -55,46 +54,16 @@ impl TestStack {
 
     pub async fn start_with(options: StackOptions) -> Self {
         subgraph_kit::telemetry::init_for_tests();
-        let secret = format!("test-secret-{}", Uuid::new_v4());
-        let shutdown = CancellationToken::new();
-        let mut databases = Vec::new();
-        for (service, migrations, dir) in [
-            (inventory::SERVICE, inventory::MIGRATIONS, inventory::MIGRATIONS_DIR),
-            (rental::SERVICE, rental::MIGRATIONS, rental::MIGRATIONS_DIR),
-            (payment::SERVICE, payment::MIGRATIONS, payment::MIGRATIONS_DIR),
-            (delivery::SERVICE, delivery::MIGRATIONS, delivery::MIGRATIONS_DIR),
-        ] {
-            let database = TestDatabase::create(service, migrations, Path::new(dir)).await.expect("test database");
-            databases.push((service, database));
-        }
-        let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
-        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let configs: Vec<subgraph_kit::ServiceConfig> = databases
-            .iter()
-            .map(|(service, database)| {
-                service_config(service, any_port, database.config.clone(), &secret, events.config.clone())
+        let IsolatedStack { subgraphs, router, secret, configs, events, shutdown, databases } =
+            IsolatedStack::start(IsolatedOptions {
+                rental: options.rental,
+                router_binary: env!("CARGO_BIN_EXE_router").into(),
+                router_log_level: "warn".into(),
+                router_workers: Some(1),
+                pool_size: 8,
             })
-            .collect();
-        let subgraphs = Subgraphs::start(
-            |service| Ok(configs.iter().find(|config| config.service == service).expect("a config each").clone()),
-            &options.rental,
-            shutdown.clone(),
-        )
-        .await
-        .expect("subgraphs start");
-        let log_file = std::env::temp_dir().join(format!("water-rental-test-router-{}.log", Uuid::new_v4().simple()));
-        let router = RouterProcess::spawn(RouterSettings {
-            binary: env!("CARGO_BIN_EXE_router").into(),
-            port: 0,
-            host: Ipv4Addr::LOCALHOST,
-            subgraph_urls: subgraphs.urls(),
-            jwt_secret: secret.clone(),
-            log_level: "warn".into(),
-            log_file: Some(log_file),
-            workers: Some(1),
-        })
-        .await
-        .expect("router starts");
+            .await
+            .expect("the stack starts");
         Self {
             subgraphs,
             configs,
@@ -103,7 +72,7 @@ impl TestStack {
             client: reqwest::Client::new(),
             shutdown,
             events,
-            _databases: databases.into_iter().map(|(_, database)| database).collect(),
+            _databases: databases,
         }
     }
 
