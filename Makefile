@@ -3,8 +3,8 @@
 
 .PHONY: run run-release test schema
 
-# Debug build: the first build takes about 10 minutes on two cores, and `make test`
-# reuses it. Use `make run-release` for the optimized build (about 16 minutes cold).
+# Debug build: the first build takes about 5 minutes on two cores, and `make test`
+# reuses it. Use `make run-release` for the optimized build (slower to build, faster to run).
 run:
 	cargo build -p router --bins
 	cargo run -p router --bin stack
