@@ -19,7 +19,6 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import {
   ApolloServerPluginLandingPageDisabled,
@@ -29,6 +28,16 @@ import {
 import { startStandaloneServer } from '@apollo/server/standalone';
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+// @apollo/gateway 2.x sends anonymous telemetry to Apollo unless this is set:
+// at construction it probes cloud metadata endpoints (169.254.169.254,
+// 100.100.100.200, GCP metadata by DNS) and then exports metrics hourly to
+// usage-reporting.api.apollographql.com. Forced off here, whatever the caller
+// set.
+process.env.APOLLO_TELEMETRY_DISABLED = 'true';
+// Imported only now, so the module never sees the variable unset (static imports
+// would be evaluated before the line above).
+const { ApolloGateway, RemoteGraphQLDataSource } = await import('@apollo/gateway');
 
 const port = parsePort(process.env.GATEWAY_PORT, 4100);
 const host = process.env.GATEWAY_HOST || '127.0.0.1';
@@ -68,12 +77,6 @@ class AuthForwardingDataSource extends RemoteGraphQLDataSource {
   }
 }
 
-// @apollo/gateway 2.x sends anonymous telemetry to Apollo unless this is set:
-// at construction it probes cloud metadata endpoints (169.254.169.254,
-// 100.100.100.200, GCP metadata by DNS) and then exports metrics hourly to
-// usage-reporting.api.apollographql.com. Forced off here, whatever the caller
-// set.
-process.env.APOLLO_TELEMETRY_DISABLED = 'true';
 
 const supergraphSdl = readFileSync(supergraphPath, 'utf8');
 const resolvedUrls = {};
