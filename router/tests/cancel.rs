@@ -176,3 +176,74 @@ async fn a_cancel_racing_a_shipment_ends_in_one_consistent_state_everywhere() {
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_cancellation_that_reaches_a_delivered_delivery_is_refused_and_the_rental_reinstated() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Late cancel model", 19_900, 3).await;
+    let customer_id = Uuid::now_v7();
+    let customer = stack.customer_token(customer_id);
+    let rental_id = rent(&stack, &customer, product_id, "late-cancel").await;
+    let delivery = delivery_id(&stack, &rental_id).await;
+    for step in ["startDelivery", "completeDelivery"] {
+        let query = format!("mutation($id: ID!) {{ {step}(id: $id) {{ status }} }}");
+        let (_, response) = stack.graphql(Some(&stack.operator_token()), &query, json!({ "id": delivery })).await;
+        assert_eq!(response.get("errors"), None, "{response}");
+    }
+    assert_eq!(settles_to(&stack, &rental_id, ("ACTIVE", "PAID", "DELIVERED", 2)).await.0, "ACTIVE");
+
+    // The race lost: rental had cancelled (it had not heard of the delivery yet) and
+    // its rental.cancelled reaches delivery after the delivery completed.
+    {
+        use diesel_async::RunQueryDsl;
+        let mut connection = stack.subgraphs.rental.database.connection().await.expect("connection");
+        diesel::sql_query("UPDATE rentals SET status = 'CANCELLED' WHERE id = $1::uuid")
+            .bind::<diesel::sql_types::Text, _>(&rental_id)
+            .execute(&mut connection)
+            .await
+            .expect("cancelled");
+    }
+    let cancelled = support::envelope(
+        "rental.cancelled",
+        "rental",
+        json!({ "rentalId": rental_id, "customerId": customer_id, "productId": product_id,
+                "deliveryAddress": "12 Teheran-ro, Gangnam-gu, Seoul", "paymentId": Uuid::now_v7(),
+                "cancelledAt": chrono::Utc::now() }),
+    );
+    support::publish(&stack, "rental.cancelled", &cancelled).await;
+
+    // Delivery refuses; rental is reinstated; nothing is refunded; the unit stays out.
+    let settled = settles_to(&stack, &rental_id, ("ACTIVE", "PAID", "DELIVERED", 2)).await;
+    assert_eq!(settled, ("ACTIVE".into(), "PAID".into(), "DELIVERED".into(), 2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(state(&stack, &rental_id).await, ("ACTIVE".into(), "PAID".into(), "DELIVERED".into(), 2));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancellation_that_overtakes_the_acceptance_leaves_a_cancelled_delivery_only() {
+    let stack = TestStack::start().await;
+    let product_id = rentable_product(&stack, "Overtaken model", 19_900, 3).await;
+    let rental_id = Uuid::now_v7();
+    let data = json!({ "rentalId": rental_id, "customerId": Uuid::now_v7(), "productId": product_id,
+                       "deliveryAddress": "1 Sejong-daero, Jung-gu, Seoul", "paymentId": Uuid::now_v7(),
+                       "months": 12, "monthlyFee": 19_900,
+                       "cancelledAt": chrono::Utc::now(), "acceptedAt": chrono::Utc::now() });
+    support::publish(&stack, "rental.cancelled", &support::envelope("rental.cancelled", "rental", data.clone())).await;
+    let delivery_db = &stack.subgraphs.delivery.database;
+    let sql = format!("SELECT count(*) AS n FROM deliveries WHERE rental_id = '{rental_id}' AND status = 'CANCELLED'");
+    assert!(
+        eventually(WAIT, || async { count(delivery_db, &sql).await == 1 }).await,
+        "a cancelled delivery is recorded"
+    );
+
+    support::publish(&stack, "rental.accepted", &support::envelope("rental.accepted", "rental", data)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = format!("SELECT count(*) AS n FROM deliveries WHERE rental_id = '{rental_id}'");
+    assert_eq!(count(delivery_db, &all).await, 1, "the late acceptance requests nothing");
+    assert_eq!(count(delivery_db, &sql).await, 1, "and the delivery stays cancelled");
+    // Payment was told too: this rental can never be charged.
+    let voided = format!("SELECT count(*) AS n FROM voided_rentals WHERE rental_id = '{rental_id}'");
+    assert!(eventually(WAIT, || async { count(&stack.subgraphs.payment.database, &voided).await == 1 }).await);
+    stack.stop().await;
+}

@@ -6,11 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
 use serde_json::json;
 use support::fixtures::{rent, rentable_product, stock};
-use support::{TestStack, count, eventually};
+use support::{TestStack, count, eventually, publish};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,27 +19,6 @@ async fn cut_connections(stack: &TestStack) {
         assert!(service.bus.connected(WAIT).await, "{} reconnected", service.name);
     }
     assert!(stack.events.close_connections().expect("rabbitmqctl") >= 1, "there were connections to cut");
-}
-
-/// Publishes a message the way a producer's relay would, bypassing any outbox.
-async fn publish(stack: &TestStack, routing_key: &str, body: &[u8]) {
-    let config = &stack.events.config;
-    let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await.expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    channel.confirm_select(Default::default()).await.expect("confirms");
-    channel
-        .basic_publish(
-            config.exchange().as_str().into(),
-            routing_key.into(),
-            BasicPublishOptions { mandatory: true, ..Default::default() },
-            body,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirmed");
-    let _ = connection.close(200, "done".into()).await;
 }
 
 #[tokio::test]

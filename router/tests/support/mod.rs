@@ -250,3 +250,40 @@ where
     }
     check().await
 }
+
+/// Publishes a message to the stack's exchange the way a producer's relay would,
+/// bypassing any outbox: for redelivery, poison and ordering tests.
+pub async fn publish(stack: &TestStack, routing_key: &str, body: &[u8]) {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    let config = &stack.events.config;
+    let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await.expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    channel.confirm_select(Default::default()).await.expect("confirms");
+    channel
+        .basic_publish(
+            config.exchange().as_str().into(),
+            routing_key.into(),
+            BasicPublishOptions { mandatory: true, ..Default::default() },
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// An event envelope as the services write them.
+pub fn envelope(event_type: &str, source: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": Uuid::now_v7(),
+        "type": event_type,
+        "version": 1,
+        "source": source,
+        "occurredAt": chrono::Utc::now(),
+        "data": data,
+    }))
+    .expect("json")
+}
