@@ -110,10 +110,6 @@ pub async fn insert_missing(connection: &mut Connection, rows: &[ProductRow]) ->
         .await
 }
 
-pub async fn find(connection: &mut Connection, id: Uuid) -> Result<Option<ProductRow>, ApiError> {
-    Ok(products::table.find(id).select(ProductRow::as_select()).first(connection).await.optional()?)
-}
-
 /// All products among `ids`, in one statement.
 pub async fn find_many(database: &Database, ids: &[Uuid]) -> Result<Vec<ProductRow>, ApiError> {
     let mut connection = database.connection().await?;

@@ -80,7 +80,7 @@ pub async fn charge(database: &Database, request: ChargeRequest) -> Result<Payme
                 paid_at: Utc::now(),
                 refunded_at: None,
             };
-            storage::insert_in(connection, &row).await?;
+            storage::insert(connection, &row).await?;
             let event = PaymentCharged {
                 payment_id: row.id,
                 rental_id: row.rental_id,

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use subgraph_kit::db::Connection;
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -39,11 +38,6 @@ impl PaymentRow {
     pub fn status(&self) -> Result<PaymentStatus, ApiError> {
         self.status.parse().map_err(ApiError::internal)
     }
-}
-
-pub async fn insert(connection: &mut Connection, row: &PaymentRow) -> Result<(), ApiError> {
-    diesel::insert_into(payments::table).values(row).execute(connection).await?;
-    Ok(())
 }
 
 /// Payments by their own ids, in one statement.
@@ -101,7 +95,7 @@ pub async fn mark_voided(connection: &mut AsyncPgConnection, rental_id: Uuid) ->
     Ok(())
 }
 
-pub async fn insert_in(connection: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
+pub async fn insert(connection: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
     diesel::insert_into(payments::table).values(row).execute(connection).await?;
     Ok(())
 }

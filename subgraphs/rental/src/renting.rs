@@ -213,7 +213,7 @@ async fn commit(connection: &mut AsyncPgConnection, rental: &RentalRow) -> Resul
             ));
         }
     }
-    storage::insert_in(connection, rental).await?;
+    storage::insert(connection, rental).await?;
     let event = RentalAccepted {
         rental_id: rental.id,
         customer_id: rental.customer_id,

@@ -76,18 +76,13 @@ impl RentalRow {
     }
 }
 
-pub async fn insert(connection: &mut Connection, row: &RentalRow) -> Result<(), ApiError> {
-    diesel::insert_into(rentals::table).values(row).execute(connection).await?;
-    Ok(())
-}
-
 /// All rentals among `ids`, in one statement.
 pub async fn find_many(database: &Database, ids: &[Uuid]) -> Result<Vec<RentalRow>, ApiError> {
     let mut connection = database.connection().await?;
     Ok(rentals::table.filter(rentals::id.eq_any(ids)).select(RentalRow::as_select()).load(&mut connection).await?)
 }
 
-pub async fn insert_in(connection: &mut AsyncPgConnection, row: &RentalRow) -> QueryResult<()> {
+pub async fn insert(connection: &mut AsyncPgConnection, row: &RentalRow) -> QueryResult<()> {
     diesel::insert_into(rentals::table).values(row).execute(connection).await?;
     Ok(())
 }
