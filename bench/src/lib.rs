@@ -2,14 +2,16 @@
 //! namespace of its own, the router as a separate process (the optimized build when
 //! the benchmark itself is optimized), and small statistics helpers.
 
+pub mod report;
 pub mod scenarios;
+pub mod websocket;
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use stack::isolated::{IsolatedOptions, IsolatedStack};
-use stack::{RouterProcess, Subgraphs};
+use stack::{RouterProcess, RouterSettings, Subgraphs};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,7 @@ pub struct BenchStack {
     pub router: RouterProcess,
     pub issuer: TokenIssuer,
     pub client: reqwest::Client,
+    secret: String,
     shutdown: CancellationToken,
     _events: TestEvents,
     _databases: Vec<TestDatabase>,
@@ -32,7 +35,7 @@ impl BenchStack {
             IsolatedStack::start(IsolatedOptions {
                 rental: rental::RentalSettings::from_env()?,
                 router_binary: router_binary()?,
-                router_log_level: "error".into(),
+                router_log_level: router_log_level(),
                 router_workers: None,
                 pool_size: 32,
             })
@@ -41,11 +44,28 @@ impl BenchStack {
             subgraphs,
             router,
             issuer: TokenIssuer::new(&secret),
+            secret,
             client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
             shutdown,
             _events: events,
             _databases: databases,
         })
+    }
+
+    /// Another router process in front of the same subgraphs, as a second replica
+    /// behind a load balancer would be.
+    pub async fn another_router(&self) -> anyhow::Result<RouterProcess> {
+        RouterProcess::spawn(RouterSettings {
+            binary: router_binary()?,
+            port: 0,
+            host: std::net::Ipv4Addr::LOCALHOST,
+            subgraph_urls: self.subgraphs.urls(),
+            jwt_secret: self.secret.clone(),
+            log_level: router_log_level(),
+            log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
+            workers: None,
+        })
+        .await
     }
 
     pub fn token(&self, identity: &Identity) -> String {
@@ -96,18 +116,28 @@ impl BenchStack {
     }
 }
 
-/// The router binary of the same build: next to this executable, or one folder up
-/// when this is a test binary (which lives in `deps/`).
+/// BENCH_ROUTER_LOG_LEVEL=warn shows why the router refused or failed something.
+fn router_log_level() -> String {
+    std::env::var("BENCH_ROUTER_LOG_LEVEL").unwrap_or_else(|_| "error".into())
+}
+
+/// The router binary of the same build.
 pub fn router_binary() -> anyhow::Result<std::path::PathBuf> {
+    sibling_binary("router")
+}
+
+/// A binary of the same build: next to this executable, or one folder up when this is a
+/// test binary (which lives in `deps/`).
+pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
-    let beside = exe.with_file_name("router");
+    let beside = exe.with_file_name(name);
     if beside.exists() {
         return Ok(beside);
     }
-    let above = exe.parent().and_then(Path::parent).map(|dir| dir.join("router"));
+    let above = exe.parent().and_then(Path::parent).map(|dir| dir.join(name));
     match above {
         Some(path) if path.exists() => Ok(path),
-        _ => anyhow::bail!("no router binary next to {}: build it with `cargo build -p router --bins`", exe.display()),
+        _ => anyhow::bail!("no {name} binary next to {}: build it with `cargo build --bins`", exe.display()),
     }
 }
 

@@ -23,3 +23,14 @@ async fn event_pipeline_runs() {
     let result = bench::scenarios::event_pipeline::run(200, 1).await.expect("event-pipeline runs");
     assert_eq!(result["applied"], result["produced"], "every event applied exactly once: {result}");
 }
+
+#[tokio::test]
+async fn live_subscribers_runs() {
+    let result = bench::scenarios::live_subscribers::run(20, 20, 1).await.expect("live-subscribers runs");
+    assert_eq!(result["subscribers"], 20, "{result}");
+    assert_eq!(result["changes"], 20, "{result}");
+    assert_eq!(result["delivered"], 20, "every change arrives: {result}");
+    assert_eq!(result["lost"], 0, "{result}");
+    assert_eq!(result["duplicated"], 0, "{result}");
+    assert_eq!(result["mutationErrors"], 0, "{result}");
+}

@@ -4,16 +4,17 @@
 //! same closed-loop load; plus the floor: the same subgraph fetches made directly.
 //! Every target's answer is checked against ours before it is timed.
 //!
-//!     npm ci --prefix bench/gateways
-//!     cargo build --release -p router --bins -p bench
-//!     cargo run --release -p bench --bin federated-read -- [SECONDS_PER_ROUND] [ROUNDS] [CONCURRENCY]
+//! The rounds are the runs: each figure is the median of ROUNDS (3) with its range.
+//!
+//!     bench/run federated-read [SECONDS_PER_ROUND] [ROUNDS] [CONCURRENCY]
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{BenchStack, cpu_seconds, machine, median, percentile, rss_mib};
+use bench::report::format_number;
+use bench::{BenchStack, cpu_seconds, median, percentile, rss_mib};
 use serde_json::{Value, json};
 use subgraph_kit::Identity;
 use tokio::process::{Child, Command};
@@ -302,28 +303,35 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({ "scenario": "federated-read", "machine": machine(),
-        "secondsPerRound": seconds, "rounds": rounds, "concurrency": concurrency, "results": report }))?
-    );
-    println!(
-        "\n| query | target | req/s (median) | min-max | p50 ms | p99 ms | CPU % | RSS MiB |\n|---|---|---|---|---|---|---|---|"
+    let mut table = String::from(
+        "| query | target | req/s (median) | range | p50 ms | p99 ms | CPU % | RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
     );
     for row in &report {
-        println!(
-            "| {} | {} | {:.0} | {:.0}-{:.0} | {:.1} | {:.1} | {:.0} | {:.0} |",
+        let number = |pointer: &str, decimals| {
+            format_number(row.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN), decimals)
+        };
+        table.push_str(&format!(
+            "| {} | {} | {} | {}–{} | {} | {} | {} | {} |\n",
             row["query"].as_str().unwrap_or(""),
             row["target"].as_str().unwrap_or(""),
-            row["requestsPerSecond"].as_f64().unwrap_or(0.0),
-            row["spread"][0].as_f64().unwrap_or(0.0),
-            row["spread"][1].as_f64().unwrap_or(0.0),
-            row["p50Ms"].as_f64().unwrap_or(0.0),
-            row["p99Ms"].as_f64().unwrap_or(0.0),
-            row["cpuPercent"].as_f64().unwrap_or(0.0),
-            row["rssMiB"].as_f64().unwrap_or(0.0),
-        );
+            number("/requestsPerSecond", 0),
+            number("/spread/0", 0),
+            number("/spread/1", 0),
+            number("/p50Ms", 1),
+            number("/p99Ms", 1),
+            number("/cpuPercent", 0),
+            number("/rssMiB", 0),
+        ));
     }
+    bench::report::write(
+        "federated-read",
+        "P1 federated read",
+        &format!("bench/run federated-read {seconds} {rounds} {concurrency}"),
+        json!({ "secondsPerRound": seconds, "rounds": rounds, "concurrency": concurrency, "rentalsPerCustomer": RENTALS_EACH }),
+        json!({ "scenario": "federated-read", "results": report }),
+        &table,
+    )
+    .await?;
     for gateway in &mut gateways {
         let _ = gateway.child.kill().await;
     }

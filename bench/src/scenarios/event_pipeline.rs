@@ -120,6 +120,7 @@ pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
         "offeredPerSecond": produced as f64 / offered_for,
         "produced": produced,
         "applied": applied,
+        "notApplied": produced.saturating_sub(applied),
         "appliedPerSecond": applied as f64 / span.value,
         "lagMs": { "p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "max": lags.last() },
     }))

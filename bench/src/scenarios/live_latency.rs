@@ -1,49 +1,13 @@
 //! Status change to subscriber latency through the router.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use subgraph_kit::Identity;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
+use crate::websocket::{next_status, subscribe};
 use crate::{BenchStack, machine, percentile};
-
-const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status } }";
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn subscribe(url: &str, token: &str, rental_id: &str) -> anyhow::Result<Socket> {
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-    socket.send(Message::Text(init.to_string().into())).await?;
-    next_status(&mut socket).await?; // connection_ack
-    let subscribe =
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": TRACK, "variables": { "id": rental_id } } });
-    socket.send(Message::Text(subscribe.to_string().into())).await?;
-    Ok(socket)
-}
-
-/// The next message's delivery status ("" for messages without one).
-async fn next_status(socket: &mut Socket) -> anyhow::Result<String> {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("socket closed"))??;
-        if let Message::Text(text) = frame {
-            let message: Value = serde_json::from_str(&text)?;
-            if message["type"] == "ping" {
-                socket.send(Message::Text(json!({ "type": "pong" }).to_string().into())).await?;
-                continue;
-            }
-            return Ok(message["payload"]["data"]["deliveryStatusChanged"]["status"].as_str().unwrap_or("").to_owned());
-        }
-    }
-}
 
 /// Subscribes to `rentals` rentals, then starts and completes each delivery, timing each
 /// change from the mutation's start to its arrival at the subscriber.

@@ -3,4 +3,5 @@
 
 pub mod event_pipeline;
 pub mod live_latency;
+pub mod live_subscribers;
 pub mod rent_loop;
