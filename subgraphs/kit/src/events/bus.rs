@@ -2,6 +2,7 @@
 //! the topology, and runs the outbox relay and (for consuming services) the consumer,
 //! reconnecting with backoff whenever the connection is lost.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use lapin::{Channel, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::catalog::{Subscription, subscriptions_of};
 use super::outbox::{RelayWaker, relay};
@@ -60,11 +62,16 @@ pub struct EventBus {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Unacknowledged messages the broker may hand this consumer at once.
-const PREFETCH: u16 = 64;
-/// Messages applied at the same time. Messages about the same rental still apply one
+/// Unacknowledged messages the broker may hand this consumer at once: enough for
+/// every worker to have a full batch in hand.
+const PREFETCH: u16 = 256;
+/// Batches applied at the same time. Messages about the same rental still apply one
 /// at a time (see [`apply`]).
 const CONCURRENCY: usize = 8;
+/// At most this many messages are applied in one transaction. A worker takes the
+/// messages already delivered, without waiting for more: under a light load a batch is
+/// one message, under a heavy one many messages share one commit (and its fsync).
+const BATCH: usize = 64;
 
 impl EventBus {
     /// Runs the bus of `service`, declaring `subscriptions` (normally
@@ -192,12 +199,8 @@ impl Session<'_> {
             Err(error) => return error.into(),
         };
         let mut settled = (&mut deliveries)
-            .map(|delivery| async move {
-                match delivery {
-                    Ok(delivery) => self.settle(handler, delivery).await,
-                    Err(error) => Err(error.into()),
-                }
-            })
+            .ready_chunks(BATCH)
+            .map(|batch| self.settle(handler, batch))
             .buffer_unordered(CONCURRENCY);
         while let Some(result) = settled.next().await {
             if let Err(error) = result {
@@ -207,34 +210,72 @@ impl Session<'_> {
         anyhow::anyhow!("the broker cancelled the consumer of {queue}")
     }
 
-    /// Applies one delivery and acknowledges, rejects or requeues it.
-    async fn settle(&self, handler: &dyn EventHandler, delivery: Delivery) -> Result<(), anyhow::Error> {
-        let envelope: Envelope = match serde_json::from_slice(&delivery.data) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::error!(service = self.service, %error, "malformed message: dead-lettered");
-                delivery.reject(BasicRejectOptions { requeue: false }).await?;
-                return Ok(());
-            }
-        };
-        match apply(self.database, handler, &envelope).await {
-            Ok(applied) => {
-                delivery.ack(BasicAckOptions::default()).await?;
-                if applied {
-                    self.waker.wake();
-                } else {
-                    tracing::debug!(service = self.service, id = %envelope.id, "duplicate message ignored");
+    /// Applies a batch of deliveries and acknowledges, rejects or requeues each.
+    ///
+    /// The batch is applied in one transaction and acknowledged after its commit. If
+    /// any message fails, that transaction is rolled back and the messages are applied
+    /// again one at a time, so one bad message cannot fail the others.
+    async fn settle(&self, handler: &dyn EventHandler, batch: Vec<lapin::Result<Delivery>>) -> anyhow::Result<()> {
+        let mut messages = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            // A delivery error means the channel is gone: the session reconnects, and the
+            // broker redelivers whatever this batch leaves unacknowledged.
+            let delivery = delivery?;
+            match serde_json::from_slice::<Envelope>(&delivery.data) {
+                Ok(envelope) => messages.push((delivery, envelope)),
+                Err(error) => {
+                    tracing::error!(service = self.service, %error, "malformed message: dead-lettered");
+                    delivery.reject(BasicRejectOptions { requeue: false }).await?;
                 }
             }
-            Err(HandlerError::Poison(reason)) => {
-                tracing::error!(service = self.service, id = %envelope.id, event = %envelope.event_type, %reason, "poison message: dead-lettered");
-                delivery.reject(BasicRejectOptions { requeue: false }).await?;
+        }
+        if messages.len() > 1 {
+            let envelopes: Vec<&Envelope> = messages.iter().map(|(_, envelope)| envelope).collect();
+            match apply(self.database, handler, &envelopes).await {
+                Ok(applied) => {
+                    for (delivery, envelope) in &messages {
+                        delivery.ack(BasicAckOptions::default()).await?;
+                        if !applied.contains(&envelope.id) {
+                            tracing::debug!(service = self.service, id = %envelope.id, "duplicate message ignored");
+                        }
+                    }
+                    if !applied.is_empty() {
+                        self.waker.wake();
+                    }
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::debug!(service = self.service, %error, size = messages.len(), "batch failed; applying its messages one at a time");
+                }
             }
-            Err(HandlerError::Transient(reason)) => {
-                tracing::warn!(service = self.service, id = %envelope.id, event = %envelope.event_type, %reason, "message failed; redelivering");
-                // A short pause so a failing dependency is not hammered; the quorum
-                // queue's delivery limit bounds the retries.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut failed = Vec::new();
+        for (delivery, envelope) in messages {
+            match apply(self.database, handler, &[&envelope]).await {
+                Ok(applied) => {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    if applied.is_empty() {
+                        tracing::debug!(service = self.service, id = %envelope.id, "duplicate message ignored");
+                    } else {
+                        self.waker.wake();
+                    }
+                }
+                Err(HandlerError::Poison(reason)) => {
+                    tracing::error!(service = self.service, id = %envelope.id, event = %envelope.event_type, %reason, "poison message: dead-lettered");
+                    delivery.reject(BasicRejectOptions { requeue: false }).await?;
+                }
+                Err(HandlerError::Transient(reason)) => {
+                    tracing::warn!(service = self.service, id = %envelope.id, event = %envelope.event_type, %reason, "message failed; redelivering");
+                    failed.push(delivery);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            // A short pause so a failing dependency is not hammered; the quorum queue's
+            // delivery limit bounds the retries. One pause for the whole batch, not one
+            // per message.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for delivery in failed {
                 delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
             }
         }
@@ -242,29 +283,52 @@ impl Session<'_> {
     }
 }
 
-/// Applies `envelope` once: true if applied now, false if it had been applied before.
+/// Applies `envelopes`, in their order, in one transaction: returns the ids applied
+/// now; the others had been applied before (or are a second copy in this batch).
 ///
 /// Events about the same rental (`data.rentalId`) apply one at a time, across
 /// concurrent workers and replicas alike: the transaction first takes an advisory lock
-/// on the rental, so a handler always sees every earlier event's effect committed.
-async fn apply(database: &Database, handler: &dyn EventHandler, envelope: &Envelope) -> Result<bool, HandlerError> {
+/// on each rental of the batch, so a handler always sees the effect of every earlier
+/// event, committed or applied before it in the same batch. The locks are taken in
+/// sorted order, so two batches that share rentals never wait for each other in a
+/// cycle. Row locks a handler takes (a product's stock, say) are held until the batch
+/// commits; should two batches take them in opposite orders, PostgreSQL aborts one as
+/// a deadlock and its messages are applied again one at a time.
+async fn apply(
+    database: &Database,
+    handler: &dyn EventHandler,
+    envelopes: &[&Envelope],
+) -> Result<HashSet<Uuid>, HandlerError> {
     let mut connection = database.connection().await.map_err(|error| HandlerError::Transient(error.message))?;
-    let ordering_key = envelope.data.get("rentalId").and_then(serde_json::Value::as_str).map(str::to_owned);
+    let mut ordering_keys: Vec<&str> = envelopes
+        .iter()
+        .filter_map(|envelope| envelope.data.get("rentalId").and_then(serde_json::Value::as_str))
+        .collect();
+    ordering_keys.sort_unstable();
+    ordering_keys.dedup();
+    let messages: Vec<(Uuid, &str)> =
+        envelopes.iter().map(|envelope| (envelope.id, envelope.event_type.as_str())).collect();
     connection
         .transaction(async |connection| {
-            if let Some(key) = &ordering_key {
+            if !ordering_keys.is_empty() {
+                // unnest yields the keys in array order, so the locks follow it.
                 diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
-                        .bind::<diesel::sql_types::Text, _>(key),
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended(key, 1)) FROM unnest($1) AS key")
+                        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ordering_keys),
                     connection,
                 )
                 .await?;
             }
-            if !inbox::claim(connection, envelope.id, &envelope.event_type).await? {
-                return Ok(false);
+            let mut claimed = inbox::claim_all(connection, &messages).await?;
+            let mut applied = HashSet::with_capacity(claimed.len());
+            for envelope in envelopes {
+                // `remove`, so a second copy of a message in the batch is skipped.
+                if claimed.remove(&envelope.id) {
+                    handler.handle(connection, envelope).await?;
+                    applied.insert(envelope.id);
+                }
             }
-            handler.handle(connection, envelope).await?;
-            Ok(true)
+            Ok(applied)
         })
         .await
 }
