@@ -131,7 +131,11 @@ pub async fn write(
         .as_object()
         .into_iter()
         .flatten()
-        .filter_map(|(name, version)| version.as_str().map(|version| format!("{name} {version}")))
+        .filter_map(|(name, version)| {
+            let version = version.as_str()?;
+            // `rustc --version` already names itself.
+            Some(if version.starts_with(name.as_str()) { version.to_owned() } else { format!("{name} {version}") })
+        })
         .collect::<Vec<_>>()
         .join("; ");
     let markdown = format!(

@@ -14,6 +14,8 @@ const FIGURES: &[Figure] = &[
     Figure { label: "change → client p50 ms", pointer: "/latencyMs/p50", decimals: 1 },
     Figure { label: "change → client p99 ms", pointer: "/latencyMs/p99", decimals: 1 },
     Figure { label: "change → client max ms", pointer: "/latencyMs/max", decimals: 1 },
+    Figure { label: "operator mutation p50 ms", pointer: "/mutationMs/p50", decimals: 1 },
+    Figure { label: "operator mutation p99 ms", pointer: "/mutationMs/p99", decimals: 1 },
     Figure { label: "changes delivered", pointer: "/delivered", decimals: 0 },
     Figure { label: "lost", pointer: "/lost", decimals: 0 },
     Figure { label: "duplicated", pointer: "/duplicated", decimals: 0 },

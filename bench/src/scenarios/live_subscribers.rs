@@ -140,18 +140,22 @@ pub async fn run(subscribers: usize, rate: usize, seconds: u64) -> anyhow::Resul
     let stack = Arc::new(stack);
     let sent_at: Arc<Mutex<HashMap<(Uuid, &'static str), u128>>> = Arc::default();
     let mutation_errors = Arc::new(AtomicU64::new(0));
+    // How long each operator mutation took, to tell the write path from the way back.
+    let mutation_times: Arc<Mutex<Vec<f64>>> = Arc::default();
     let router_cpu_before = routers_cpu(&router_pids);
     let changing = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let mut in_flight = Vec::with_capacity(total);
     for change in changes {
         ticker.tick().await;
-        let (stack, operator, sent_at, errors) =
-            (stack.clone(), operator.clone(), sent_at.clone(), mutation_errors.clone());
+        let (stack, operator, sent_at, errors, times) =
+            (stack.clone(), operator.clone(), sent_at.clone(), mutation_errors.clone(), mutation_times.clone());
         in_flight.push(tokio::spawn(async move {
             sent_at.lock().expect("sent lock").insert((change.rental_id, change.status), unix_micros());
             let query = format!("mutation($id: ID!) {{ {}(id: $id) {{ status }} }}", change.mutation);
+            let started = Instant::now();
             let response = stack.graphql(&operator, &query, json!({ "id": change.delivery_id })).await;
+            times.lock().expect("times lock").push(started.elapsed().as_secs_f64() * 1000.0);
             match response {
                 Ok(body) if body["data"][change.mutation]["status"] == change.status => {}
                 _ => {
@@ -196,6 +200,8 @@ pub async fn run(subscribers: usize, rate: usize, seconds: u64) -> anyhow::Resul
         received.iter().map(|(key, times)| times[0].saturating_sub(sent_at[key]) as f64 / 1000.0).collect();
     latencies.sort_by(f64::total_cmp);
 
+    let mut mutation_times = mutation_times.lock().expect("lock").clone();
+    mutation_times.sort_by(f64::total_cmp);
     let per_subscriber_kib = |before: f64, after: f64| (after - before) * 1024.0 / subscribers as f64;
     let result = json!({
         "scenario": "live-subscribers",
@@ -217,6 +223,7 @@ pub async fn run(subscribers: usize, rate: usize, seconds: u64) -> anyhow::Resul
             "p99": percentile(&latencies, 0.99),
             "max": latencies.last(),
         },
+        "mutationMs": { "p50": percentile(&mutation_times, 0.5), "p99": percentile(&mutation_times, 0.99) },
         "router": {
             "processes": router_pids.len(),
             "rssMiBBefore": router_before,
