@@ -69,7 +69,9 @@ impl TestStack {
             configs,
             router: Some(router),
             secret,
-            client: reqwest::Client::new(),
+            // Below the router's keep-alive, so a pooled connection is never reused just
+            // as the router closes it.
+            client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("client"),
             shutdown,
             events,
             _databases: databases,
