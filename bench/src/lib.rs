@@ -68,6 +68,21 @@ impl BenchStack {
         .await
     }
 
+    /// Rents `product_id` for twelve months for the customer of `token`, with the approved
+    /// test card and a fresh idempotency key; the rental's id, or an error unless accepted.
+    pub async fn rent(&self, token: &str, product_id: Uuid) -> anyhow::Result<Uuid> {
+        let input = json!({ "input": {
+            "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
+            "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string(),
+        }});
+        let body =
+            self.graphql(token, "mutation($input: RentInput!) { rent(input: $input) { id status } }", input).await?;
+        match body["data"]["rent"]["id"].as_str() {
+            Some(id) if body["data"]["rent"]["status"] == "ACCEPTED" => Ok(id.parse()?),
+            _ => anyhow::bail!("rent was not accepted: {body}"),
+        }
+    }
+
     pub fn token(&self, identity: &Identity) -> String {
         self.issuer.issue(identity, Duration::from_secs(3600))
     }
@@ -178,6 +193,11 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Microseconds since the Unix epoch: a clock that separate processes on this machine share.
+pub fn unix_micros() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|since| since.as_micros()).unwrap_or(0)
 }
 
 /// Median of a small set of runs.

@@ -206,14 +206,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..concurrency {
         let customer = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
         for _ in 0..RENTALS_EACH {
-            stack
-                .graphql(
-                    &customer,
-                    "mutation($input: RentInput!) { rent(input: $input) { id } }",
-                    json!({ "input": { "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
-                                       "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string() } }),
-                )
-                .await?;
+            stack.rent(&customer, product_id).await?;
         }
         customers.push(customer);
     }

@@ -9,8 +9,9 @@
 //! `error RENTAL_ID MESSAGE` for a socket that fails, until stdin closes.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use bench::unix_micros;
 use bench::websocket::{next_message, subscribe};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
@@ -108,10 +109,6 @@ async fn main() -> anyhow::Result<()> {
     drop(output);
     printer.abort();
     Ok(())
-}
-
-fn unix_micros() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_micros()).unwrap_or(0)
 }
 
 fn one_line(error: &anyhow::Error) -> String {

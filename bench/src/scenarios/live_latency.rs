@@ -20,16 +20,7 @@ pub async fn run(rentals: usize) -> anyhow::Result<Value> {
     let mut tracked = Vec::new();
     for _ in 0..rentals {
         let customer = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
-        let rented = stack
-            .graphql(
-                &customer,
-                "mutation($input: RentInput!) { rent(input: $input) { id } }",
-                json!({ "input": { "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
-                                   "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string() } }),
-            )
-            .await?;
-        let rental_id =
-            rented["data"]["rent"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("rent: {rented}"))?.to_owned();
+        let rental_id = stack.rent(&customer, product_id).await?.to_string();
         let mut socket = subscribe(&url, &customer, &rental_id).await?;
         anyhow::ensure!(next_status(&mut socket).await? == "REQUESTED", "first event is the current status");
         let found = stack

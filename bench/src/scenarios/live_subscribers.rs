@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
@@ -25,9 +25,8 @@ use subgraph_kit::Identity;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
 
-use crate::{BenchStack, cpu_seconds, machine, percentile, rss_mib, sibling_binary};
+use crate::{BenchStack, cpu_seconds, machine, percentile, rss_mib, sibling_binary, unix_micros};
 
-const RENT: &str = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
 /// Rentals created at once while setting up.
 const RENTING_AT_ONCE: usize = 16;
 
@@ -257,13 +256,8 @@ async fn rent_many(stack: &BenchStack, product_id: Uuid, count: usize) -> anyhow
         let mut rented = Vec::new();
         while next.fetch_add(1, Ordering::Relaxed) < count {
             let token = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
-            let input = json!({ "input": {
-                "productId": product_id, "months": 12, "deliveryAddress": "1 Live-ro, Seoul",
-                "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string(),
-            }});
-            let body = stack.graphql(&token, RENT, input).await?;
-            let id = body["data"]["rent"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("rent failed: {body}"))?;
-            rented.push((token, id.parse()?));
+            let rental_id = stack.rent(&token, product_id).await?;
+            rented.push((token, rental_id));
         }
         anyhow::Ok(rented)
     });
@@ -315,8 +309,4 @@ fn raise_file_limit(wanted: u64) -> anyhow::Result<u64> {
         }
     }
     Ok(wanted)
-}
-
-fn unix_micros() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_micros()).unwrap_or(0)
 }

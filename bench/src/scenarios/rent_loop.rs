@@ -11,8 +11,6 @@ use uuid::Uuid;
 
 use crate::{BenchStack, machine, percentile};
 
-const RENT: &str = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
-
 /// Runs the loop for `seconds` (after `warm_up`) with `concurrency` customers and
 /// returns the results as JSON.
 pub async fn run(seconds: u64, concurrency: usize, warm_up: Duration) -> anyhow::Result<Value> {
@@ -43,16 +41,12 @@ pub async fn run_with(
                     let token = stack.token(&Identity::Customer { customer_id: Uuid::now_v7() });
                     let mut latencies = Vec::new();
                     while Instant::now() < deadline {
-                        let input = json!({ "input": {
-                            "productId": product_id, "months": 12, "deliveryAddress": "1 Bench-ro, Seoul",
-                            "cardNumber": "4242424242424242", "idempotencyKey": Uuid::now_v7().to_string(),
-                        }});
                         let started = Instant::now();
-                        let response = stack.graphql(&token, RENT, input).await;
+                        let rented = stack.rent(&token, product_id).await;
                         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-                        match response {
-                            Ok(body) if body["data"]["rent"]["status"] == "ACCEPTED" => latencies.push(elapsed),
-                            _ if record => {
+                        match rented {
+                            Ok(_) => latencies.push(elapsed),
+                            Err(_) if record => {
                                 errors.fetch_add(1, Ordering::Relaxed);
                             }
                             _ => {}
