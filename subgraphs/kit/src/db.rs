@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
@@ -53,16 +54,23 @@ impl Database {
             let url = url.to_owned();
             async move {
                 let mut connection = AsyncPgConnection::establish(&url).await?;
-                connection.set_instrumentation(StatementCounter { total: counter, paused: false });
+                connection.set_instrumentation(StatementCounter { total: counter, paused: false, last_answer: None });
                 Ok(connection)
             }
             .boxed()
         });
-        // A pooled connection is checked with a trivial query before reuse, so a
-        // connection broken by a database restart is replaced instead of failing a
-        // request. The check is not the service's own work, so it is not counted.
+        // Before reuse, the pool drops a connection whose socket is known to be closed
+        // (a database restart or a terminated backend), so it is replaced instead of
+        // failing a request. A connection that has been idle for a while could also have
+        // died silently, so it is checked with a trivial query first. One that answered
+        // a moment ago is not: that query would be one more round trip on every
+        // checkout, a sizeable share of a short transaction under load. The check is not
+        // the service's own work, so it is not counted.
         manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|connection| {
             async move {
+                if answered_within(connection, TRUSTED_AFTER_ANSWER) {
+                    return Ok(());
+                }
                 set_counting(connection, false);
                 let checked = sql_query("SELECT 1").execute(connection).await;
                 set_counting(connection, true);
@@ -98,21 +106,40 @@ impl Database {
     }
 }
 
-/// Counts the SQL statements a connection sends (and logs them at trace level).
+/// How long after its last successful statement a pooled connection is reused
+/// without a liveness query.
+const TRUSTED_AFTER_ANSWER: Duration = Duration::from_secs(1);
+
+/// Counts the SQL statements a connection sends (and logs them at trace level), and
+/// remembers when the database last answered one without error.
 struct StatementCounter {
     total: Arc<AtomicU64>,
     paused: bool,
+    last_answer: Option<Instant>,
 }
 
 impl Instrumentation for StatementCounter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { query, .. } = event {
-            if !self.paused {
-                self.total.fetch_add(1, Ordering::Relaxed);
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                if !self.paused {
+                    self.total.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::trace!(%query, "sql");
             }
-            tracing::trace!(%query, "sql");
+            InstrumentationEvent::FinishQuery { error: None, .. } => self.last_answer = Some(Instant::now()),
+            InstrumentationEvent::FinishQuery { error: Some(_), .. } => self.last_answer = None,
+            _ => {}
         }
     }
+}
+
+fn answered_within(connection: &mut AsyncPgConnection, window: Duration) -> bool {
+    connection
+        .instrumentation()
+        .downcast_mut::<StatementCounter>()
+        .and_then(|counter| counter.last_answer)
+        .is_some_and(|answered| answered.elapsed() < window)
 }
 
 fn set_counting(connection: &mut AsyncPgConnection, counting: bool) {

@@ -72,8 +72,9 @@ impl Renting {
             .await?
             .ok_or_else(|| ApiError::not_found(format!("there is no product with id {}", request.product_id)))?;
 
-        let rental_id = self.claim(&mut connection, customer_id, &request).await?;
-        if let Some(done) = storage::find_in(&mut connection, rental_id).await? {
+        let (rental_id, fresh) = self.claim(&mut connection, customer_id, &request).await?;
+        // Only a retry under a known key can find its rental already committed.
+        if !fresh && let Some(done) = storage::find_in(&mut connection, rental_id).await? {
             return Ok(done);
         }
         drop(connection);
@@ -109,30 +110,34 @@ impl Renting {
         Ok(rental)
     }
 
-    /// The rental id this request works on: a new one, or the earlier attempt's.
+    /// The rental id this request works on, and whether it is new (a key seen for the
+    /// first time) rather than an earlier attempt's.
     async fn claim(
         &self,
         connection: &mut AsyncPgConnection,
         customer_id: Uuid,
         request: &RentRequest,
-    ) -> Result<Uuid, ApiError> {
+    ) -> Result<(Uuid, bool), ApiError> {
         let fingerprint = request.fingerprint();
-        let (_, existing) =
+        let (inserted, existing) =
             storage::claim_request(connection, customer_id, &request.idempotency_key, &fingerprint, Uuid::now_v7())
                 .await?;
+        if inserted {
+            return Ok((existing.rental_id, true));
+        }
         // A key whose earlier attempt was called off produced nothing, so it may be
         // used again, for this request whatever it is.
         if existing.state == RequestState::Abandoned {
             let fresh = Uuid::now_v7();
             if storage::restart_request(connection, customer_id, &request.idempotency_key, &fingerprint, fresh).await? {
-                return Ok(fresh);
+                return Ok((fresh, true));
             }
             // Another retry restarted it first: read what it left.
             let (_, again) =
                 storage::claim_request(connection, customer_id, &request.idempotency_key, &fingerprint, fresh).await?;
-            return self.continue_with(again, &fingerprint);
+            return Ok((self.continue_with(again, &fingerprint)?, false));
         }
-        self.continue_with(existing, &fingerprint)
+        Ok((self.continue_with(existing, &fingerprint)?, false))
     }
 
     /// The rental id to work on for an existing request under this key.
@@ -204,14 +209,16 @@ impl Renting {
 
 /// Step 4: the rental, its event and the request's completion, all or nothing.
 async fn commit(connection: &mut AsyncPgConnection, rental: &RentalRow) -> Result<(), ApiError> {
-    match storage::lock_request(connection, rental.id).await? {
-        Some(request) if request.state == RequestState::Pending => {}
-        Some(request) if request.state == RequestState::Completed => return Ok(()),
-        _ => {
-            return Err(ApiError::payment_unavailable(Duration::from_secs(1)).with_message(
+    // The usual case in one statement: the request was PENDING and is now COMPLETED
+    // (in this transaction, so only if the rental below commits with it).
+    if !storage::move_request(connection, rental.id, RequestState::Pending, RequestState::Completed).await? {
+        return match storage::lock_request(connection, rental.id).await? {
+            // A concurrent retry of the same request committed it first.
+            Some(request) if request.state == RequestState::Completed => Ok(()),
+            _ => Err(ApiError::payment_unavailable(Duration::from_secs(1)).with_message(
                 "payment took too long, so the rental was not created and its charge is refunded; please try again",
-            ));
-        }
+            )),
+        };
     }
     storage::insert(connection, rental).await?;
     let event = RentalAccepted {
@@ -225,7 +232,6 @@ async fn commit(connection: &mut AsyncPgConnection, rental: &RentalRow) -> Resul
         accepted_at: rental.created_at,
     };
     outbox::enqueue(connection, crate::SERVICE, RENTAL_ACCEPTED, 1, &event).await?;
-    storage::set_request_state(connection, rental.id, RequestState::Completed).await?;
     storage::project(connection, rental.id).await?;
     Ok(())
 }

@@ -202,6 +202,7 @@ pub async fn claim_request(
     request_hash: &str,
     rental_id: Uuid,
 ) -> QueryResult<(bool, RentRequestRow)> {
+    // A new key (the usual case) costs one statement: the insert returns the row.
     let inserted = diesel::insert_into(rent_requests::table)
         .values((
             rent_requests::customer_id.eq(customer_id),
@@ -211,11 +212,16 @@ pub async fn claim_request(
             rent_requests::state.eq(RequestState::Pending.as_str()),
         ))
         .on_conflict_do_nothing()
-        .execute(connection)
-        .await?;
+        .returning(REQUEST_COLUMNS)
+        .get_result(connection)
+        .await
+        .optional()?;
+    if let Some(row) = inserted {
+        return Ok((true, request_from(row)?));
+    }
     let row =
         rent_requests::table.find((customer_id, idempotency_key)).select(REQUEST_COLUMNS).first(connection).await?;
-    Ok((inserted == 1, request_from(row)?))
+    Ok((false, request_from(row)?))
 }
 
 /// The request for `rental_id`, locked until the end of the transaction.
@@ -228,6 +234,24 @@ pub async fn lock_request(connection: &mut AsyncPgConnection, rental_id: Uuid) -
         .await
         .optional()?;
     row.map(request_from).transpose()
+}
+
+/// Moves the request for `rental_id` from `from` to `to`; false if it was not in
+/// `from`. The row is locked until the end of the transaction either way, and a
+/// concurrent change (the reconciler taking it) is waited for and seen.
+pub async fn move_request(
+    connection: &mut AsyncPgConnection,
+    rental_id: Uuid,
+    from: RequestState,
+    to: RequestState,
+) -> QueryResult<bool> {
+    let moved = diesel::update(
+        rent_requests::table.filter(rent_requests::rental_id.eq(rental_id)).filter(rent_requests::state.eq(from.as_str())),
+    )
+    .set((rent_requests::state.eq(to.as_str()), rent_requests::updated_at.eq(Utc::now())))
+    .execute(connection)
+    .await?;
+    Ok(moved == 1)
 }
 
 pub async fn set_request_state(
