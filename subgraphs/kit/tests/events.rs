@@ -14,7 +14,7 @@ use serde_json::json;
 use subgraph_kit::Database;
 use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
 use subgraph_kit::events::catalog::Subscription;
-use subgraph_kit::events::outbox::enqueue;
+use subgraph_kit::events::outbox::{enqueue, enqueue_all};
 use subgraph_kit::events::{Envelope, EventBus, EventHandler, HandlerError};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
 use tokio_util::sync::CancellationToken;
@@ -172,6 +172,29 @@ async fn events_written_in_a_transaction_are_applied_exactly_once() {
     expected.sort();
     assert_eq!(applied, expected);
     assert_eq!(fixture.unpublished().await, 0, "every row is marked published after its ack");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn events_written_in_one_statement_each_get_their_own_id_and_are_applied_once() {
+    let fixture = start().await;
+    let sent: Vec<String> = (0..40).map(|index| format!("batch note {index}")).collect();
+    let payloads: Vec<serde_json::Value> = sent.iter().map(|note| json!({ "note": note })).collect();
+    let mut connection = fixture.database.connection().await.expect("connection");
+    let ids = connection
+        .transaction(async |connection| enqueue_all(connection, SERVICE, "test.noted", 1, &payloads).await)
+        .await
+        .expect("outbox rows");
+    drop(connection);
+    fixture.bus.waker().wake();
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (40, 40), "one fresh id per event");
+    let mut applied = fixture.settle(40).await;
+    applied.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(applied, expected);
+    assert_eq!(fixture.unpublished().await, 0);
     fixture.stop().await;
 }
 

@@ -41,26 +41,47 @@ pub async fn enqueue<T: Serialize>(
     version: i32,
     data: &T,
 ) -> QueryResult<Uuid> {
-    let envelope = Envelope {
-        id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
-        version,
-        source: source.to_owned(),
-        occurred_at: Utc::now(),
-        data: serde_json::to_value(data).expect("event payloads serialize"),
-    };
-    let payload = serde_json::to_value(&envelope).expect("envelopes serialize");
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(envelope.id),
-            outbox::event_type.eq(event_type),
-            outbox::version.eq(version),
-            outbox::payload.eq(payload),
-            outbox::created_at.eq(envelope.occurred_at),
-        ))
-        .execute(connection)
-        .await?;
-    Ok(envelope.id)
+    let ids = enqueue_all(connection, source, event_type, version, std::slice::from_ref(data)).await?;
+    Ok(ids[0])
+}
+
+/// Writes several events of one type into the outbox in a single statement, in order,
+/// for a transaction that emits many (a round trip per event would dominate it).
+/// Returns their ids.
+pub async fn enqueue_all<T: Serialize>(
+    connection: &mut AsyncPgConnection,
+    source: &str,
+    event_type: &str,
+    version: i32,
+    items: &[T],
+) -> QueryResult<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(items.len());
+    let rows: Vec<_> = items
+        .iter()
+        .map(|data| {
+            let envelope = Envelope {
+                id: Uuid::now_v7(),
+                event_type: event_type.to_owned(),
+                version,
+                source: source.to_owned(),
+                occurred_at: Utc::now(),
+                data: serde_json::to_value(data).expect("event payloads serialize"),
+            };
+            let payload = serde_json::to_value(&envelope).expect("envelopes serialize");
+            ids.push(envelope.id);
+            (
+                outbox::id.eq(envelope.id),
+                outbox::event_type.eq(event_type),
+                outbox::version.eq(version),
+                outbox::payload.eq(payload),
+                outbox::created_at.eq(envelope.occurred_at),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(outbox::table).values(rows).execute(connection).await?;
+    }
+    Ok(ids)
 }
 
 /// Wakes the relay after a commit that wrote outbox rows, so events leave at once
