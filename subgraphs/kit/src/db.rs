@@ -134,16 +134,17 @@ impl Instrumentation for StatementCounter {
     }
 }
 
+/// The pool's instrumentation on `connection` (every pooled connection has one).
+fn counter(connection: &mut AsyncPgConnection) -> Option<&mut StatementCounter> {
+    connection.instrumentation().downcast_mut::<StatementCounter>()
+}
+
 fn answered_within(connection: &mut AsyncPgConnection, window: Duration) -> bool {
-    connection
-        .instrumentation()
-        .downcast_mut::<StatementCounter>()
-        .and_then(|counter| counter.last_answer)
-        .is_some_and(|answered| answered.elapsed() < window)
+    counter(connection).and_then(|counter| counter.last_answer).is_some_and(|answered| answered.elapsed() < window)
 }
 
 fn set_counting(connection: &mut AsyncPgConnection, counting: bool) {
-    if let Some(counter) = connection.instrumentation().downcast_mut::<StatementCounter>() {
+    if let Some(counter) = counter(connection) {
         counter.paused = !counting;
     }
 }

@@ -246,7 +246,9 @@ pub async fn move_request(
     to: RequestState,
 ) -> QueryResult<bool> {
     let moved = diesel::update(
-        rent_requests::table.filter(rent_requests::rental_id.eq(rental_id)).filter(rent_requests::state.eq(from.as_str())),
+        rent_requests::table
+            .filter(rent_requests::rental_id.eq(rental_id))
+            .filter(rent_requests::state.eq(from.as_str())),
     )
     .set((rent_requests::state.eq(to.as_str()), rent_requests::updated_at.eq(Utc::now())))
     .execute(connection)

@@ -14,16 +14,11 @@ diesel::table! {
     }
 }
 
-/// Records `message_id` as processed. True the first time; false when the message was
-/// applied before, in which case the caller must do nothing. Call it inside the
-/// transaction that applies the message, so the record and the effect commit together.
-pub async fn claim(connection: &mut AsyncPgConnection, message_id: Uuid, event_type: &str) -> QueryResult<bool> {
-    Ok(claim_all(connection, &[(message_id, event_type)]).await?.contains(&message_id))
-}
-
-/// [`claim`] for several messages in one statement: the ids recorded now. An id absent
-/// from the answer was applied before (or appears twice in `messages`, and only its
-/// first copy is to be applied).
+/// Records `messages` (id and event type) as processed, in one statement, and returns
+/// the ids recorded now. An id absent from the answer was applied before, and the caller
+/// must do nothing for it (or it appears twice in `messages`, and only its first copy
+/// is to be applied). Call it inside the transaction that applies the messages, so the
+/// records and the effects commit together.
 pub async fn claim_all(connection: &mut AsyncPgConnection, messages: &[(Uuid, &str)]) -> QueryResult<HashSet<Uuid>> {
     let rows: Vec<_> = messages
         .iter()

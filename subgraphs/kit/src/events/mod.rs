@@ -6,7 +6,7 @@
 //!   broker's confirmation; only a clean ack marks a row published. A crash in between
 //!   publishes the row again later, which consumers absorb.
 //! - A consumer applies each message in one transaction together with an inbox row
-//!   keyed by the message id ([`inbox::claim`]); a message seen before is a no-op. It
+//!   keyed by the message id ([`inbox::claim_all`]); a message seen before is a no-op. It
 //!   acknowledges only after the commit.
 //! - Queues are durable quorum queues with a delivery limit; a message that cannot be
 //!   applied (malformed, or failing again and again) goes to the service's dead-letter
