@@ -1,24 +1,40 @@
 # The two commands: `make run` starts the whole system, `make test` runs every test.
-# Both need PostgreSQL (and, for the event tests, RabbitMQ) on their default local ports.
+# Both need PostgreSQL and RabbitMQ on their default local ports.
 
-.PHONY: run run-release test schema
+.PHONY: run run-release test schema token bins
 
-# Debug build: the first build takes about 5 minutes on two cores, and `make test`
-# reuses it. Use `make run-release` for the optimized build (slower to build, faster to run).
-run:
-	cargo build -p router --bins
-	cargo run -p router --bin stack
+# Where cargo puts what it builds (CARGO_TARGET_DIR, as cargo itself reads it). The
+# binaries are run from there, not with `cargo run -p ...`: selecting one package
+# changes which crate features are unified, and cargo would build everything again.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+
+# Every binary: the four subgraphs, the router, the launcher and the tools. The first
+# (debug) build takes about 8 minutes on two cores, most of it the router.
+bins:
+	cargo build --workspace --bins
+
+# Five processes: the four subgraphs, each from its own binary, and the router.
+run: bins
+	$(TARGET_DIR)/debug/stack
 
 run-release:
-	cargo build --release -p router --bins
-	cargo run --release -p router --bin stack
+	cargo build --release --workspace --bins
+	$(TARGET_DIR)/release/stack
 
-test: schema/compose/node_modules
+# The tests start the services' binaries (the fault suite, the drain tests), so those
+# are built first.
+test: schema/compose/node_modules bins
 	cargo test --workspace
 
+# A dev token: make token ROLE=customer ID=<uuid>, or make token ROLE=operator.
+ROLE ?= customer
+token:
+	@cargo build -q --workspace --bins
+	@$(TARGET_DIR)/debug/dev-token $(ROLE) $(ID)
+
 # Regenerates schema/<subgraph>.graphql from the code and composes supergraph.graphql.
-schema: schema/compose/node_modules
-	cargo run -p router --bin export-schema
+schema: schema/compose/node_modules bins
+	$(TARGET_DIR)/debug/export-schema
 	node schema/compose/compose.mjs schema
 
 schema/compose/node_modules: schema/compose/package-lock.json

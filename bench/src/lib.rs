@@ -6,7 +6,6 @@ pub mod report;
 pub mod scenarios;
 pub mod websocket;
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -33,7 +32,7 @@ impl BenchStack {
     pub async fn start() -> anyhow::Result<Self> {
         let IsolatedStack { subgraphs, router, secret, events, shutdown, databases, .. } =
             IsolatedStack::start(IsolatedOptions {
-                rental: rental::RentalSettings::from_env()?,
+                rental: rental::Config::from_env()?,
                 router_binary: router_binary()?,
                 router_log_level: router_log_level(),
                 router_workers: None,
@@ -64,6 +63,7 @@ impl BenchStack {
             log_level: router_log_level(),
             log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
             workers: None,
+            extra_env: Vec::new(),
         })
         .await
     }
@@ -115,7 +115,7 @@ impl BenchStack {
         for _ in 0..400 {
             let mut connection =
                 self.subgraphs.rental.database.connection().await.map_err(|e| anyhow::anyhow!(e.message))?;
-            if rental::storage::catalog_entry(&mut connection, id).await?.is_some() {
+            if rental::storage::catalog::entry(&mut connection, id).await?.is_some() {
                 return Ok(id);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -138,22 +138,7 @@ fn router_log_level() -> String {
 
 /// The router binary of the same build.
 pub fn router_binary() -> anyhow::Result<std::path::PathBuf> {
-    sibling_binary("router")
-}
-
-/// A binary of the same build: next to this executable, or one folder up when this is a
-/// test binary (which lives in `deps/`).
-pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let beside = exe.with_file_name(name);
-    if beside.exists() {
-        return Ok(beside);
-    }
-    let above = exe.parent().and_then(Path::parent).map(|dir| dir.join(name));
-    match above {
-        Some(path) if path.exists() => Ok(path),
-        _ => anyhow::bail!("no {name} binary next to {}: build it with `cargo build --bins`", exe.display()),
-    }
+    stack::binaries::binary("router")
 }
 
 /// The value below which `fraction` of the sorted samples fall.

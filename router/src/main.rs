@@ -1,5 +1,5 @@
-//! The federation router: hive-router built with the GraphiQL page bundled in, so the
-//! build needs no network. The configuration lives in `router/router.config.yaml`.
+//! The federation router: hive-router with our plugins (one module each). The
+//! configuration lives in `router/router.config.yaml`.
 
 // ntex builds its middleware stack out of deeply nested types; the default limit of
 // 128 is not enough for the release build ("queries overflow the depth limit!").

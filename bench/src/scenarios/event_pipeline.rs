@@ -2,43 +2,64 @@
 //! (inbox + effect in one transaction, ack after commit), at a fixed offered load.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use diesel::sql_query;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::future::BoxFuture;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
-use subgraph_kit::Database;
 use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
-use subgraph_kit::events::catalog::Subscription;
+use subgraph_kit::events::bus::BusStop;
 use subgraph_kit::events::outbox::enqueue_all;
-use subgraph_kit::events::{Envelope, EventBus, EventHandler, HandlerError};
+use subgraph_kit::events::{Event, EventBus, EventHandler, EventMeta, HandlerError, Subscription};
 use subgraph_kit::testing::{TestDatabase, TestEvents};
-use tokio_util::sync::CancellationToken;
+use subgraph_kit::{Database, Tx};
+use uuid::Uuid;
 
 use crate::{machine, percentile};
 
 const SERVICE: &str = "pipeline";
-const SUBSCRIPTIONS: &[Subscription] = &[Subscription { service: SERVICE, event_types: &["bench.tick"] }];
+
+/// `bench.tick` v1: one unit of offered load.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Tick {
+    at: DateTime<Utc>,
+}
+
+impl Event for Tick {
+    const TYPE: &'static str = "bench.tick";
+    const VERSION: i32 = 1;
+
+    fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    fn ordering_key(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+subgraph_kit::inbox! {
+    enum ForPipeline for "pipeline" {
+        Tick(Tick),
+    }
+}
+
+const TOPOLOGY: &[Subscription] = &[Subscription::of::<ForPipeline>()];
 
 /// Records when each event was applied; a second application would fail the primary key.
 struct Recorder;
 
 impl EventHandler for Recorder {
-    fn handle<'a>(
-        &'a self,
-        connection: &'a mut AsyncPgConnection,
-        event: &'a Envelope,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(async move {
-            sql_query("INSERT INTO applied (id, occurred_at) VALUES ($1, $2)")
-                .bind::<diesel::sql_types::Uuid, _>(event.id)
-                .bind::<diesel::sql_types::Timestamptz, _>(event.occurred_at)
-                .execute(connection)
-                .await?;
-            Ok(())
-        })
+    type Inbox = ForPipeline;
+
+    async fn handle(&self, tx: &mut Tx<'_>, _event: ForPipeline, meta: EventMeta) -> Result<(), HandlerError> {
+        sql_query("INSERT INTO applied (id, occurred_at) VALUES ($1, $2)")
+            .bind::<diesel::sql_types::Uuid, _>(meta.id)
+            .bind::<diesel::sql_types::Timestamptz, _>(meta.occurred_at)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 }
 
@@ -63,32 +84,26 @@ pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
         .execute(&mut connection)
         .await?;
     let events = TestEvents::new(&[SERVICE]);
-    let shutdown = CancellationToken::new();
-    let bus = EventBus::start(
-        events.config.clone(),
-        SERVICE,
-        SUBSCRIPTIONS,
-        database.clone(),
-        Some(Arc::new(Recorder)),
-        shutdown.clone(),
-    );
+    let stop = BusStop::default();
+    let bus = EventBus::start(events.config.clone(), TOPOLOGY, database.clone(), Recorder, stop.clone());
     anyhow::ensure!(bus.connected(Duration::from_secs(20)).await, "the bus connects");
 
     // Produce in 10 ms ticks, one transaction and one statement per tick, as a busy
     // service writing many events at once would: what is measured is the pipeline
     // behind the outbox, not the round trips of the producer.
     let per_tick = (rate / 100).max(1);
-    let ticks = vec![json!({ "n": 1 }); per_tick];
+
     let started = Instant::now();
     let mut produced = 0usize;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
-        connection
-            .transaction(async |connection| enqueue_all(connection, SERVICE, "bench.tick", 1, &ticks).await)
-            .await?;
+        let ticks = vec![Tick { at: Utc::now() }; per_tick];
+        database
+            .transaction(async |tx: &mut Tx<'_>| Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, SERVICE, &ticks).await?))
+            .await
+            .map_err(error)?;
         produced += per_tick;
-        bus.waker().wake();
     }
     let offered_for = started.elapsed().as_secs_f64();
 
@@ -107,7 +122,8 @@ pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
     .load(&mut connection)
     .await?;
     let lags: Vec<f64> = lags.into_iter().map(|row| row.value).collect();
-    shutdown.cancel();
+    stop.consuming.cancel();
+    stop.relaying.cancel();
     bus.stopped().await;
     drop(connection);
     drop(events);

@@ -25,7 +25,7 @@ use subgraph_kit::Identity;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
 
-use crate::{BenchStack, cpu_seconds, machine, percentile, rss_mib, sibling_binary, unix_micros};
+use crate::{BenchStack, cpu_seconds, machine, percentile, rss_mib, unix_micros};
 
 /// Rentals created at once while setting up.
 const RENTING_AT_ONCE: usize = 16;
@@ -69,7 +69,7 @@ pub async fn run(subscribers: usize, rate: usize, seconds: u64) -> anyhow::Resul
 
     // The swarm subscribes everyone and reports what arrives.
     let subscribing = Instant::now();
-    let mut swarm = tokio::process::Command::new(sibling_binary("subscriber-swarm")?)
+    let mut swarm = tokio::process::Command::new(stack::binaries::binary("subscriber-swarm")?)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -1,41 +1,81 @@
-//! The delivery part of the graph: `Delivery`, the operators' queue, and
-//! `Rental.delivery` on the rental entity.
+//! The delivery part of the graph: `Delivery`, the operators' queue, the live status
+//! subscription, and `Rental.delivery` on the rental entity. A thin layer: it checks
+//! who asks, parses the input, and calls the use cases in `service`.
 
 use std::collections::HashMap;
-
-use async_graphql::connection::Connection;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use async_graphql::{Context, ID, Object, Result, Schema, SimpleObject};
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, ID, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
-use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require_operator};
-use subgraph_kit::server::Wiring;
+use subgraph_kit::graphql::{
+    EntityRef, PageRequest, connection, identity, parse_id, require_operator, schema_builder, state, visible,
+};
 use subgraph_kit::{ApiError, Database};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::DeliveryStatus;
-use crate::live::{LiveHub, OpenStream, rank};
-use crate::storage::{self, DeliveryRow};
+use crate::domain::{self, Unit};
+use crate::service;
+use crate::service::live::{LiveHub, OpenStream, rank};
+use crate::storage::deliveries::{self, DeliveryRow};
 
 pub type DeliverySchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema, with live updates from `hub`.
-pub fn schema_with(wiring: &Wiring, hub: Arc<LiveHub>) -> DeliverySchema {
-    let database = wiring.database.clone();
-    Schema::build(Query, Mutation, Subscription)
-        .enable_federation()
+/// What the resolvers work with.
+pub struct Resolvers {
+    database: Database,
+    by_id: BatchLoader<DeliveryLoader>,
+    by_rental: BatchLoader<DeliveryByRentalLoader>,
+    hub: Arc<LiveHub>,
+    /// Cancelled when the service stops: live streams end (with `complete`).
+    stopping: CancellationToken,
+    open_streams: Arc<AtomicUsize>,
+}
+
+impl Resolvers {
+    pub fn new(
+        database: Database,
+        hub: Arc<LiveHub>,
+        stopping: CancellationToken,
+        open_streams: Arc<AtomicUsize>,
+    ) -> Self {
+        Self {
+            by_id: BatchLoader::new(DeliveryLoader(database.clone())),
+            by_rental: BatchLoader::new(DeliveryByRentalLoader(database.clone())),
+            database,
+            hub,
+            stopping,
+            open_streams,
+        }
+    }
+}
+
+pub fn schema(resolvers: Arc<Resolvers>) -> DeliverySchema {
+    schema_builder(crate::SERVICE, Query, Mutation, Subscription)
         .enable_subscription_in_federation()
-        .data(hub)
-        .data(wiring.active_subscriptions.clone())
-        .data(wiring.shutdown.clone())
-        .data(BatchLoader::new(DeliveryLoader(database.clone())))
-        .data(BatchLoader::new(DeliveryByRentalLoader(database.clone())))
-        .data(wiring.relay.clone())
-        .data(database)
+        .data(resolvers)
         .finish()
+}
+
+fn resolvers<'a>(ctx: &Context<'a>) -> &'a Resolvers {
+    state::<Arc<Resolvers>>(ctx)
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "DeliveryStatus", remote = "crate::domain::DeliveryStatus")]
+pub enum DeliveryStatus {
+    /// Waiting in the operators' queue.
+    Requested,
+    /// On its way to the customer.
+    Shipping,
+    /// At the customer's door; the rental is active.
+    Delivered,
+    /// Called off because the rental was cancelled.
+    Cancelled,
 }
 
 /// A dispenser model, owned by the inventory subgraph; delivery only knows its id.
@@ -61,6 +101,9 @@ pub struct Delivery {
     /// True while the shipment waits for a unit: it started when the product had no
     /// stock, and the next restock serves it.
     pub waiting_for_stock: bool,
+    /// True once inventory has taken a unit for this shipment; only then can it be
+    /// completed (`completeDelivery` answers WAITING_FOR_STOCK before).
+    pub unit_confirmed: bool,
     #[graphql(skip)]
     pub key: Uuid,
     #[graphql(skip)]
@@ -69,17 +112,20 @@ pub struct Delivery {
 
 impl Delivery {
     fn from_row(row: DeliveryRow) -> Result<Self, ApiError> {
+        let status: domain::DeliveryStatus = row.status()?;
+        let unit = row.unit()?;
         Ok(Self {
             id: ID(row.id.to_string()),
-            rental: Rental { id: ID(row.rental_id.to_string()), key: row.rental_id },
+            rental: Rental(EntityRef::new(row.rental_id)),
             product: Product { id: ID(row.product_id.to_string()) },
-            status: row.status()?,
+            status: status.into(),
             address: row.address,
             requested_at: row.requested_at,
             shipped_at: row.shipped_at,
             delivered_at: row.delivered_at,
             cancelled_at: row.cancelled_at,
-            waiting_for_stock: row.waiting_for_stock,
+            waiting_for_stock: status == domain::DeliveryStatus::Shipping && unit == Unit::Short,
+            unit_confirmed: unit == Unit::Taken,
             key: row.id,
             owner: row.customer_id,
         })
@@ -88,28 +134,24 @@ impl Delivery {
 
 /// The rental entity, owned by the rental subgraph; delivery adds its `delivery` field.
 #[derive(Clone)]
-pub struct Rental {
-    pub id: ID,
-    key: Uuid,
-}
+pub struct Rental(EntityRef);
 
 #[Object]
 impl Rental {
     async fn id(&self) -> &ID {
-        &self.id
+        &self.0.id
     }
 
     /// The rental's delivery, once requested.
     async fn delivery(&self, ctx: &Context<'_>) -> Result<Option<Delivery>> {
-        let caller = identity(ctx)?;
-        let delivery = ctx.data_unchecked::<BatchLoader<DeliveryByRentalLoader>>().load_one(self.key).await?;
-        match delivery {
-            Some(delivery) if !caller.may_see_customer(delivery.owner) => {
-                Err(ApiError::not_found(format!("there is no rental with id {}", self.key)).into())
-            }
-            delivery => Ok(delivery),
-        }
+        let delivery = resolvers(ctx).by_rental.load_one(self.0.key).await?;
+        let key = self.0.key;
+        Ok(visible(identity(ctx)?, delivery, |delivery| delivery.owner, || no_such_rental(key))?)
     }
+}
+
+fn no_such_rental(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("there is no rental with id {id}"))
 }
 
 fn deliveries_by(
@@ -127,7 +169,7 @@ impl BatchFetch for DeliveryLoader {
     type Value = Delivery;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
-        deliveries_by(storage::find_many(&self.0, keys).await?, |row| row.id)
+        deliveries_by(deliveries::find_many(&self.0, keys).await?, |row| row.id)
     }
 }
 
@@ -139,16 +181,14 @@ impl BatchFetch for DeliveryByRentalLoader {
     type Value = Delivery;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Delivery>, ApiError> {
-        deliveries_by(storage::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
+        deliveries_by(deliveries::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
     }
 }
 
 async fn visible_delivery(ctx: &Context<'_>, id: Uuid) -> Result<Delivery, ApiError> {
-    let caller = identity(ctx)?;
-    let delivery = ctx.data_unchecked::<BatchLoader<DeliveryLoader>>().load_one(id).await?;
-    delivery
-        .filter(|delivery| caller.may_see_customer(delivery.owner))
-        .ok_or_else(|| ApiError::not_found(format!("there is no delivery with id {id}")))
+    let delivery = resolvers(ctx).by_id.load_one(id).await?;
+    let no_such_delivery = || ApiError::not_found(format!("there is no delivery with id {id}"));
+    visible(identity(ctx)?, delivery, |delivery| delivery.owner, no_such_delivery)?.ok_or_else(no_such_delivery)
 }
 
 pub struct Query;
@@ -164,9 +204,8 @@ impl Query {
         #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
     ) -> Result<Connection<String, Delivery>> {
         require_operator(ctx, "list deliveries")?;
-        let page = PageRequest::parse(first, after.as_deref())?;
-        let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        let rows = storage::page(&mut db, status, &page).await?;
+        let page = PageRequest::parse("deliveries", first, after.as_deref())?;
+        let rows = deliveries::page(&resolvers(ctx).database, status.map(Into::into), &page).await?;
         let deliveries = rows.into_iter().map(Delivery::from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(connection(&page, deliveries, |delivery| delivery.key))
     }
@@ -185,8 +224,7 @@ impl Query {
 
     #[graphql(entity)]
     async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
-        let key = parse_id(&id, "rental")?;
-        Ok(Rental { id, key })
+        Ok(Rental(EntityRef::parse(id, "rental")?))
     }
 }
 
@@ -195,23 +233,21 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Ships a requested delivery (operators only): REQUESTED → SHIPPING. The
-    /// product's stock goes down by one, asynchronously.
+    /// product's stock goes down by one, asynchronously; `unitConfirmed` turns true
+    /// when it has. Starting a delivery that is already shipping returns it as it is.
     async fn start_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
         require_operator(ctx, "start deliveries")?;
         let id = parse_id(&id, "delivery")?;
-        let row = crate::shipping::start(ctx.data_unchecked::<Database>(), id).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
-        Ok(Delivery::from_row(row)?)
+        Ok(Delivery::from_row(service::start(&resolvers(ctx).database, id).await?)?)
     }
 
-    /// Marks a shipping delivery as delivered (operators only): SHIPPING → DELIVERED.
-    /// The rental becomes ACTIVE.
+    /// Marks a shipping delivery as delivered (operators only): SHIPPING → DELIVERED,
+    /// once inventory has confirmed its unit (WAITING_FOR_STOCK before). The rental
+    /// becomes ACTIVE. Completing a delivered delivery returns it as it is.
     async fn complete_delivery(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
         require_operator(ctx, "complete deliveries")?;
         let id = parse_id(&id, "delivery")?;
-        let row = crate::shipping::complete(ctx.data_unchecked::<Database>(), id).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
-        Ok(Delivery::from_row(row)?)
+        Ok(Delivery::from_row(service::complete(&resolvers(ctx).database, id).await?)?)
     }
 }
 
@@ -222,7 +258,9 @@ impl Subscription {
     /// The delivery of a rental, live: first its current state, then every status
     /// change in order, ending when it is DELIVERED or CANCELLED. Only the rental's
     /// customer or an operator may subscribe. If the delivery has not been requested
-    /// yet, the first event comes when it is.
+    /// yet, the first event comes when it is. When the service restarts the stream
+    /// completes early; subscribing again starts with the current state, so nothing
+    /// is missed.
     async fn delivery_status_changed(
         &self,
         ctx: &Context<'_>,
@@ -230,18 +268,19 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<Delivery>> + use<>> {
         let caller = identity(ctx)?.clone();
         let rental_id = parse_id(&rental_id, "rental")?;
-        let database = ctx.data_unchecked::<Database>().clone();
-        let shutdown = ctx.data_unchecked::<tokio_util::sync::CancellationToken>().clone();
-        let gauge = ctx.data_unchecked::<Arc<AtomicUsize>>().clone();
+        let resolvers = resolvers(ctx);
+        let database = resolvers.database.clone();
+        let stopping = resolvers.stopping.clone();
+        let open_streams = resolvers.open_streams.clone();
         // Listen first, then read: a change between the two is not missed.
-        let mut listener = ctx.data_unchecked::<Arc<LiveHub>>().listen(rental_id);
+        let mut listener = resolvers.hub.listen(rental_id);
         let not_yours = move || ApiError::not_found(format!("there is no rental with id {rental_id}"));
-        let current = storage::find_by_rental(&database, rental_id).await?;
+        let current = deliveries::find_by_rental(&database, rental_id).await?;
         if current.as_ref().is_some_and(|row| !caller.may_see_customer(row.customer_id)) {
             return Err(not_yours().into());
         }
         Ok(async_stream::stream! {
-            let _open = OpenStream::new(gauge);
+            let _open = OpenStream::new(open_streams);
             let mut sent = 0;
             let mut current = current;
             loop {
@@ -257,23 +296,23 @@ impl Subscription {
                             break;
                         }
                     };
-                    if rank(delivery.status) > sent {
-                        sent = rank(delivery.status);
-                        let terminal = delivery.status.is_terminal();
+                    let status = domain::DeliveryStatus::from(delivery.status);
+                    if rank(status) > sent {
+                        sent = rank(status);
                         yield Ok(delivery);
-                        if terminal {
+                        if status.is_terminal() {
                             break;
                         }
                     }
                 }
                 let changed = tokio::select! {
                     changed = listener.changed() => changed,
-                    () = shutdown.cancelled() => false,
+                    () = stopping.cancelled() => false,
                 };
                 if !changed {
                     break;
                 }
-                match storage::find_by_rental(&database, rental_id).await {
+                match deliveries::find_by_rental(&database, rental_id).await {
                     Ok(row) => current = row,
                     Err(error) => {
                         yield Err(error.into());

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    subgraph_kit::server::run_until_signal(delivery::SERVICE, delivery::DEFAULT_PORT, delivery::start).await
+    subgraph_kit::app::run_until_signal(delivery::SERVICE, delivery::Config::from_env, delivery::start).await
 }

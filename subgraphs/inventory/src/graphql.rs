@@ -1,30 +1,46 @@
 //! The inventory part of the graph: `Product`, the catalog queries and the operators'
-//! catalog mutations.
+//! catalog mutations. A thin layer: it checks who asks, parses the input, and calls
+//! the use cases in `service`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
-use subgraph_kit::graphql::{PageRequest, connection, parse_id, require_operator};
-use subgraph_kit::server::Wiring;
+use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require_operator, schema_builder, state};
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
-use crate::domain::{NewProduct, validate_restock};
-use crate::storage::{self, ProductRow};
+use crate::domain::{NewProduct, RestockQuantity};
+use crate::service;
+use crate::storage::products::{self, ProductRow};
 
 pub type InventorySchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn schema(wiring: &Wiring) -> InventorySchema {
-    let database = wiring.database.clone();
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .data(BatchLoader::new(ProductLoader(database.clone())))
-        .data(wiring.relay.clone())
-        .data(database)
-        .finish()
+/// What the resolvers work with.
+pub struct Resolvers {
+    database: Database,
+    products: BatchLoader<ProductLoader>,
+}
+
+impl Resolvers {
+    pub fn new(database: Database) -> Self {
+        Self { products: BatchLoader::new(ProductLoader(database.clone())), database }
+    }
+
+    async fn product(&self, id: Uuid) -> Result<Product, ApiError> {
+        self.products.load_one(id).await?.ok_or_else(|| no_such_product(id))
+    }
+}
+
+pub fn schema(resolvers: Arc<Resolvers>) -> InventorySchema {
+    schema_builder(crate::SERVICE, Query, Mutation, EmptySubscription).data(resolvers).finish()
+}
+
+fn resolvers<'a>(ctx: &Context<'a>) -> &'a Resolvers {
+    state::<Arc<Resolvers>>(ctx)
 }
 
 /// A dispenser model that can be rented.
@@ -64,13 +80,9 @@ impl BatchFetch for ProductLoader {
     type Value = Product;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Product>, ApiError> {
-        let rows = storage::find_many(&self.0, keys).await?;
+        let rows = products::find_many(&self.0, keys).await?;
         Ok(rows.into_iter().map(|row| (row.id, Product::from(row))).collect())
     }
-}
-
-async fn load_product(ctx: &Context<'_>, id: Uuid) -> Result<Option<Product>, ApiError> {
-    ctx.data_unchecked::<BatchLoader<ProductLoader>>().load_one(id).await
 }
 
 fn no_such_product(id: Uuid) -> ApiError {
@@ -88,24 +100,23 @@ impl Query {
         #[graphql(desc = "How many products to return (1-100, default 20).")] first: Option<i32>,
         #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
     ) -> Result<Connection<String, Product>> {
-        subgraph_kit::graphql::identity(ctx)?;
-        let page = PageRequest::parse(first, after.as_deref())?;
-        let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        let rows = storage::page(&mut db, &page).await?;
+        identity(ctx)?;
+        let page = PageRequest::parse("products", first, after.as_deref())?;
+        let rows = products::page(&resolvers(ctx).database, &page).await?;
         Ok(connection(&page, rows.into_iter().map(Product::from).collect(), |product| product.key))
     }
 
     /// One product; an unknown id is an error with code NOT_FOUND.
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Product>> {
-        subgraph_kit::graphql::identity(ctx)?;
+        identity(ctx)?;
         let id = parse_id(&id, "product")?;
-        Ok(Some(load_product(ctx, id).await?.ok_or_else(|| no_such_product(id))?))
+        Ok(Some(resolvers(ctx).product(id).await?))
     }
 
     #[graphql(entity)]
     async fn find_product_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Product> {
         let id = parse_id(&id, "product")?;
-        Ok(load_product(ctx, id).await?.ok_or_else(|| no_such_product(id))?)
+        Ok(resolvers(ctx).product(id).await?)
     }
 }
 
@@ -130,21 +141,17 @@ impl Mutation {
     /// Adds a dispenser model to the catalog (operators only).
     async fn create_product(&self, ctx: &Context<'_>, input: CreateProductInput) -> Result<Product> {
         require_operator(ctx, "create products")?;
-        let product = NewProduct::validate(&input.name, &input.description, input.monthly_fee, input.initial_stock)?;
-        let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        let row = storage::insert(&mut db, product).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
-        Ok(row.into())
+        let product = NewProduct::parse(&input.name, &input.description, input.monthly_fee, input.initial_stock)?;
+        Ok(service::create_product(&resolvers(ctx).database, product).await?.into())
     }
 
-    /// Adds `quantity` units to a product's stock (operators only).
+    /// Adds `quantity` units to a product's stock (operators only). Shipments waiting
+    /// for this product get their units first, oldest first.
     async fn restock_product(&self, ctx: &Context<'_>, product_id: ID, quantity: i32) -> Result<Product> {
         require_operator(ctx, "restock products")?;
         let id = parse_id(&product_id, "product")?;
-        let quantity = validate_restock(quantity)?;
-        let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        let row = storage::restock(&mut db, id, quantity).await?.ok_or_else(|| no_such_product(id))?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        let quantity = RestockQuantity::parse(quantity)?;
+        let row = service::restock(&resolvers(ctx).database, id, quantity).await?.ok_or_else(|| no_such_product(id))?;
         Ok(row.into())
     }
 }

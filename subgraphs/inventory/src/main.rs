@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    subgraph_kit::server::run_until_signal(inventory::SERVICE, inventory::DEFAULT_PORT, inventory::start).await
+    subgraph_kit::app::run_until_signal(inventory::SERVICE, inventory::Config::from_env, inventory::start).await
 }

@@ -11,9 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The signing secret used when `JWT_SECRET` is not set. It is public (it is in this
-/// repository), so anything signed with it proves nothing outside a developer machine.
-pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-never-use-in-production";
+pub use crate::config::DEV_JWT_SECRET;
 
 /// The customer the launcher and the dev-token command mint tokens for by default, so
 /// the examples in the README line up.

@@ -3,6 +3,13 @@
 //! a pause it lets one probe through, and closes again when the probe succeeds.
 //!
 //! The state machine is pure (time is passed in), so it is tested without sleeping.
+//!
+//! Why not `recloser` (already in the dependency tree through hive-router): renting
+//! needs three things it does not offer. A look without taking a permit
+//! ([`CircuitBreaker::peek`]), so `rent` fails fast before it writes anything; the time
+//! left until the next probe ([`Refused::retry_after`]), which becomes the error's
+//! `retryAfterSeconds`; and the state, for the `water_payment_breaker_open` metric.
+//! recloser only wraps a call and keeps its state private.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

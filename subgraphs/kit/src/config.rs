@@ -1,13 +1,22 @@
-//! Configuration from the environment, with defaults that work on a developer machine
-//! (PostgreSQL and RabbitMQ on their standard local ports).
+//! Every configuration struct, and the one place that reads them from the environment.
+//! A leaf: nothing else in the kit is imported here. Defaults work on a developer
+//! machine (PostgreSQL and RabbitMQ on their standard local ports).
 
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::auth::DEV_JWT_SECRET;
+/// The signing secret used when `JWT_SECRET` is not set. It is public (it is in this
+/// repository), so anything signed with it proves nothing outside a developer machine.
+pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-never-use-in-production";
 
-/// Where a service listens, which database it owns and how it checks identity.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// What every subgraph needs: where it listens, which database it owns, how it checks
+/// identity, where the broker is, how it shuts down and what it logs.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Short service name: `inventory`, `rental`, `payment` or `delivery`.
@@ -15,7 +24,9 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     pub database: DatabaseConfig,
     pub jwt_secret: String,
-    pub events: crate::events::EventsConfig,
+    pub events: EventsConfig,
+    pub shutdown: ShutdownConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -38,17 +49,78 @@ pub fn database_url(server_url: &str, name: &str) -> String {
     format!("{}/{}", server_url.trim_end_matches('/'), name)
 }
 
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+/// Where the broker is and which names this deployment uses.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name; tests use a fresh one each, so they
+    /// share nothing.
+    pub namespace: String,
+    /// Deliveries of one message the broker allows before it dead-letters it. Our
+    /// consumers never spend attempts on their own infrastructure failures (they hold
+    /// the message and back off), so this only stops a message that keeps killing
+    /// its consumer mid-way.
+    pub delivery_limit: i64,
+    /// How often a message whose handling fails for a reason other than an outage is
+    /// tried, in the consumer, before it goes to the dead-letter queue.
+    pub handler_attempts: u32,
+}
+
+impl EventsConfig {
+    /// The topic exchange every service publishes to.
+    pub fn exchange(&self) -> String {
+        format!("{}.events", self.namespace)
+    }
+
+    /// The queue a service consumes from.
+    pub fn queue(&self, service: &str) -> String {
+        format!("{}.{service}", self.namespace)
+    }
+
+    /// Where a service's undeliverable messages end up, for an operator to inspect.
+    pub fn dead_letter_queue(&self, service: &str) -> String {
+        format!("{}.{service}.dead", self.namespace)
+    }
+}
+
+/// How a process stops on SIGTERM (docs/operations.md, "Drain").
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownConfig {
+    /// How long the process keeps serving, while reporting not ready, so load
+    /// balancers stop sending it new work.
+    pub drain: Duration,
+    /// How long in-flight requests, consumer batches and subscriptions may take to
+    /// finish after the drain window.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only on a terminal.
+    Text,
+    /// One JSON object per line, with `trace_id` and `span_id`.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// An `EnvFilter` directive, e.g. `info,lapin=warn`.
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    /// Where to send traces (OTLP over gRPC); none means tracing stays in-process.
+    pub otlp_endpoint: Option<String>,
+}
 
 impl ServiceConfig {
     /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
-    /// `JWT_SECRET`, `AMQP_URL` and `EVENTS_NAMESPACE`; every one has a local default.
+    /// `JWT_SECRET`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
+    /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT` and
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; every one has a local default.
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
         let listen = listen.parse().with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
-        let pool_size: usize =
-            env_or("DB_POOL_SIZE", "16").parse().context("DB_POOL_SIZE must be a positive number")?;
+        let pool_size: usize = env_parse("DB_POOL_SIZE", 16)?;
         if pool_size == 0 {
             bail!("DB_POOL_SIZE must be at least 1");
         }
@@ -61,20 +133,63 @@ impl ServiceConfig {
                 pool_size,
             },
             jwt_secret: jwt_secret_from_env(),
-            events: crate::events::EventsConfig::from_env(),
+            events: events_from_env(),
+            shutdown: ShutdownConfig {
+                drain: Duration::from_secs(env_parse("DRAIN_SECONDS", 0)?),
+                timeout: Duration::from_secs(env_parse("SHUTDOWN_TIMEOUT_SECONDS", 10)?),
+            },
+            telemetry: telemetry_from_env()?,
         })
     }
 }
 
+/// The broker settings from `AMQP_URL` and `EVENTS_NAMESPACE`.
+pub fn events_from_env() -> EventsConfig {
+    EventsConfig {
+        amqp_url: env_or("AMQP_URL", DEFAULT_AMQP_URL),
+        namespace: env_or("EVENTS_NAMESPACE", "water"),
+        delivery_limit: 10,
+        handler_attempts: 5,
+    }
+}
+
+/// Logging and tracing settings from `RUST_LOG`, `LOG_FORMAT` and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub fn telemetry_from_env() -> anyhow::Result<TelemetryConfig> {
+    let log_format = match env_or("LOG_FORMAT", "text").as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
+    };
+    Ok(TelemetryConfig {
+        log_filter: env_or("RUST_LOG", "info,lapin=warn"),
+        log_format,
+        otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|value| !value.trim().is_empty()),
+    })
+}
+
 /// The shared signing secret for identity tokens. The default is for development only
-/// and says so in its own text; `stack` and the services log a warning when it is used.
+/// and says so in its own text; every process logs a warning when it is used.
 pub fn jwt_secret_from_env() -> String {
     env_or("JWT_SECRET", DEV_JWT_SECRET)
 }
 
+/// An environment variable, or `default` when it is unset or blank.
 pub fn env_or(name: &str, default: &str) -> String {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value,
         _ => default.to_owned(),
     }
+}
+
+/// An environment variable parsed as `T`, or `default` when unset; a value that does
+/// not parse is an error naming the variable.
+pub fn env_parse<T: FromStr + ToString>(name: &str, default: T) -> anyhow::Result<T> {
+    let text = env_or(name, &default.to_string());
+    text.trim().parse().map_err(|_| anyhow::anyhow!("{name}={text} is not valid"))
+}
+
+/// A duration in milliseconds from the environment.
+pub fn env_millis(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_millis(env_parse(name, default_ms)?))
 }

@@ -11,9 +11,10 @@ use diesel::{ConnectionError, sql_query};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
+use tokio::sync::Notify;
 
 use crate::config::{DatabaseConfig, database_url};
 use crate::error::ApiError;
@@ -26,13 +27,17 @@ pub const SHARED_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migra
 /// Where the shared migrations live, for tests that fingerprint them.
 pub const SHARED_MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/shared");
 
-/// A service's database: the pool plus a count of the SQL statements sent through it.
+/// A service's database: the pool, a count of the SQL statements sent through it, and
+/// the signal that wakes the outbox relay after a commit that wrote events.
+///
 /// The count is what proves that entity lookups are batched (one statement for a
 /// hundred keys), and an operator can read it as a metric.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool<AsyncPgConnection>,
+    url: String,
     statements: Arc<AtomicU64>,
+    events_committed: Arc<Notify>,
 }
 
 impl Database {
@@ -46,6 +51,16 @@ impl Database {
 
     /// Opens a pool to an existing, migrated database.
     pub fn open_pool(url: &str, size: usize) -> anyhow::Result<Self> {
+        Self::build(url, size, Arc::new(Notify::new()))
+    }
+
+    /// A second pool of `size` connections to the same database, sharing the commit
+    /// signal: for background work that must not compete with requests.
+    pub fn sibling(&self, size: usize) -> anyhow::Result<Self> {
+        Self::build(&self.url, size, self.events_committed.clone())
+    }
+
+    fn build(url: &str, size: usize, events_committed: Arc<Notify>) -> anyhow::Result<Self> {
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -60,12 +75,13 @@ impl Database {
             .boxed()
         });
         // Before reuse, the pool drops a connection whose socket is known to be closed
-        // (a database restart or a terminated backend), so it is replaced instead of
-        // failing a request. A connection that has been idle for a while could also have
-        // died silently, so it is checked with a trivial query first. One that answered
-        // a moment ago is not: that query would be one more round trip on every
-        // checkout, a sizeable share of a short transaction under load. The check is not
-        // the service's own work, so it is not counted.
+        // (a database restart or a terminated backend) or that was left inside an
+        // unfinished transaction (a request cancelled mid-way), so it is replaced
+        // instead of failing a request. A connection that has been idle for a while
+        // could also have died silently, so it is checked with a trivial query first.
+        // One that answered a moment ago is not: that query would be one more round
+        // trip on every checkout, a sizeable share of a short transaction under load.
+        // The check is not the service's own work, so it is not counted.
         manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|connection| {
             async move {
                 if answered_within(connection, TRUSTED_AFTER_ANSWER) {
@@ -80,7 +96,7 @@ impl Database {
         }));
         let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
         let pool = Pool::builder(manager).max_size(size).build().context("building the database pool")?;
-        Ok(Self { pool, statements })
+        Ok(Self { pool, url: url.to_owned(), statements, events_committed })
     }
 
     /// A pool that has not connected and never will unless used: for exporting a
@@ -89,9 +105,63 @@ impl Database {
         Self::open_pool("postgres://unused@127.0.0.1:1/unused", 1).expect("building a lazy pool cannot fail")
     }
 
-    /// A pooled connection, or an internal error the caller can return as is.
+    /// A pooled connection, or SERVICE_UNAVAILABLE the caller can return as is.
+    ///
+    /// A caller waits at most [`CHECKOUT_TIMEOUT`]: past it the database counts as out
+    /// of reach, instead of the request hanging on a server that does not answer.
     pub async fn connection(&self) -> Result<Connection, ApiError> {
-        Ok(self.pool.get().await?)
+        match tokio::time::timeout(CHECKOUT_TIMEOUT, self.pool.get()).await {
+            Ok(connection) => Ok(connection?),
+            Err(_) => Err(ApiError::database_unavailable("no database connection within the checkout timeout")),
+        }
+    }
+
+    /// Runs `work` in one transaction and commits it if `work` succeeds (rolls back
+    /// otherwise). Events written with the transaction ([`Tx::record_event`], which
+    /// `outbox::enqueue` calls) wake the outbox relay once the commit has succeeded, so
+    /// no caller has to remember to.
+    ///
+    /// A caller that is cancelled mid-way leaves its connection inside the transaction;
+    /// the pool sees that and discards the connection, so nothing half-done commits.
+    pub async fn transaction<T, E>(&self, work: impl for<'t> AsyncFnOnce(&'t mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<diesel::result::Error> + From<ApiError>,
+    {
+        let mut connection = self.connection().await?;
+        Self::transaction_on(&mut connection, &self.events_committed, work).await
+    }
+
+    /// [`Database::transaction`] on a connection the caller already holds.
+    pub async fn transaction_on<T, E>(
+        connection: &mut AsyncPgConnection,
+        events_committed: &Notify,
+        work: impl for<'t> AsyncFnOnce(&'t mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(connection).await?;
+        let mut tx = Tx { connection, events_written: false };
+        match work(&mut tx).await {
+            Ok(value) => {
+                let wrote_events = tx.events_written;
+                <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(tx.connection).await?;
+                if wrote_events {
+                    events_committed.notify_one();
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                // A failed rollback leaves the connection marked broken: the pool drops it.
+                let _ = <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::rollback_transaction(tx.connection).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The signal a commit that wrote events gives; the relay waits on it.
+    pub fn events_committed(&self) -> &Arc<Notify> {
+        &self.events_committed
     }
 
     /// How many SQL statements this pool has sent since it was opened.
@@ -99,12 +169,73 @@ impl Database {
         AtomicU64::load(&self.statements, Ordering::Relaxed)
     }
 
-    /// True when the database answers a trivial query (the readiness probe).
+    /// Connections in use, idle, and callers waiting for one.
+    pub fn pool_state(&self) -> PoolState {
+        let status = self.pool.status();
+        PoolState {
+            in_use: status.size.saturating_sub(status.available),
+            idle: status.available,
+            waiting: status.waiting,
+        }
+    }
+
+    /// True when the database answers a trivial query (the readiness probe), within
+    /// a second.
     pub async fn is_reachable(&self) -> bool {
-        let Ok(mut connection) = self.pool.get().await else { return false };
-        sql_query("SELECT 1").execute(&mut connection).await.is_ok()
+        let probe = async {
+            let Ok(mut connection) = self.connection().await else { return false };
+            sql_query("SELECT 1").execute(&mut connection).await.is_ok()
+        };
+        tokio::time::timeout(Duration::from_secs(1), probe).await.unwrap_or(false)
     }
 }
+
+/// The current time at the database's precision (microseconds), so a row answered
+/// from memory reads exactly like the same row read back later.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// A snapshot of a pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+/// An open transaction. It derefs to the connection, so storage functions take it as
+/// `&mut AsyncPgConnection`; events go through `outbox::enqueue(tx, ...)`, which is
+/// only possible inside one.
+pub struct Tx<'c> {
+    connection: &'c mut AsyncPgConnection,
+    events_written: bool,
+}
+
+impl Tx<'_> {
+    /// Notes that this transaction wrote outbox rows, so its commit wakes the relay.
+    pub fn record_event(&mut self) {
+        self.events_written = true;
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        self.connection
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        self.connection
+    }
+}
+
+/// How long a caller waits for a pooled connection (or for a new one to open).
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long after its last successful statement a pooled connection is reused
 /// without a liveness query.

@@ -25,6 +25,13 @@ pub enum ErrorCode {
     PaymentUnavailable,
     /// An idempotency key was used again with different input.
     IdempotencyKeyReused,
+    /// A delivery cannot be completed yet: inventory has not confirmed a unit for it
+    /// (it is short of stock, or has not answered yet).
+    WaitingForStock,
+    /// A dependency of ours (the service's database) does not answer right now. Retry
+    /// the same request after `extensions.retryAfterSeconds`; retrying never does a
+    /// thing twice (`rent` with the same `idempotencyKey` returns the same rental).
+    ServiceUnavailable,
     /// Something failed on our side; the message carries no internals.
     Internal,
 }
@@ -40,6 +47,8 @@ impl ErrorCode {
             ErrorCode::PaymentDeclined => "PAYMENT_DECLINED",
             ErrorCode::PaymentUnavailable => "PAYMENT_UNAVAILABLE",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::WaitingForStock => "WAITING_FOR_STOCK",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -56,7 +65,8 @@ impl fmt::Display for ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// For PAYMENT_UNAVAILABLE: when a retry may succeed.
+    /// For PAYMENT_UNAVAILABLE, SERVICE_UNAVAILABLE and WAITING_FOR_STOCK: when a retry
+    /// may succeed.
     pub retry_after_seconds: Option<u64>,
 }
 
@@ -128,17 +138,60 @@ impl ApiError {
         error.retry_after_seconds = Some(seconds);
         error
     }
+
+    /// Our database does not answer: the caller may retry in a moment.
+    pub fn database_unavailable(cause: impl fmt::Display) -> Self {
+        // Debug only: the outage itself is logged once by the background tasks that hit it.
+        tracing::debug!(%cause, "database unavailable");
+        let mut error = Self::new(
+            ErrorCode::ServiceUnavailable,
+            "the service cannot reach its database right now; try again in 2 seconds (retrying the same request is safe)",
+        );
+        error.retry_after_seconds = Some(2);
+        error
+    }
+
+    /// The same error, with when to retry.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
+    }
+}
+
+/// True when a database error means the database could not be reached or the
+/// connection broke (an outage), rather than a problem with the statement or the data.
+pub fn is_outage(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection, _) => true,
+        // SQLSTATE class 57 (operator intervention: admin shutdown, crash shutdown,
+        // cannot connect now) and 08 (connection exceptions) arrive as Unknown.
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            message.contains("terminating connection")
+                || message.contains("the database system is")
+                || message.contains("connection")
+        }
+        Error::BrokenTransactionManager => true,
+        _ => false,
+    }
 }
 
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
-        ApiError::internal(format!("database: {error}"))
+        if is_outage(&error) {
+            ApiError::database_unavailable(format!("database: {error}"))
+        } else {
+            ApiError::internal(format!("database: {error}"))
+        }
     }
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
     fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
-        ApiError::internal(format!("database pool: {error}"))
+        // No connection in time, or none could be opened: either way the database is
+        // out of reach for now.
+        ApiError::database_unavailable(format!("database pool: {error}"))
     }
 }
 

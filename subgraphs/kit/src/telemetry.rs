@@ -1,17 +1,33 @@
-//! Tracing setup: human-readable lines by default, JSON with `LOG_FORMAT=json`; the level
-//! comes from `RUST_LOG` (default `info`).
+//! Logs (and, with an OTLP endpoint, traces) of a process.
+//!
+//! Text lines by default, coloured only when the output is a terminal; one JSON object
+//! per line with `LOG_FORMAT=json`. The level comes from `RUST_LOG` (default `info`).
 
-use tracing_subscriber::{EnvFilter, fmt};
+use std::io::IsTerminal;
 
-/// Installs the global subscriber once; later calls (tests, the launcher) are no-ops.
-pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,lapin=warn"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json");
-    let result =
-        if json { fmt().with_env_filter(filter).json().try_init() } else { fmt().with_env_filter(filter).try_init() };
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, fmt};
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// Keeps the telemetry pipeline alive; dropping it flushes what is left.
+pub struct TelemetryGuard {
+    _private: (),
+}
+
+/// Installs the global subscriber for `service`. Later calls (the launcher, tests)
+/// leave the first one in place.
+pub fn init(_service: &'static str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .map_err(|error| anyhow::anyhow!("RUST_LOG={:?} is not a valid filter: {error}", config.log_filter))?;
+    let output = match config.log_format {
+        LogFormat::Json => fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Text => fmt::layer().with_ansi(std::io::stdout().is_terminal()).boxed(),
+    };
     // An error only means a subscriber is already installed, which is fine.
-    let _ = result;
+    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).try_init();
+    Ok(TelemetryGuard { _private: () })
 }
 
 /// For tests: warnings and errors only (unless `RUST_LOG` says otherwise), written

@@ -163,7 +163,7 @@ fn collect_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Re
 /// A broker namespace of its own for one test: exchange and queues named
 /// `test_<uuid>.…`, deleted when this value is dropped.
 pub struct TestEvents {
-    pub config: crate::events::EventsConfig,
+    pub config: crate::config::EventsConfig,
     services: Vec<String>,
 }
 
@@ -171,9 +171,10 @@ impl TestEvents {
     /// `services` are the consuming services whose queues the test creates, so they
     /// can be deleted at the end.
     pub fn new(services: &[&str]) -> Self {
-        let mut config = crate::events::EventsConfig::from_env();
+        let mut config = crate::config::events_from_env();
         config.namespace = format!("test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         config.delivery_limit = 3;
+        config.handler_attempts = 3;
         Self { config, services: services.iter().map(|service| (*service).to_owned()).collect() }
     }
 
@@ -208,7 +209,7 @@ impl TestEvents {
         Ok(declared.message_count())
     }
 
-    async fn delete(config: &crate::events::EventsConfig, services: &[String]) -> anyhow::Result<()> {
+    async fn delete(config: &crate::config::EventsConfig, services: &[String]) -> anyhow::Result<()> {
         let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await?;
         let channel = connection.create_channel().await?;
         for service in services {
@@ -232,4 +233,65 @@ impl Drop for TestEvents {
         })
         .join();
     }
+}
+
+/// A TCP proxy in front of a server (PostgreSQL, say) that a test can cut and restore,
+/// as a network failure or an outage of the server would look to its clients.
+pub struct TcpProxy {
+    pub address: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listens on a free local port and forwards every connection to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let mut watch = watch.clone();
+                if *watch.borrow() {
+                    // Cut: refuse by closing at once.
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { address, cut, _task: task })
+    }
+
+    /// Drops every open connection and refuses new ones until [`TcpProxy::restore`].
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+
+    pub fn restore(&self) {
+        let _ = self.cut.send(false);
+    }
+}
+
+/// The server URL `config` points at, with its host and port replaced by `address`.
+pub fn server_url_via(server_url: &str, address: std::net::SocketAddr) -> String {
+    let (scheme, rest) = server_url.split_once("://").unwrap_or(("postgres", server_url));
+    let (credentials, _) = rest.rsplit_once('@').map_or(("", rest), |(credentials, host)| (credentials, host));
+    let credentials = if credentials.is_empty() { String::new() } else { format!("{credentials}@") };
+    format!("{scheme}://{credentials}{address}")
+}
+
+/// The socket address of a server URL like `postgres://user@127.0.0.1:5432`.
+pub fn server_address(server_url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = server_url.split_once("://").map_or(server_url, |(_, rest)| rest);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split('/').next().unwrap_or(host);
+    host.to_socket_addrs()?.next().ok_or_else(|| anyhow::anyhow!("{server_url} names no address"))
 }

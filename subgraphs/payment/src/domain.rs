@@ -1,45 +1,57 @@
-//! The payment state machine, free of I/O: a payment is paid, then maybe refunded once.
+//! Payment rules, free of I/O: a payment is paid, then maybe refunded once; what a
+//! valid charge is; and the simulated card network (the only simulated part of the
+//! system).
 
-use std::str::FromStr;
+use subgraph_kit::ApiError;
+use subgraph_kit::domain::{IllegalTransition, TextEnum};
+use subgraph_kit::text_enum;
+use uuid::Uuid;
 
-use async_graphql::Enum;
 pub use subgraph_kit::card::CardNumber;
 
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PaymentStatus {
-    /// The first month's fee was charged to the card.
-    Paid,
-    /// The charge was paid back to the card.
-    Refunded,
+text_enum! {
+    pub enum PaymentStatus: "payment status" {
+        /// The first month's fee was charged to the card.
+        Paid = "PAID",
+        /// The charge was paid back to the card.
+        Refunded = "REFUNDED",
+    }
 }
 
 impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Paid => "PAID",
-            PaymentStatus::Refunded => "REFUNDED",
-        }
-    }
-
     /// Refunding twice is refused, so a retried refund never pays out twice.
-    pub fn refund(self) -> Result<PaymentStatus, &'static str> {
+    pub fn refund(self) -> Result<PaymentStatus, IllegalTransition> {
         match self {
             PaymentStatus::Paid => Ok(PaymentStatus::Refunded),
-            PaymentStatus::Refunded => Err("the payment has already been refunded"),
+            from => Err(IllegalTransition { entity: "payment", from: from.as_str(), action: "refunded" }),
         }
     }
 }
 
-impl FromStr for PaymentStatus {
-    type Err = String;
+/// An amount to charge, in won: positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amount(i32);
 
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "PAID" => Ok(PaymentStatus::Paid),
-            "REFUNDED" => Ok(PaymentStatus::Refunded),
-            other => Err(format!("unknown payment status {other:?}")),
+impl Amount {
+    pub fn parse(won: i32) -> Result<Self, ApiError> {
+        if won <= 0 {
+            return Err(ApiError::bad_input(format!("amount must be a positive number of won, got {won}")));
         }
+        Ok(Self(won))
     }
+
+    pub fn won(self) -> i32 {
+        self.0
+    }
+}
+
+/// What rental asks to charge: a rental's first month, once.
+#[derive(Debug)]
+pub struct ChargeRequest {
+    pub rental_id: Uuid,
+    pub customer_id: Uuid,
+    pub amount: Amount,
+    pub card: CardNumber,
 }
 
 /// The card network's answer.
@@ -49,9 +61,8 @@ pub enum Authorization {
     Declined,
 }
 
-/// The simulated card network (the only simulated part of the system): the documented
-/// test cards approve and decline; any other number is declined, as a real network
-/// would for a card it does not know.
+/// The simulated card network: the documented test cards approve and decline; any
+/// other number is declined, as a real network would for a card it does not know.
 pub fn authorize(card: &CardNumber) -> Authorization {
     match card.digits() {
         "4242424242424242" => Authorization::Approved,
@@ -73,9 +84,16 @@ mod tests {
     #[test]
     fn a_payment_is_refunded_at_most_once() {
         assert_eq!(Paid.refund(), Ok(Refunded));
-        assert!(Refunded.refund().is_err());
+        assert_eq!(Refunded.refund().unwrap_err().to_string(), "a payment that is REFUNDED cannot be refunded");
         for status in [Paid, Refunded] {
-            assert_eq!(status.as_str().parse::<super::PaymentStatus>(), Ok(status));
+            assert_eq!(PaymentStatus::parse(status.as_str()), Ok(status));
         }
+    }
+
+    #[test]
+    fn only_a_positive_amount_is_charged() {
+        assert_eq!(Amount::parse(19_900).map(Amount::won), Ok(19_900));
+        assert!(Amount::parse(0).is_err());
+        assert!(Amount::parse(-1).is_err());
     }
 }

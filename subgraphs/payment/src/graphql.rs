@@ -1,29 +1,55 @@
 //! The payment part of the graph: `Payment`, and `Rental.payment` on the rental entity.
+//! The charge and void mutations are for the rental service only: `@inaccessible`, so
+//! the router's public schema does not show them, and refused to any other caller.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject};
+use async_graphql::{Context, EmptySubscription, Enum, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
-use subgraph_kit::graphql::{identity, parse_id};
-use subgraph_kit::server::Wiring;
+use subgraph_kit::graphql::{EntityRef, identity, parse_id, schema_builder, state, visible};
 use subgraph_kit::{ApiError, Database, Identity};
 use uuid::Uuid;
 
-use crate::domain::PaymentStatus;
-use crate::storage::{self, PaymentRow};
+use crate::domain::{Amount, CardNumber, ChargeRequest};
+use crate::service;
+use crate::storage::payments::{self, PaymentRow};
 
 pub type PaymentSchema = Schema<Query, Mutation, EmptySubscription>;
 
-pub fn schema(wiring: &Wiring) -> PaymentSchema {
-    let database = wiring.database.clone();
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .data(BatchLoader::new(PaymentLoader(database.clone())))
-        .data(BatchLoader::new(PaymentByRentalLoader(database.clone())))
-        .data(wiring.relay.clone())
-        .data(database)
-        .finish()
+/// What the resolvers work with.
+pub struct Resolvers {
+    database: Database,
+    by_id: BatchLoader<PaymentLoader>,
+    by_rental: BatchLoader<PaymentByRentalLoader>,
+}
+
+impl Resolvers {
+    pub fn new(database: Database) -> Self {
+        Self {
+            by_id: BatchLoader::new(PaymentLoader(database.clone())),
+            by_rental: BatchLoader::new(PaymentByRentalLoader(database.clone())),
+            database,
+        }
+    }
+}
+
+pub fn schema(resolvers: Arc<Resolvers>) -> PaymentSchema {
+    schema_builder(crate::SERVICE, Query, Mutation, EmptySubscription).data(resolvers).finish()
+}
+
+fn resolvers<'a>(ctx: &Context<'a>) -> &'a Resolvers {
+    state::<Arc<Resolvers>>(ctx)
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "PaymentStatus", remote = "crate::domain::PaymentStatus")]
+pub enum PaymentStatusValue {
+    /// The first month's fee was charged to the card.
+    Paid,
+    /// The charge was paid back to the card.
+    Refunded,
 }
 
 /// The charge for a rental's first month, and its refund if the rental was cancelled.
@@ -35,7 +61,7 @@ pub struct Payment {
     pub amount: i32,
     /// The last four digits of the card; the full number is never stored.
     pub card_last4: String,
-    pub status: PaymentStatus,
+    pub status: PaymentStatusValue,
     pub paid_at: DateTime<Utc>,
     pub refunded_at: Option<DateTime<Utc>>,
     #[graphql(skip)]
@@ -46,9 +72,9 @@ impl Payment {
     fn from_row(row: PaymentRow) -> Result<Self, ApiError> {
         Ok(Self {
             id: ID(row.id.to_string()),
-            rental: Rental { id: ID(row.rental_id.to_string()), key: row.rental_id },
+            rental: Rental(EntityRef::new(row.rental_id)),
             amount: row.amount,
-            status: row.status()?,
+            status: row.status()?.into(),
             card_last4: row.card_last4,
             paid_at: row.paid_at,
             refunded_at: row.refunded_at,
@@ -59,28 +85,24 @@ impl Payment {
 
 /// The rental entity, owned by the rental subgraph; payment adds its `payment` field.
 #[derive(Clone)]
-pub struct Rental {
-    pub id: ID,
-    key: Uuid,
-}
+pub struct Rental(EntityRef);
 
 #[Object]
 impl Rental {
     async fn id(&self) -> &ID {
-        &self.id
+        &self.0.id
     }
 
     /// The rental's payment, once charged.
     async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
-        let caller = identity(ctx)?;
-        let payment = ctx.data_unchecked::<BatchLoader<PaymentByRentalLoader>>().load_one(self.key).await?;
-        match payment {
-            Some(payment) if !caller.may_see_customer(payment.owner) => {
-                Err(ApiError::not_found(format!("there is no rental with id {}", self.key)).into())
-            }
-            payment => Ok(payment),
-        }
+        let payment = resolvers(ctx).by_rental.load_one(self.0.key).await?;
+        let key = self.0.key;
+        Ok(visible(identity(ctx)?, payment, |payment| payment.owner, || no_such_rental(key))?)
     }
+}
+
+fn no_such_rental(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("there is no rental with id {id}"))
 }
 
 fn payments_by<K: std::hash::Hash + Eq>(
@@ -98,7 +120,7 @@ impl BatchFetch for PaymentLoader {
     type Value = Payment;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Payment>, ApiError> {
-        payments_by(storage::find_many(&self.0, keys).await?, |row| row.id)
+        payments_by(payments::find_many(&self.0, keys).await?, |row| row.id)
     }
 }
 
@@ -110,16 +132,14 @@ impl BatchFetch for PaymentByRentalLoader {
     type Value = Payment;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Payment>, ApiError> {
-        payments_by(storage::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
+        payments_by(payments::find_by_rentals(&self.0, keys).await?, |row| row.rental_id)
     }
 }
 
 async fn visible_payment(ctx: &Context<'_>, id: Uuid) -> Result<Payment, ApiError> {
-    let caller = identity(ctx)?;
-    let payment = ctx.data_unchecked::<BatchLoader<PaymentLoader>>().load_one(id).await?;
-    payment
-        .filter(|payment| caller.may_see_customer(payment.owner))
-        .ok_or_else(|| ApiError::not_found(format!("there is no payment with id {id}")))
+    let payment = resolvers(ctx).by_id.load_one(id).await?;
+    let no_such_payment = || ApiError::not_found(format!("there is no payment with id {id}"));
+    visible(identity(ctx)?, payment, |payment| payment.owner, no_such_payment)?.ok_or_else(no_such_payment)
 }
 
 pub struct Query;
@@ -140,13 +160,13 @@ impl Query {
 
     #[graphql(entity)]
     async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
-        let key = parse_id(&id, "rental")?;
-        Ok(Rental { id, key })
+        Ok(Rental(EntityRef::parse(id, "rental")?))
     }
 }
 
-/// What the rental service asks to charge. Service to service only.
+/// What the rental service asks to charge.
 #[derive(InputObject)]
+#[graphql(inaccessible)]
 pub struct ChargeRentalInput {
     pub rental_id: ID,
     pub customer_id: ID,
@@ -166,23 +186,20 @@ fn require_service(ctx: &Context<'_>) -> Result<(), ApiError> {
 
 pub struct Mutation;
 
-/// Called by the rental service directly, never through the router: the fields are
-/// `@inaccessible`, so they are not part of the public API.
 #[Object]
 impl Mutation {
     /// Charges a rental's first month; idempotent per rental.
     #[graphql(inaccessible)]
     async fn charge_rental(&self, ctx: &Context<'_>, input: ChargeRentalInput) -> Result<Payment> {
         require_service(ctx)?;
-        let card = crate::domain::CardNumber::parse(&input.card_number).map_err(ApiError::bad_input)?;
-        let request = crate::charges::ChargeRequest {
+        let card = CardNumber::parse(&input.card_number).map_err(ApiError::bad_input)?;
+        let request = ChargeRequest {
             rental_id: parse_id(&input.rental_id, "rental")?,
             customer_id: parse_id(&input.customer_id, "customer")?,
-            amount: input.amount,
+            amount: Amount::parse(input.amount)?,
             card,
         };
-        let row = crate::charges::charge(ctx.data_unchecked::<Database>(), request).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        let row = service::charge(&resolvers(ctx).database, request).await?;
         Ok(Payment::from_row(row)?)
     }
 
@@ -191,8 +208,7 @@ impl Mutation {
     async fn void_rental_charge(&self, ctx: &Context<'_>, rental_id: ID) -> Result<Option<Payment>> {
         require_service(ctx)?;
         let rental_id = parse_id(&rental_id, "rental")?;
-        let row = crate::charges::void(ctx.data_unchecked::<Database>(), rental_id).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        let row = service::void(&resolvers(ctx).database, rental_id).await?;
         Ok(row.map(Payment::from_row).transpose()?)
     }
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    subgraph_kit::server::run_until_signal(payment::SERVICE, payment::DEFAULT_PORT, payment::start).await
+    subgraph_kit::app::run_until_signal(payment::SERVICE, payment::Config::from_env, payment::start).await
 }

@@ -1,37 +1,77 @@
-//! The rental part of the graph: `Rental`, `rental(id)` and `myRentals`.
+//! The rental part of the graph: `Rental`, `rental(id)`, `myRentals`, `rent` and
+//! `cancelRental`. A thin layer: it checks who asks, parses the input, and calls the
+//! use cases in `service`.
 
 use std::collections::HashMap;
-
-use async_graphql::connection::Connection;
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, Schema, SimpleObject};
+use async_graphql::connection::Connection;
+use async_graphql::{Context, EmptySubscription, Enum, ID, InputObject, Object, Result, Schema, SimpleObject};
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
-use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id};
-use subgraph_kit::server::Wiring;
+use subgraph_kit::domain::TextEnum;
+use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, schema_builder, state};
 use subgraph_kit::{ApiError, Database, Identity};
 use uuid::Uuid;
 
-use crate::domain::{RentRequest, RentalStatus, TimelineKind};
-use crate::renting::Renting;
-use crate::storage::{self, RentalRow};
+use crate::domain::{self, RentRequest};
+use crate::service;
+use crate::service::renting::Renting;
+use crate::storage::history::{self, HistoryRow};
+use crate::storage::rentals::{self, RentalRow};
+use crate::storage::timeline;
 
 pub type RentalSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// The schema; `renting` is absent only when the schema is built to export its SDL.
-pub fn schema_with(wiring: &Wiring, renting: Option<Arc<Renting>>) -> RentalSchema {
-    let database = wiring.database.clone();
-    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .data(BatchLoader::new(RentalLoader(database.clone())))
-        .data(BatchLoader::new(TimelineLoader(database.clone())))
-        .data(wiring.relay.clone())
-        .data(database);
-    if let Some(renting) = renting {
-        builder = builder.data(renting);
+/// What the resolvers work with.
+pub struct Resolvers {
+    database: Database,
+    renting: Arc<Renting>,
+    rentals: BatchLoader<RentalLoader>,
+    timelines: BatchLoader<TimelineLoader>,
+}
+
+impl Resolvers {
+    pub fn new(database: Database, renting: Arc<Renting>) -> Self {
+        Self {
+            rentals: BatchLoader::new(RentalLoader(database.clone())),
+            timelines: BatchLoader::new(TimelineLoader(database.clone())),
+            database,
+            renting,
+        }
     }
-    builder.finish()
+}
+
+pub fn schema(resolvers: Arc<Resolvers>) -> RentalSchema {
+    schema_builder(crate::SERVICE, Query, Mutation, EmptySubscription).data(resolvers).finish()
+}
+
+fn resolvers<'a>(ctx: &Context<'a>) -> &'a Resolvers {
+    state::<Arc<Resolvers>>(ctx)
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "RentalStatus", remote = "crate::domain::RentalStatus")]
+pub enum RentalStatus {
+    /// Paid; the dispenser is on its way or waiting to ship.
+    Accepted,
+    /// Delivered and in use.
+    Active,
+    /// Cancelled before delivery; the payment is refunded.
+    Cancelled,
+}
+
+/// What can happen to a rental, as its customer reads it in the timeline.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "TimelineKind", remote = "crate::domain::TimelineKind")]
+pub enum TimelineKind {
+    /// The first month was charged.
+    Paid,
+    DeliveryRequested,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Refunded,
 }
 
 /// A dispenser model, owned by the inventory subgraph; rental only knows its id.
@@ -68,15 +108,11 @@ pub struct Rental {
 
 impl Rental {
     /// From the history read model: the rental and its timeline in one row.
-    fn from_history(row: storage::HistoryRow) -> Result<Self, ApiError> {
+    fn from_history(row: HistoryRow) -> Result<Self, ApiError> {
         let timeline: Vec<TimelineEntry> = serde_json::from_value::<Vec<HistoryStep>>(row.timeline)
             .map_err(ApiError::internal)?
             .into_iter()
-            .map(|step| {
-                let kind = TimelineKind::parse(&step.kind)
-                    .ok_or_else(|| ApiError::internal(format!("unknown timeline kind {}", step.kind)))?;
-                Ok(TimelineEntry { kind, at: step.at })
-            })
+            .map(|step| Ok(TimelineEntry { kind: domain::TimelineKind::parse(&step.kind)?.into(), at: step.at }))
             .collect::<Result<_, ApiError>>()?;
         Ok(Self {
             id: ID(row.rental_id.to_string()),
@@ -84,7 +120,7 @@ impl Rental {
             product: Product { id: ID(row.product_id.to_string()) },
             months: row.months,
             monthly_fee: row.monthly_fee,
-            status: row.status.parse().map_err(ApiError::internal)?,
+            status: domain::RentalStatus::parse(&row.status)?.into(),
             delivery_address: row.delivery_address,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -101,7 +137,7 @@ impl Rental {
             product: Product { id: ID(row.product_id.to_string()) },
             months: row.months,
             monthly_fee: row.monthly_fee,
-            status: row.status()?,
+            status: row.status()?.into(),
             delivery_address: row.delivery_address,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -128,14 +164,14 @@ pub struct TimelineEntry {
 #[async_graphql::ComplexObject]
 impl Rental {
     /// What happened so far, oldest first: paid, delivery requested, shipped, delivered,
-    /// cancelled, refunded. Kept up to date by the other services' events, so an entry
-    /// can appear a moment after the change it records.
+    /// cancelled, refunded. The other services' steps arrive by event, so an entry can
+    /// appear a moment after the change it records; the rental's own (cancelled) shows
+    /// at once.
     async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<TimelineEntry>> {
         if let Some(preloaded) = &self.preloaded_timeline {
             return Ok(preloaded.clone());
         }
-        let entries = ctx.data_unchecked::<BatchLoader<TimelineLoader>>().load_one(self.key).await?;
-        Ok(entries.unwrap_or_default())
+        Ok(resolvers(ctx).timelines.load_one(self.key).await?.unwrap_or_default())
     }
 }
 
@@ -148,9 +184,8 @@ impl BatchFetch for TimelineLoader {
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<TimelineEntry>>, ApiError> {
         let mut timelines: HashMap<Uuid, Vec<TimelineEntry>> = HashMap::new();
-        for (rental_id, kind, at) in storage::timelines(&self.0, keys).await? {
-            let kind = TimelineKind::parse(&kind)
-                .ok_or_else(|| ApiError::internal(format!("unknown timeline kind {kind}")))?;
+        for (rental_id, kind, at) in timeline::of_rentals(&self.0, keys).await? {
+            let kind = domain::TimelineKind::parse(&kind)?.into();
             timelines.entry(rental_id).or_default().push(TimelineEntry { kind, at });
         }
         Ok(timelines)
@@ -165,14 +200,14 @@ impl BatchFetch for RentalLoader {
     type Value = Rental;
 
     async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Rental>, ApiError> {
-        storage::find_many(&self.0, keys).await?.into_iter().map(|row| Ok((row.id, Rental::from_row(row)?))).collect()
+        rentals::find_many(&self.0, keys).await?.into_iter().map(|row| Ok((row.id, Rental::from_row(row)?))).collect()
     }
 }
 
 /// A rental the caller may see. Another customer's rental reads exactly like a missing
 /// one, so ids cannot be probed.
 async fn visible_rental(ctx: &Context<'_>, caller: &Identity, id: Uuid) -> Result<Rental, ApiError> {
-    let rental = ctx.data_unchecked::<BatchLoader<RentalLoader>>().load_one(id).await?;
+    let rental = resolvers(ctx).rentals.load_one(id).await?;
     rental
         .filter(|rental| caller.may_see_customer(rental.owner))
         .ok_or_else(|| ApiError::not_found(format!("there is no rental with id {id}")))
@@ -201,9 +236,8 @@ impl Query {
         let customer_id = identity(ctx)?.customer_id().ok_or_else(|| {
             ApiError::forbidden("myRentals lists a customer's own rentals: call it with a customer token")
         })?;
-        let page = PageRequest::parse(first, after.as_deref())?;
-        let mut db = ctx.data_unchecked::<Database>().connection().await?;
-        let rows = storage::history_page(&mut db, customer_id, status, &page).await?;
+        let page = PageRequest::parse("myRentals", first, after.as_deref())?;
+        let rows = history::page(&resolvers(ctx).database, customer_id, status.map(Into::into), &page).await?;
         let rentals = rows.into_iter().map(Rental::from_history).collect::<Result<Vec<_>, _>>()?;
         Ok(connection(&page, rentals, |rental| rental.key))
     }
@@ -242,18 +276,14 @@ impl Mutation {
             .customer_id()
             .ok_or_else(|| ApiError::forbidden("only customers may rent: call rent with a customer token"))?;
         let product_id = parse_id(&input.product_id, "product")?;
-        let request = RentRequest::validate(
+        let request = RentRequest::parse(
             product_id,
             input.months,
             &input.delivery_address,
             &input.card_number,
             &input.idempotency_key,
         )?;
-        let renting = ctx
-            .data_opt::<Arc<Renting>>()
-            .ok_or_else(|| ApiError::internal("renting is not configured in this process"))?;
-        let row = renting.rent(customer_id, request).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        let row = resolvers(ctx).renting.rent(customer_id, request).await?;
         Ok(Rental::from_row(row)?)
     }
 
@@ -261,11 +291,11 @@ impl Mutation {
     /// delivery is cancelled, the payment refunded and a shipped unit returned to
     /// stock, each by its own service a moment later. If the delivery completed before
     /// the cancellation reached it, the rental is reinstated and stays ACTIVE.
+    /// Cancelling a cancelled rental returns it as it is.
     async fn cancel_rental(&self, ctx: &Context<'_>, id: ID) -> Result<Rental> {
         let caller = identity(ctx)?;
         let rental_id = parse_id(&id, "rental")?;
-        let row = crate::renting::cancel(ctx.data_unchecked::<Database>(), caller, rental_id).await?;
-        ctx.data_unchecked::<subgraph_kit::events::outbox::RelayWaker>().wake();
+        let row = service::cancel(&resolvers(ctx).database, caller, rental_id).await?;
         Ok(Rental::from_row(row)?)
     }
 }

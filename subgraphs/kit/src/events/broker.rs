@@ -4,8 +4,8 @@ use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOpti
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use super::EventsConfig;
-use super::catalog::Subscription;
+use super::Subscription;
+use crate::config::EventsConfig;
 
 pub async fn connect(config: &EventsConfig, service: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
@@ -26,7 +26,9 @@ pub async fn publisher_channel(connection: &Connection) -> lapin::Result<Channel
 }
 
 /// Declares the exchange and every subscription's queue, bindings and dead-letter
-/// queue. Every declaration is idempotent, so this runs at every (re)connection.
+/// queue: the whole topology, not only this service's, so an event always has a queue
+/// to go to whatever the start order. Every declaration is idempotent, so this runs at
+/// every (re)connection.
 pub async fn declare(channel: &Channel, config: &EventsConfig, subscriptions: &[Subscription]) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
     channel
@@ -51,7 +53,9 @@ async fn declare_queue(
     channel.queue_declare(dead_letters.as_str().into(), queue_options, dead_letter_arguments).await?;
 
     // A quorum queue counts deliveries; past the limit a message is dead-lettered, via
-    // the default exchange, straight into this service's dead-letter queue.
+    // the default exchange, straight into this service's dead-letter queue. Consumers
+    // dead-letter poison themselves (with its reason) and never requeue, so the limit
+    // only catches a message that keeps killing its consumer before it can settle.
     let queue = config.queue(service);
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));

@@ -1,130 +1,140 @@
 //! The event bus of one service: a supervisor that keeps a broker connection, declares
-//! the topology, and runs the outbox relay and (for consuming services) the consumer,
-//! reconnecting with backoff whenever the connection is lost.
+//! the topology, and runs the outbox relay and the consumer, reconnecting with backoff
+//! whenever the connection is lost.
+//!
+//! How a consumed message is settled:
+//!
+//! - applied (or found to be a duplicate): acknowledged after the commit;
+//! - poison (malformed, unknown version, contradicts this service): published to the
+//!   service's dead-letter queue with the reason in its headers, then acknowledged, and
+//!   logged as an error with its id;
+//! - the service's own database is unreachable: the message is held (neither acked nor
+//!   requeued), and applied when the database answers again. Waiting costs no delivery
+//!   attempt, on RabbitMQ 3.x or 4.x alike; the outage is logged when it starts and
+//!   when it ends;
+//! - any other failure: tried again in the consumer with backoff, up to
+//!   `EventsConfig::handler_attempts`, then dead-lettered with the last error.
+//!
+//! Nothing is ever nacked with requeue, so how a broker version counts requeues does
+//! not matter. The queue's delivery limit only catches a message that keeps killing its
+//! consumer before it can settle it.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use chrono::Utc;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::catalog::{Subscription, subscriptions_of};
-use super::outbox::{RelayWaker, relay};
-use super::{Envelope, EventsConfig, broker, inbox};
-use crate::db::Database;
+use super::outbox::relay;
+use super::{Envelope, EventMeta, HandlerError, Inbox, Subscription, broker, inbox};
+use crate::backoff::{Backoff, Outage};
+use crate::config::EventsConfig;
+use crate::db::{Database, Tx};
+use crate::metrics::metrics;
 
-/// Why a message could not be applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandlerError {
-    /// It will never apply (malformed, or contradicts what this service knows): it goes
-    /// to the dead-letter queue at once, for a person to look at.
-    #[error("poison message: {0}")]
-    Poison(String),
-    /// It may apply later (the database is unreachable, a conflict): it is redelivered,
-    /// up to the queue's delivery limit.
-    #[error("transient failure: {0}")]
-    Transient(String),
-}
-
-impl From<diesel::result::Error> for HandlerError {
-    fn from(error: diesel::result::Error) -> Self {
-        HandlerError::Transient(format!("database: {error}"))
-    }
-}
-
-/// What a consuming service does with the events it subscribes to (the event types
-/// are listed in [`super::catalog`]).
+/// What a consuming service does with the events of its inbox. Implementations are
+/// thin: an exhaustive `match` over the inbox enum, each arm one call into the
+/// service's use cases.
 pub trait EventHandler: Send + Sync + 'static {
+    type Inbox: Inbox + Clone;
+
     /// Applies one event inside the transaction that also records it as processed.
     /// Events written to the outbox here are published after the commit.
-    fn handle<'a>(
-        &'a self,
-        connection: &'a mut AsyncPgConnection,
-        event: &'a Envelope,
-    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+    fn handle(
+        &self,
+        tx: &mut Tx<'_>,
+        event: Self::Inbox,
+        meta: EventMeta,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-/// A running event bus. Dropping it does not stop it; cancel the shutdown token.
+/// When the bus stops: the consumer first (it finishes the batches in hand and takes
+/// no more), the relay last (after the service's last requests committed their events,
+/// it publishes what is left).
+#[derive(Clone, Default)]
+pub struct BusStop {
+    pub consuming: CancellationToken,
+    pub relaying: CancellationToken,
+}
+
+/// A running event bus; it stops when its [`BusStop`] tokens are cancelled.
 pub struct EventBus {
     task: JoinHandle<()>,
-    waker: RelayWaker,
     connected: watch::Receiver<bool>,
 }
 
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Unacknowledged messages the broker may hand this consumer at once: enough for
 /// every worker to have a full batch in hand.
 const PREFETCH: u16 = 256;
 /// Batches applied at the same time. Messages about the same rental still apply one
-/// at a time (see [`apply`]).
+/// at a time (see [`Session::apply`]).
 const CONCURRENCY: usize = 8;
 /// At most this many messages are applied in one transaction. A worker takes the
 /// messages already delivered, without waiting for more: under a light load a batch is
 /// one message, under a heavy one many messages share one commit (and its fsync).
 const BATCH: usize = 64;
+/// How often the dead-letter queue's depth is read for the `water_dead_letters` gauge.
+const DEAD_LETTER_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 impl EventBus {
-    /// Runs the bus of `service`, declaring `subscriptions` (normally
-    /// [`super::catalog::SUBSCRIPTIONS`]) and consuming this service's own with `handler`.
-    pub fn start(
+    /// Runs the bus of the handler's service: declares `topology` (every service's
+    /// queues), relays this service's outbox from `database`, and consumes its inbox.
+    pub fn start<H: EventHandler>(
         config: EventsConfig,
-        service: &'static str,
-        subscriptions: &'static [Subscription],
+        topology: &'static [Subscription],
         database: Database,
-        handler: Option<Arc<dyn EventHandler>>,
-        shutdown: CancellationToken,
+        handler: H,
+        stop: BusStop,
     ) -> Self {
-        let waker = RelayWaker::default();
+        let service = <H::Inbox as Inbox>::SERVICE;
         let (connected_sender, connected) = watch::channel(false);
-        let session_waker = waker.clone();
         let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            while !shutdown.is_cancelled() {
-                let session = Session {
-                    config: &config,
-                    service,
-                    subscriptions,
-                    database: &database,
-                    handler: handler.as_deref(),
-                    waker: &session_waker,
-                    connected: &connected_sender,
-                };
-                match session.run(&shutdown).await {
+            let session = Session {
+                config: &config,
+                service,
+                topology,
+                database: &database,
+                handler: &handler,
+                connected: &connected_sender,
+                database_outage: Mutex::new(Outage::new(format!("{service} consumer: the database"))),
+                broker_outage: Mutex::new(Outage::new(format!("{service} event bus: the broker"))),
+            };
+            let mut backoff = Backoff::reconnect();
+            loop {
+                match session.run(&stop).await {
                     Ok(()) => break,
                     Err(error) => {
-                        // A session that got connected earns a quick reconnect; repeated
-                        // failures to connect back off.
+                        // A session that got connected earns a quick reconnect.
                         if *connected_sender.borrow() {
-                            backoff = Duration::from_millis(100);
+                            backoff.reset();
                         }
                         let _ = connected_sender.send(false);
-                        tracing::warn!(service, %error, retry_in = ?backoff, "event bus disconnected");
+                        session.broker_outage.lock().expect("outage lock").failed(&format!("{error:#}"));
                     }
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => break,
+                if stop.relaying.is_cancelled() || !backoff.wait(&stop.relaying).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             let _ = connected_sender.send(false);
         });
-        Self { task, waker, connected }
+        Self { task, connected }
     }
 
-    /// Call after committing a transaction that wrote outbox rows.
-    pub fn waker(&self) -> RelayWaker {
-        self.waker.clone()
+    /// Whether the bus is connected (and its topology declared), as it changes.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
     }
 
     /// Waits until the bus is connected and its topology declared, up to `limit`.
@@ -138,199 +148,283 @@ impl EventBus {
     }
 }
 
-struct Session<'a> {
+struct Session<'a, H: EventHandler> {
     config: &'a EventsConfig,
     service: &'static str,
-    subscriptions: &'static [Subscription],
+    topology: &'static [Subscription],
     database: &'a Database,
-    handler: Option<&'a dyn EventHandler>,
-    waker: &'a RelayWaker,
+    handler: &'a H,
     connected: &'a watch::Sender<bool>,
+    /// Shared by every worker, so an outage is logged once, not once per message.
+    database_outage: Mutex<Outage>,
+    broker_outage: Mutex<Outage>,
 }
 
-impl Session<'_> {
-    /// One connection's life: Ok when shut down, Err when the connection failed.
-    async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let connection = broker::connect(self.config, self.service).await?;
-        let setup = connection.create_channel().await?;
-        broker::declare(&setup, self.config, self.subscriptions).await?;
-        let publisher = broker::publisher_channel(&connection).await?;
-        let consumes = !subscriptions_of(self.subscriptions, self.service).is_empty();
-        let consumer = match self.handler {
-            Some(handler) if consumes => Some((connection.create_channel().await?, handler)),
-            _ => None,
-        };
-        let _ = self.connected.send(true);
-        tracing::info!(service = self.service, "event bus connected");
-        // A relay left over from a previous connection may have missed wake-ups.
-        self.waker.wake();
+/// A message in hand: what arrived, and what it decoded to.
+struct Message<I> {
+    delivery: Delivery,
+    envelope: Envelope,
+    event: I,
+}
 
-        let consuming = async {
-            match &consumer {
-                Some((channel, handler)) => self.consume(channel, *handler).await,
-                None => std::future::pending().await,
-            }
-        };
-        let result = tokio::select! {
-            error = relay(self.database, &publisher, self.config, self.waker) => Err(error),
-            error = consuming => Err(error),
-            () = shutdown.cancelled() => Ok(()),
-        };
+impl<H: EventHandler> Session<'_, H> {
+    /// One connection's life: Ok when stopped, Err when the connection failed.
+    async fn run(&self, stop: &BusStop) -> anyhow::Result<()> {
+        let connection = broker::connect(self.config, self.service).await?;
+        let result = self.run_on(&connection, stop).await;
         close(&connection).await;
         result
     }
 
-    async fn consume(&self, channel: &Channel, handler: &dyn EventHandler) -> anyhow::Error {
-        let queue = self.config.queue(self.service);
-        let started = async {
-            channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
-            let tag = format!("{}-{}", self.service, uuid::Uuid::new_v4().simple());
-            channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
+    async fn run_on(&self, connection: &Connection, stop: &BusStop) -> anyhow::Result<()> {
+        let setup = connection.create_channel().await?;
+        broker::declare(&setup, self.config, self.topology).await?;
+        let publisher = broker::publisher_channel(connection).await?;
+        let consumer = connection.create_channel().await?;
+        let _ = self.connected.send(true);
+        self.broker_outage.lock().expect("outage lock").recovered();
+        tracing::debug!(service = self.service, "event bus connected");
+        // Rows may have been committed while disconnected: look at once.
+        self.database.events_committed().notify_one();
+
+        let relaying = relay(self.service, self.database, &publisher, self.config, &stop.relaying);
+        let consuming = async {
+            self.consume(&consumer, &publisher, &stop.consuming).await?;
+            // The consumer is done; the relay still has to flush what the last
+            // requests committed: keep the session until it has.
+            std::future::pending::<anyhow::Result<()>>().await
         };
-        let mut deliveries = match started.await {
-            Ok(deliveries) => deliveries,
-            Err(error) => return error.into(),
-        };
-        let mut settled = (&mut deliveries)
-            .ready_chunks(BATCH)
-            .map(|batch| self.settle(handler, batch))
-            .buffer_unordered(CONCURRENCY);
-        while let Some(result) = settled.next().await {
-            if let Err(error) = result {
-                return error;
-            }
+        let watching = self.watch_dead_letters(&setup);
+        tokio::select! {
+            result = relaying => result,
+            result = consuming => result,
+            result = watching => result,
         }
-        anyhow::anyhow!("the broker cancelled the consumer of {queue}")
     }
 
-    /// Applies a batch of deliveries and acknowledges, rejects or requeues each.
-    ///
-    /// The batch is applied in one transaction and acknowledged after its commit. If
-    /// any message fails, that transaction is rolled back and the messages are applied
-    /// again one at a time, so one bad message cannot fail the others.
-    async fn settle(&self, handler: &dyn EventHandler, batch: Vec<lapin::Result<Delivery>>) -> anyhow::Result<()> {
+    async fn consume(&self, channel: &Channel, publisher: &Channel, stop: &CancellationToken) -> anyhow::Result<()> {
+        let queue = self.config.queue(self.service);
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+        let tag = format!("{}-{}", self.service, Uuid::new_v4().simple());
+        let deliveries = channel
+            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        let mut settled = deliveries
+            .ready_chunks(BATCH)
+            .map(|batch| self.settle(publisher, batch, stop))
+            .buffer_unordered(CONCURRENCY);
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                next = settled.next() => match next {
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => return Err(error),
+                    // After our cancel, the stream ends once every message in hand is
+                    // settled: nothing is left unacknowledged.
+                    None if cancelled => return Ok(()),
+                    None => anyhow::bail!("the broker cancelled the consumer of {queue}"),
+                },
+                () = stop.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await?;
+                }
+            }
+        }
+    }
+
+    /// Settles a batch of deliveries. The batch is applied in one transaction and
+    /// acknowledged after its commit. If any message fails, that transaction is rolled
+    /// back and the messages are settled one at a time, so one bad message cannot fail
+    /// the others.
+    async fn settle(
+        &self,
+        publisher: &Channel,
+        batch: Vec<lapin::Result<Delivery>>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut messages = Vec::with_capacity(batch.len());
         for delivery in batch {
             // A delivery error means the channel is gone: the session reconnects, and the
             // broker redelivers whatever this batch leaves unacknowledged.
             let delivery = delivery?;
-            match serde_json::from_slice::<Envelope>(&delivery.data) {
-                Ok(envelope) => messages.push((delivery, envelope)),
-                Err(error) => {
-                    tracing::error!(service = self.service, %error, "malformed message: dead-lettered");
-                    delivery.reject(BasicRejectOptions { requeue: false }).await?;
-                }
+            let decoded = serde_json::from_slice::<Envelope>(&delivery.data)
+                .map_err(|error| HandlerError::Poison(format!("the message is not an event envelope: {error}")))
+                .and_then(|envelope| Ok((H::Inbox::decode(&envelope)?, envelope)));
+            match decoded {
+                Ok((event, envelope)) => messages.push(Message { delivery, envelope, event }),
+                Err(error) => self.dead_letter(publisher, &delivery, None, &error.to_string()).await?,
             }
         }
         if messages.len() > 1 {
-            let envelopes: Vec<&Envelope> = messages.iter().map(|(_, envelope)| envelope).collect();
-            match apply(self.database, handler, &envelopes).await {
+            match self.apply(&messages).await {
                 Ok(applied) => {
-                    for (delivery, envelope) in &messages {
-                        delivery.ack(BasicAckOptions::default()).await?;
-                        if !applied.contains(&envelope.id) {
-                            tracing::debug!(service = self.service, id = %envelope.id, "duplicate message ignored");
-                        }
-                    }
-                    if !applied.is_empty() {
-                        self.waker.wake();
+                    for message in &messages {
+                        self.acknowledge(message, applied.contains(&message.envelope.id)).await?;
                     }
                     return Ok(());
                 }
                 Err(error) => {
-                    tracing::debug!(service = self.service, %error, size = messages.len(), "batch failed; applying its messages one at a time");
+                    tracing::debug!(service = self.service, %error, size = messages.len(), "batch failed; settling its messages one at a time");
                 }
             }
         }
-        let mut failed = Vec::new();
-        for (delivery, envelope) in messages {
-            match apply(self.database, handler, &[&envelope]).await {
-                Ok(applied) => {
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    if applied.is_empty() {
-                        tracing::debug!(service = self.service, id = %envelope.id, "duplicate message ignored");
-                    } else {
-                        self.waker.wake();
-                    }
-                }
-                Err(HandlerError::Poison(reason)) => {
-                    tracing::error!(service = self.service, id = %envelope.id, event = %envelope.event_type, %reason, "poison message: dead-lettered");
-                    delivery.reject(BasicRejectOptions { requeue: false }).await?;
-                }
-                Err(HandlerError::Transient(reason)) => {
-                    tracing::warn!(service = self.service, id = %envelope.id, event = %envelope.event_type, %reason, "message failed; redelivering");
-                    failed.push(delivery);
-                }
-            }
-        }
-        if !failed.is_empty() {
-            // A short pause so a failing dependency is not hammered; the quorum queue's
-            // delivery limit bounds the retries. One pause for the whole batch, not one
-            // per message.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            for delivery in failed {
-                delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
-            }
+        for message in messages {
+            self.settle_one(publisher, message, stop).await?;
         }
         Ok(())
     }
-}
 
-/// Applies `envelopes`, in their order, in one transaction: returns the ids applied
-/// now; the others had been applied before (or are a second copy in this batch).
-///
-/// Events about the same rental (`data.rentalId`) apply one at a time, across
-/// concurrent workers and replicas alike: the transaction first takes an advisory lock
-/// on each rental of the batch, so a handler always sees the effect of every earlier
-/// event, committed or applied before it in the same batch. The locks are taken in
-/// sorted order, so two batches that share rentals never wait for each other in a
-/// cycle. Row locks a handler takes (a product's stock, say) are held until the batch
-/// commits; should two batches take them in opposite orders, PostgreSQL aborts one as
-/// a deadlock and its messages are applied again one at a time.
-async fn apply(
-    database: &Database,
-    handler: &dyn EventHandler,
-    envelopes: &[&Envelope],
-) -> Result<HashSet<Uuid>, HandlerError> {
-    let mut connection = database.connection().await.map_err(|error| HandlerError::Transient(error.message))?;
-    let mut ordering_keys: Vec<&str> = envelopes
-        .iter()
-        .filter_map(|envelope| envelope.data.get("rentalId").and_then(serde_json::Value::as_str))
-        .collect();
-    ordering_keys.sort_unstable();
-    ordering_keys.dedup();
-    let messages: Vec<(Uuid, &str)> =
-        envelopes.iter().map(|envelope| (envelope.id, envelope.event_type.as_str())).collect();
-    connection
-        .transaction(async |connection| {
-            if !ordering_keys.is_empty() {
-                // unnest yields the keys in array order, so the locks follow it.
-                diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended(key, 1)) FROM unnest($1) AS key")
-                        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ordering_keys),
-                    connection,
-                )
-                .await?;
-            }
-            let mut claimed = inbox::claim_all(connection, &messages).await?;
-            let mut applied = HashSet::with_capacity(claimed.len());
-            for envelope in envelopes {
-                // `remove`, so a second copy of a message in the batch is skipped.
-                if claimed.remove(&envelope.id) {
-                    handler.handle(connection, envelope).await?;
-                    applied.insert(envelope.id);
+    async fn settle_one(
+        &self,
+        publisher: &Channel,
+        message: Message<H::Inbox>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut attempts = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let error = match self.apply(std::slice::from_ref(&message)).await {
+                Ok(applied) => {
+                    self.database_outage.lock().expect("outage lock").recovered();
+                    return self.acknowledge(&message, applied.contains(&message.envelope.id)).await;
                 }
+                Err(HandlerError::Poison(reason)) => {
+                    return self.dead_letter(publisher, &message.delivery, Some(&message.envelope), &reason).await;
+                }
+                Err(error) => error,
+            };
+            // Our own infrastructure, or this message? If the database does not answer,
+            // the message is not at fault: hold it, and spend no attempt.
+            let outage = matches!(error, HandlerError::Unavailable(_)) || !self.database.is_reachable().await;
+            if outage {
+                metrics().events_retried.with_label_values(&[self.service, "infrastructure"]).inc();
+                self.database_outage.lock().expect("outage lock").failed(&error);
+                if !backoff.wait(stop).await {
+                    // Stopping in the middle of an outage: leave the message unacknowledged;
+                    // the broker hands it to another replica, or to this one after a restart.
+                    return Ok(());
+                }
+                continue;
             }
-            Ok(applied)
-        })
-        .await
+            attempts += 1;
+            metrics().events_retried.with_label_values(&[self.service, "transient"]).inc();
+            if attempts >= self.config.handler_attempts {
+                let reason = format!("failed {attempts} times; last error: {error}");
+                return self.dead_letter(publisher, &message.delivery, Some(&message.envelope), &reason).await;
+            }
+            tracing::warn!(service = self.service, id = %message.envelope.id, event = %message.envelope.event_type, %error, attempts, "message failed; trying again");
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    async fn acknowledge(&self, message: &Message<H::Inbox>, applied_now: bool) -> anyhow::Result<()> {
+        message.delivery.ack(BasicAckOptions::default()).await?;
+        let event = message.event.event_type();
+        let outcome = if applied_now { "applied" } else { "duplicate" };
+        metrics().events_consumed.with_label_values(&[self.service, event, outcome]).inc();
+        if applied_now {
+            let lag = (Utc::now() - message.envelope.occurred_at).to_std().unwrap_or_default();
+            metrics().consumer_lag.with_label_values(&[self.service, event]).observe(lag.as_secs_f64());
+        } else {
+            tracing::debug!(service = self.service, id = %message.envelope.id, "duplicate message ignored");
+        }
+        Ok(())
+    }
+
+    /// Moves a message to this service's dead-letter queue, with why, then acknowledges
+    /// it. The copy is confirmed by the broker before the original is acknowledged, so
+    /// a failure in between leaves a duplicate dead letter at worst, never none.
+    async fn dead_letter(
+        &self,
+        publisher: &Channel,
+        delivery: &Delivery,
+        envelope: Option<&Envelope>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let event = envelope.map_or("unreadable", |envelope| envelope.event_type.as_str());
+        let id = envelope.map(|envelope| envelope.id.to_string()).unwrap_or_else(|| "unknown".into());
+        tracing::error!(service = self.service, %id, %event, %reason, "poison message: dead-lettered");
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()));
+        headers.insert("x-poison-reason".into(), text(reason));
+        headers.insert("x-poison-service".into(), text(self.service));
+        headers.insert("x-poison-at".into(), text(&Utc::now().to_rfc3339()));
+        headers.insert("x-original-routing-key".into(), text(delivery.routing_key.as_str()));
+        let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+        let dead_letters = self.config.dead_letter_queue(self.service);
+        let confirmation = publisher
+            .basic_publish(
+                "".into(),
+                dead_letters.as_str().into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        if !matches!(confirmation, Confirmation::Ack(None)) {
+            anyhow::bail!("the dead-letter queue {dead_letters} refused a message: {confirmation:?}");
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+        metrics().events_dead_lettered.with_label_values(&[self.service, event]).inc();
+        Ok(())
+    }
+
+    /// Applies `messages`, in their order, in one transaction: returns the ids applied
+    /// now; the others had been applied before (or are a second copy in this batch).
+    ///
+    /// Events about the same rental apply one at a time, across concurrent workers and
+    /// replicas alike: the transaction first takes an advisory lock on each ordering key
+    /// of the batch, so a handler always sees the effect of every earlier event,
+    /// committed or applied before it in the same batch. The locks are taken in sorted
+    /// order, so two batches that share rentals never wait for each other in a cycle.
+    /// Row locks a handler takes (a product's stock, say) are held until the batch
+    /// commits; should two batches take them in opposite orders, PostgreSQL aborts one as
+    /// a deadlock and its messages are settled again one at a time.
+    async fn apply(&self, messages: &[Message<H::Inbox>]) -> Result<HashSet<Uuid>, HandlerError> {
+        let mut ordering_keys: Vec<String> =
+            messages.iter().filter_map(|message| message.event.ordering_key()).map(|key| key.to_string()).collect();
+        ordering_keys.sort_unstable();
+        ordering_keys.dedup();
+        let claims: Vec<(Uuid, &str)> =
+            messages.iter().map(|message| (message.envelope.id, message.event.event_type())).collect();
+        self.database
+            .transaction(async |tx: &mut Tx<'_>| {
+                if !ordering_keys.is_empty() {
+                    // unnest yields the keys in array order, so the locks follow it.
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query(
+                            "SELECT pg_advisory_xact_lock(hashtextextended(key, 1)) FROM unnest($1) AS key",
+                        )
+                        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ordering_keys),
+                        &mut **tx,
+                    )
+                    .await?;
+                }
+                let mut claimed = inbox::claim_all(tx, &claims).await?;
+                let mut applied = HashSet::with_capacity(claimed.len());
+                for message in messages {
+                    // `remove`, so a second copy of a message in the batch is skipped.
+                    if claimed.remove(&message.envelope.id) {
+                        self.handler.handle(tx, message.event.clone(), EventMeta::from(&message.envelope)).await?;
+                        applied.insert(message.envelope.id);
+                    }
+                }
+                Ok(applied)
+            })
+            .await
+    }
+
+    /// Keeps the `water_dead_letters` gauge current. Ends only with an error.
+    async fn watch_dead_letters(&self, channel: &Channel) -> anyhow::Result<()> {
+        let queue = self.config.dead_letter_queue(self.service);
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        loop {
+            let declared = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await?;
+            metrics().dead_letters.with_label_values(&[self.service]).set(i64::from(declared.message_count()));
+            tokio::time::sleep(DEAD_LETTER_CHECK_EVERY).await;
+        }
+    }
 }
 
 async fn close(connection: &Connection) {

@@ -1,19 +1,20 @@
 //! The transactional outbox: writing events, and the relay that publishes them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
-use serde::Serialize;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Envelope, EventsConfig};
-use crate::db::Database;
+use super::{Envelope, Event};
+use crate::backoff::{Backoff, Outage};
+use crate::config::EventsConfig;
+use crate::db::{Database, Tx};
+use crate::metrics::metrics;
+use tokio_util::sync::CancellationToken;
 
 diesel::table! {
     outbox (id) {
@@ -32,90 +33,104 @@ const BATCH: i64 = 200;
 /// or when a commit's wake-up was missed).
 const POLL_EVERY: Duration = Duration::from_millis(500);
 
-/// Writes an event into the outbox. Call it inside the transaction that makes the
-/// change the event describes: both commit, or neither.
-pub async fn enqueue<T: Serialize>(
-    connection: &mut AsyncPgConnection,
-    source: &str,
-    event_type: &str,
-    version: i32,
-    data: &T,
-) -> QueryResult<Uuid> {
-    let ids = enqueue_all(connection, source, event_type, version, std::slice::from_ref(data)).await?;
+/// Writes `event` into the outbox, inside the transaction that makes the change it
+/// describes: both commit, or neither. The commit wakes the relay. Returns the
+/// event's id.
+pub async fn enqueue<E: Event>(tx: &mut Tx<'_>, source: &str, event: &E) -> QueryResult<Uuid> {
+    let ids = enqueue_all(tx, source, std::slice::from_ref(event)).await?;
     Ok(ids[0])
 }
 
 /// Writes several events of one type into the outbox in a single statement, in order,
 /// for a transaction that emits many (a round trip per event would dominate it).
 /// Returns their ids.
-pub async fn enqueue_all<T: Serialize>(
-    connection: &mut AsyncPgConnection,
-    source: &str,
-    event_type: &str,
-    version: i32,
-    items: &[T],
-) -> QueryResult<Vec<Uuid>> {
-    let mut ids = Vec::with_capacity(items.len());
-    let rows: Vec<_> = items
+pub async fn enqueue_all<E: Event>(tx: &mut Tx<'_>, source: &str, events: &[E]) -> QueryResult<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(events.len());
+    let rows: Vec<_> = events
         .iter()
-        .map(|data| {
-            let envelope = Envelope {
-                id: Uuid::now_v7(),
-                event_type: event_type.to_owned(),
-                version,
-                source: source.to_owned(),
-                occurred_at: Utc::now(),
-                data: serde_json::to_value(data).expect("event payloads serialize"),
-            };
+        .map(|event| {
+            let envelope = Envelope::wrap(source, event);
             let payload = serde_json::to_value(&envelope).expect("envelopes serialize");
             ids.push(envelope.id);
             (
                 outbox::id.eq(envelope.id),
-                outbox::event_type.eq(event_type),
-                outbox::version.eq(version),
+                outbox::event_type.eq(E::TYPE),
+                outbox::version.eq(E::VERSION),
                 outbox::payload.eq(payload),
-                outbox::created_at.eq(envelope.occurred_at),
             )
         })
         .collect();
     if !rows.is_empty() {
-        diesel::insert_into(outbox::table).values(rows).execute(connection).await?;
+        diesel::insert_into(outbox::table).values(rows).execute(&mut **tx).await?;
+        tx.record_event();
     }
     Ok(ids)
 }
 
-/// Wakes the relay after a commit that wrote outbox rows, so events leave at once
-/// instead of at the next poll.
-#[derive(Clone, Default)]
-pub struct RelayWaker(Arc<Notify>);
-
-impl RelayWaker {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-
-    async fn wait(&self) {
-        let _ = tokio::time::timeout(POLL_EVERY, self.0.notified()).await;
-    }
+/// Why a relay round failed: the database (wait and try again, the broker session is
+/// fine) or the broker (reconnect).
+enum RelayFailure {
+    Database(String),
+    Broker(anyhow::Error),
 }
 
-/// Publishes unpublished outbox rows until the channel fails. Returns the error that
-/// stopped it, for the bus to reconnect.
-pub async fn relay(database: &Database, channel: &Channel, config: &EventsConfig, waker: &RelayWaker) -> anyhow::Error {
+/// Publishes unpublished outbox rows until `stop`, then publishes what is left and
+/// returns Ok; returns the error when the channel fails, for the bus to reconnect. A
+/// database outage does not end it: the relay waits it out with backoff, logging once,
+/// and the broker session stays up.
+pub async fn relay(
+    service: &str,
+    database: &Database,
+    channel: &Channel,
+    config: &EventsConfig,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut outage = Outage::new(format!("{service} outbox relay: the database"));
+    let mut backoff = Backoff::reconnect();
     loop {
-        match publish_batch(database, channel, config).await {
-            // A full batch: more may be waiting.
-            Ok(published) if published as i64 == BATCH => continue,
-            Ok(_) => waker.wait().await,
-            Err(error) => return error,
+        let stopping = stop.is_cancelled();
+        match publish_batch(service, database, channel, config).await {
+            Ok(published) => {
+                outage.recovered();
+                backoff.reset();
+                // A full batch: more may be waiting.
+                if published as i64 == BATCH {
+                    continue;
+                }
+                // Everything committed before the stop is out.
+                if stopping {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = tokio::time::timeout(POLL_EVERY, database.events_committed().notified()) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+            Err(RelayFailure::Database(error)) => {
+                outage.failed(&error);
+                // What is left waits for the next start (or another replica).
+                if stopping {
+                    return Ok(());
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+            Err(RelayFailure::Broker(error)) => return Err(error),
         }
     }
 }
 
 /// Publishes up to [`BATCH`] rows and marks the confirmed ones. Rows are locked with
 /// SKIP LOCKED, so several replicas relay side by side without sending a row twice.
-async fn publish_batch(database: &Database, channel: &Channel, config: &EventsConfig) -> anyhow::Result<usize> {
-    let mut connection = database.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
+async fn publish_batch(
+    service: &str,
+    database: &Database,
+    channel: &Channel,
+    config: &EventsConfig,
+) -> Result<usize, RelayFailure> {
+    let mut connection = database.connection().await.map_err(|error| RelayFailure::Database(error.message))?;
     let exchange = config.exchange();
     let outcome = connection
         .transaction(async |connection| {
@@ -135,7 +150,7 @@ async fn publish_batch(database: &Database, channel: &Channel, config: &EventsCo
             for (id, event_type, payload) in &rows {
                 let properties = BasicProperties::default()
                     .with_message_id(id.to_string().into())
-                    .with_type(event_type.clone().into())
+                    .with_type(event_type.as_str().into())
                     .with_content_type("application/json".into())
                     .with_delivery_mode(2);
                 let confirm = channel
@@ -147,13 +162,16 @@ async fn publish_batch(database: &Database, channel: &Channel, config: &EventsCo
                         properties,
                     )
                     .await?;
-                pending.push((*id, confirm));
+                pending.push((*id, event_type.as_str(), confirm));
             }
             let mut confirmed = Vec::with_capacity(pending.len());
             let mut failure = None;
-            for (id, confirm) in pending {
+            for (id, event_type, confirm) in pending {
                 match confirm.await {
-                    Ok(Confirmation::Ack(None)) => confirmed.push(id),
+                    Ok(Confirmation::Ack(None)) => {
+                        confirmed.push(id);
+                        metrics().events_published.with_label_values(&[service, event_type]).inc();
+                    }
                     // A mandatory message that reached no queue comes back inside the ack.
                     // The row stays and is retried at the next poll; the others go on. With
                     // the whole topology declared by every service this means an event type
@@ -186,17 +204,62 @@ async fn publish_batch(database: &Database, channel: &Channel, config: &EventsCo
         .await;
     match outcome {
         Ok((published, None)) => Ok(published),
-        Ok((_, Some(error))) => Err(error),
-        Err(RelayError(error)) => Err(error),
+        Ok((_, Some(error))) => Err(RelayFailure::Broker(error)),
+        Err(RelayError::Database(error)) => Err(RelayFailure::Database(error.to_string())),
+        Err(RelayError::Broker(error)) => Err(RelayFailure::Broker(error)),
     }
 }
 
 /// A failure that rolls the relay's transaction back: nothing is marked, and rows that
 /// may already have reached the broker are sent again later (consumers dedupe).
-struct RelayError(anyhow::Error);
+enum RelayError {
+    Database(diesel::result::Error),
+    Broker(anyhow::Error),
+}
 
-impl<E: Into<anyhow::Error>> From<E> for RelayError {
-    fn from(error: E) -> Self {
-        RelayError(error.into())
+impl From<diesel::result::Error> for RelayError {
+    fn from(error: diesel::result::Error) -> Self {
+        RelayError::Database(error)
     }
+}
+
+impl From<lapin::Error> for RelayError {
+    fn from(error: lapin::Error) -> Self {
+        RelayError::Broker(error.into())
+    }
+}
+
+impl From<serde_json::Error> for RelayError {
+    fn from(error: serde_json::Error) -> Self {
+        RelayError::Broker(error.into())
+    }
+}
+
+/// How far behind the relay is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Rows not yet confirmed by the broker.
+    pub rows: i64,
+    /// Age of the oldest of them (zero when there are none).
+    pub oldest_age: Duration,
+}
+
+/// The outbox backlog, in one statement (for the metrics).
+pub async fn backlog(database: &Database) -> Result<Backlog, crate::ApiError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        oldest_age: f64,
+    }
+    let mut connection = database.connection().await?;
+    let row: Row = diesel::sql_query(
+        "SELECT count(*) AS rows, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .get_result(&mut connection)
+    .await?;
+    Ok(Backlog { rows: row.rows, oldest_age: Duration::from_secs_f64(row.oldest_age.max(0.0)) })
 }

@@ -1,18 +1,19 @@
 //! Rebuilds the customers' rental history from the rental, payment and delivery
 //! databases (configured as for the services: POSTGRES_URL, <SERVICE>_DATABASE).
 //!
-//!     cargo run -p rental --bin rebuild-history
+//!     rebuild-history        (cargo run -p rental --bin rebuild-history)
 
-use subgraph_kit::{Database, ServiceConfig};
+use subgraph_kit::config::{ServiceConfig, telemetry_from_env};
+use subgraph_kit::Database;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    subgraph_kit::telemetry::init();
+    let _telemetry = subgraph_kit::telemetry::init("rebuild-history", &telemetry_from_env()?)?;
     let open = |service: &'static str| -> anyhow::Result<Database> {
         let config = ServiceConfig::from_env(service, 0)?;
         Database::open_pool(&config.database.url(), 2)
     };
-    let projected = rental::history::rebuild(&open("rental")?, &open("payment")?, &open("delivery")?)
+    let projected = rental::service::rebuild::rebuild(&open("rental")?, &open("payment")?, &open("delivery")?)
         .await
         .map_err(|error| anyhow::anyhow!(error.message))?;
     println!("rebuilt the history of {projected} rentals");

@@ -1,0 +1,202 @@
+//! Runs the whole system on this machine as five processes: each subgraph from its own
+//! binary, then the router. Each service creates and migrates its own database;
+//! inventory seeds the demo catalog. Prints the URLs and two dev tokens, restarts a
+//! service that crashes (and says so), and on Ctrl-C or SIGTERM drains and stops
+//! everything, the router first.
+//!
+//! Needs PostgreSQL (POSTGRES_URL, default postgres://postgres@127.0.0.1:5432) and
+//! RabbitMQ (AMQP_URL). Every other variable the services read passes through.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use stack::binaries::binary;
+use stack::processes::{Output, ProcessSpec, ServiceProcess};
+use stack::{RouterProcess, RouterSettings};
+use subgraph_kit::auth::DEV_CUSTOMER_ID;
+use subgraph_kit::backoff::Backoff;
+use subgraph_kit::config::{env_or, jwt_secret_from_env, telemetry_from_env};
+use subgraph_kit::{Identity, TokenIssuer};
+
+/// In start order: rental calls payment, so payment comes first.
+const SUBGRAPHS: [(&str, u16); 4] = [
+    (inventory::SERVICE, inventory::DEFAULT_PORT),
+    (payment::SERVICE, payment::DEFAULT_PORT),
+    (rental::SERVICE, rental::DEFAULT_PORT),
+    (delivery::SERVICE, delivery::DEFAULT_PORT),
+];
+
+const START_LIMIT: Duration = Duration::from_secs(120);
+const STOP_LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = subgraph_kit::telemetry::init("stack", &telemetry_from_env()?)?;
+    let jwt_secret = jwt_secret_from_env();
+    subgraph_kit::auth::warn_if_dev_secret(&jwt_secret);
+    let shutdown = subgraph_kit::shutdown::on_signal();
+
+    let mut subgraphs = Vec::new();
+    let mut urls = Vec::new();
+    let payment_url = format!("http://{}/graphql", listen_address(payment::SERVICE, payment::DEFAULT_PORT)?);
+    for (service, port) in SUBGRAPHS {
+        let address = listen_address(service, port)?;
+        let mut env = vec![(format!("{}_LISTEN", service.to_ascii_uppercase()), address.to_string())];
+        env.push(("JWT_SECRET".into(), jwt_secret.clone()));
+        if service == inventory::SERVICE {
+            env.push(("DEMO_CATALOG".into(), "true".into()));
+        }
+        if service == rental::SERVICE {
+            env.push(("PAYMENT_URL".into(), payment_url.clone()));
+        }
+        let spec = ProcessSpec {
+            name: service.to_owned(),
+            binary: binary(service)?,
+            env,
+            env_remove: Vec::new(),
+            address,
+            ready_path: "/ready".into(),
+            output: Output::Prefixed,
+        };
+        println!("starting {service} on {address}");
+        let process = tokio::select! {
+            started = ServiceProcess::spawn(spec, START_LIMIT) => started?,
+            () = shutdown.cancelled() => return stop_all(None, subgraphs).await,
+        };
+        urls.push((service, process.url()));
+        subgraphs.push(process);
+    }
+
+    let host: Ipv4Addr = env_or("ROUTER_HOST", "127.0.0.1").parse().context("ROUTER_HOST must be an IPv4 address")?;
+    let port: u16 = env_or("ROUTER_PORT", "4000").parse().context("ROUTER_PORT must be a port number")?;
+    let tokens = DevTokens::new(&jwt_secret);
+    let router_settings = || -> anyhow::Result<RouterSettings> {
+        Ok(RouterSettings {
+            binary: binary("router")?,
+            port,
+            host,
+            subgraph_urls: urls.clone(),
+            jwt_secret: jwt_secret.clone(),
+            log_level: env_or("LOG_LEVEL", "info"),
+            log_file: None,
+            workers: None,
+            // The GraphiQL page opens signed in as the dev operator: development only.
+            extra_env: vec![("GRAPHIQL_DEV_TOKEN".into(), tokens.operator.clone())],
+        })
+    };
+    let mut router = RouterProcess::spawn(router_settings()?).await?;
+    print_welcome(&router, &urls, &tokens);
+
+    // Supervise: a service that exits is started again, with backoff.
+    let mut backoffs: Vec<Backoff> = subgraphs.iter().map(|_| restart_backoff()).collect();
+    let mut router_backoff = restart_backoff();
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = check.tick() => {}
+        }
+        for (process, backoff) in subgraphs.iter_mut().zip(&mut backoffs) {
+            if let Some(status) = process.try_exited()? {
+                let delay = backoff.next_delay();
+                eprintln!("stack: {} exited ({status}); restarting it in {delay:?}", process.spec.name);
+                tokio::time::sleep(delay).await;
+                match process.restart(START_LIMIT).await {
+                    Ok(()) => eprintln!("stack: {} is back", process.spec.name),
+                    Err(error) => eprintln!("stack: {} did not come back: {error:#}", process.spec.name),
+                }
+            }
+        }
+        if let Some(status) = router.try_exited()? {
+            let delay = router_backoff.next_delay();
+            eprintln!("stack: the router exited ({status}); restarting it in {delay:?}");
+            tokio::time::sleep(delay).await;
+            match RouterProcess::spawn(router_settings()?).await {
+                Ok(fresh) => {
+                    router = fresh;
+                    eprintln!("stack: the router is back");
+                }
+                Err(error) => eprintln!("stack: the router did not come back: {error:#}"),
+            }
+        }
+    }
+    stop_all(Some(router), subgraphs).await
+}
+
+/// Stops the router first (no new requests), then the subgraphs, each draining.
+async fn stop_all(router: Option<RouterProcess>, subgraphs: Vec<ServiceProcess>) -> anyhow::Result<()> {
+    println!("stopping");
+    if let Some(router) = router {
+        router.stop().await?;
+    }
+    let stops = subgraphs.into_iter().rev().map(|mut process| async move {
+        let status = process.terminate(STOP_LIMIT).await;
+        (process.spec.name.clone(), status)
+    });
+    for (name, status) in futures::future::join_all(stops).await {
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("stack: {name} stopped with {status}"),
+            Err(error) => eprintln!("stack: stopping {name}: {error:#}"),
+        }
+    }
+    println!("stopped");
+    Ok(())
+}
+
+fn restart_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// `<SERVICE>_LISTEN`, or 127.0.0.1 on the service's default port.
+fn listen_address(service: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let name = format!("{}_LISTEN", service.to_ascii_uppercase());
+    let value = env_or(&name, &format!("127.0.0.1:{port}"));
+    value.parse().with_context(|| format!("{name}={value} is not a socket address"))
+}
+
+struct DevTokens {
+    customer: String,
+    operator: String,
+}
+
+impl DevTokens {
+    fn new(jwt_secret: &str) -> Self {
+        let issuer = TokenIssuer::new(jwt_secret);
+        let valid_for = Duration::from_secs(30 * 24 * 3600);
+        let customer_id = DEV_CUSTOMER_ID.parse().expect("the dev customer id is a UUID");
+        Self {
+            customer: issuer.issue(&Identity::Customer { customer_id }, valid_for),
+            operator: issuer.issue(&Identity::Operator { subject: "dev-operator".into() }, valid_for),
+        }
+    }
+}
+
+fn print_welcome(router: &RouterProcess, urls: &[(&str, String)], tokens: &DevTokens) {
+    println!();
+    println!("Water-dispenser rental stack is up: five processes.");
+    println!();
+    println!("  GraphiQL and GraphQL  {}", router.graphql_url());
+    println!("  WebSocket             {}", router.websocket_url());
+    for (service, url) in urls {
+        println!("  {service:<21} {url} (direct; needs a token too)");
+    }
+    println!();
+    println!("Dev tokens (valid 30 days; GraphiQL opens signed in as the operator; for other");
+    println!("requests send the header  Authorization: Bearer <token>):");
+    println!();
+    println!("  customer {DEV_CUSTOMER_ID}:");
+    println!("  {}", tokens.customer);
+    println!();
+    println!("  operator:");
+    println!("  {}", tokens.operator);
+    println!();
+    println!("More tokens: make token ROLE=customer ID=<uuid>   (or ROLE=operator)");
+    println!();
+    println!("Try:  curl -s {} -H 'Content-Type: application/json' \\", router.graphql_url());
+    println!("        -H 'Authorization: Bearer {}' \\", tokens.operator);
+    println!("        -d '{{\"query\":\"{{ products {{ edges {{ node {{ id name monthlyFee stock }} }} }} }}\"}}'");
+    println!();
+    println!("Ctrl-C drains and stops everything.");
+}

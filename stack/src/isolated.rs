@@ -1,0 +1,87 @@
+//! A whole stack that shares nothing with any other: four fresh databases cloned from
+//! their migrated templates, a broker namespace of its own, the subgraphs on free ports
+//! and a router process with a secret of its own. The end-to-end tests start one per
+//! test; the benchmarks start one per run.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use subgraph_kit::ServiceConfig;
+use subgraph_kit::testing::{TestDatabase, TestEvents};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::in_process::service_config;
+use crate::{RouterProcess, RouterSettings, Subgraphs};
+
+pub struct IsolatedOptions {
+    /// Rental's own settings (payment timeouts, breaker, reconciler); its service
+    /// configuration is replaced by the isolated one.
+    pub rental: rental::Config,
+    pub router_binary: PathBuf,
+    /// The router's log level; its output goes to a file in the temporary folder.
+    pub router_log_level: String,
+    pub router_workers: Option<usize>,
+    /// Connections per service pool.
+    pub pool_size: usize,
+}
+
+pub struct IsolatedStack {
+    pub subgraphs: Subgraphs,
+    pub router: RouterProcess,
+    pub secret: String,
+    /// Each service's configuration, to restart one on its old address.
+    pub configs: Vec<ServiceConfig>,
+    pub events: TestEvents,
+    pub shutdown: CancellationToken,
+    /// Dropped last: the services must stop before their databases go.
+    pub databases: Vec<TestDatabase>,
+}
+
+impl IsolatedStack {
+    pub async fn start(options: IsolatedOptions) -> anyhow::Result<Self> {
+        let secret = format!("isolated-{}", Uuid::new_v4());
+        let shutdown = CancellationToken::new();
+        let mut databases = Vec::new();
+        for (service, migrations, dir) in [
+            (inventory::SERVICE, inventory::MIGRATIONS, inventory::MIGRATIONS_DIR),
+            (rental::SERVICE, rental::MIGRATIONS, rental::MIGRATIONS_DIR),
+            (payment::SERVICE, payment::MIGRATIONS, payment::MIGRATIONS_DIR),
+            (delivery::SERVICE, delivery::MIGRATIONS, delivery::MIGRATIONS_DIR),
+        ] {
+            let mut database = TestDatabase::create(service, migrations, Path::new(dir)).await?;
+            database.config.pool_size = options.pool_size;
+            databases.push(database);
+        }
+        let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
+        let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let services = [inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE];
+        let configs = services
+            .iter()
+            .zip(&databases)
+            .map(|(service, database)| {
+                service_config(service, any_port, database.config.clone(), &secret, events.config.clone())
+            })
+            .collect::<anyhow::Result<Vec<ServiceConfig>>>()?;
+        let subgraphs = Subgraphs::start(
+            |service| Ok(configs.iter().find(|config| config.service == service).expect("a config each").clone()),
+            &options.rental,
+            shutdown.clone(),
+        )
+        .await?;
+        let log_file = std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()));
+        let router = RouterProcess::spawn(RouterSettings {
+            binary: options.router_binary,
+            port: 0,
+            host: Ipv4Addr::LOCALHOST,
+            subgraph_urls: subgraphs.urls(),
+            jwt_secret: secret.clone(),
+            log_level: options.router_log_level,
+            log_file: Some(log_file),
+            workers: options.router_workers,
+            extra_env: Vec::new(),
+        })
+        .await?;
+        Ok(Self { subgraphs, router, secret, configs, events, shutdown, databases })
+    }
+}

@@ -1,0 +1,222 @@
+//! A service as its own OS process, started from its binary with the environment it
+//! reads, and watched: ready when its probe says so; stopped with SIGTERM (it drains),
+//! killed with SIGKILL, paused with SIGSTOP (a hung process), all as production would
+//! see them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// How to start one service process.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// The service name, for messages: `inventory`, `router`, ...
+    pub name: String,
+    pub binary: PathBuf,
+    /// Set on top of this process's environment.
+    pub env: Vec<(String, String)>,
+    /// Removed from the environment (hive-router lets generic names such as PORT
+    /// override its configuration).
+    pub env_remove: Vec<String>,
+    /// Where it listens, for the readiness probe.
+    pub address: SocketAddr,
+    /// The probe path that answers 200 once it takes work (`/ready`, `/readiness`).
+    pub ready_path: String,
+    /// Where its output goes.
+    pub output: Output,
+}
+
+/// Where a service process's output goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Appended to a file (tests, benchmarks).
+    File(PathBuf),
+    /// To this process's terminal, each line prefixed with the service's name.
+    Prefixed,
+}
+
+pub struct ServiceProcess {
+    pub spec: ProcessSpec,
+    child: Child,
+}
+
+impl ServiceProcess {
+    /// Starts the process and waits until its probe answers 200, up to `limit`.
+    pub async fn spawn(spec: ProcessSpec, limit: Duration) -> anyhow::Result<Self> {
+        let mut process = Self::start(spec)?;
+        process.wait_until_ready(limit).await?;
+        Ok(process)
+    }
+
+    /// Starts the process without waiting.
+    pub fn start(spec: ProcessSpec) -> anyhow::Result<Self> {
+        let mut command = Command::new(&spec.binary);
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        for name in &spec.env_remove {
+            command.env_remove(name);
+        }
+        command.envs(spec.env.iter().map(|(name, value)| (name, value)));
+        match &spec.output {
+            Output::File(log_file) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_file)
+                    .with_context(|| format!("opening {}", log_file.display()))?;
+                command.stdout(log.try_clone()?).stderr(log);
+            }
+            Output::Prefixed => {
+                command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+        }
+        let mut child =
+            command.spawn().with_context(|| format!("starting {} from {}", spec.name, spec.binary.display()))?;
+        if let Output::Prefixed = spec.output {
+            let name = spec.name.clone();
+            if let Some(stdout) = child.stdout.take() {
+                tokio::spawn(prefix_lines(name.clone(), stdout));
+            }
+            if let Some(stderr) = child.stderr.take() {
+                tokio::spawn(prefix_lines(name, stderr));
+            }
+        }
+        Ok(Self { spec, child })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/graphql", self.spec.address)
+    }
+
+    /// Waits until the probe answers 200, failing early if the process exits.
+    pub async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let url = format!("http://{}{}", self.spec.address, self.spec.ready_path);
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited during start-up ({status}){}", self.spec.name, self.log_tail());
+            }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("{} was not ready after {limit:?}{}", self.spec.name, self.log_tail())
+    }
+
+    /// The last lines of the process's log file, for error messages.
+    pub fn log_tail(&self) -> String {
+        let Output::File(path) = &self.spec.output else { return String::new() };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(30)..];
+        format!("; its last output ({}):\n{}", path.display(), tail.join("\n"))
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: a plain syscall on a pid we own; one that already exited yields ESRCH,
+            // which is ignored.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+
+    /// SIGTERM, then waits for it to drain and exit, up to `limit` (then SIGKILL).
+    pub async fn terminate(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                tracing::warn!(service = %self.spec.name, "did not stop within {limit:?} of SIGTERM; killing it");
+                self.child.kill().await?;
+                Ok(self.child.wait().await?)
+            }
+        }
+    }
+
+    /// SIGKILL, as a crash would, and waits for it to be gone.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// SIGSTOP: the process hangs (it holds its sockets but answers nothing).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`ServiceProcess::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn exited(&mut self) -> anyhow::Result<ExitStatus> {
+        Ok(self.child.wait().await?)
+    }
+
+    /// Whether it has exited, without waiting.
+    pub fn try_exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Starts it again with the same spec (after it exited or was killed).
+    pub async fn restart(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let _ = self.child.try_wait();
+        let fresh = Self::spawn(self.spec.clone(), limit).await?;
+        *self = fresh;
+        Ok(())
+    }
+}
+
+/// Copies `stream` to stdout line by line, each line after the service's name.
+async fn prefix_lines(name: String, stream: impl tokio::io::AsyncRead + Unpin) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        println!("{name:>9} | {line}");
+    }
+}
+
+/// The environment of a subgraph process: where it listens, its database and broker
+/// namespace, and the shared secret.
+#[derive(Debug, Clone)]
+pub struct SubgraphEnv {
+    pub postgres_url: String,
+    /// The database of each service, by service name; the default name when absent.
+    pub databases: Vec<(String, String)>,
+    pub amqp_url: String,
+    pub namespace: String,
+    pub jwt_secret: String,
+    /// Extra variables for every subgraph (`DRAIN_SECONDS`, `RUST_LOG`, ...).
+    pub extra: Vec<(String, String)>,
+}
+
+impl SubgraphEnv {
+    /// The environment for `service` listening on `address`.
+    pub fn for_service(&self, service: &str, address: SocketAddr) -> Vec<(String, String)> {
+        let prefix = service.to_ascii_uppercase();
+        let mut env = vec![
+            (format!("{prefix}_LISTEN"), address.to_string()),
+            ("POSTGRES_URL".to_owned(), self.postgres_url.clone()),
+            ("AMQP_URL".to_owned(), self.amqp_url.clone()),
+            ("EVENTS_NAMESPACE".to_owned(), self.namespace.clone()),
+            ("JWT_SECRET".to_owned(), self.jwt_secret.clone()),
+        ];
+        if let Some((_, database)) = self.databases.iter().find(|(name, _)| name == service) {
+            env.push((format!("{prefix}_DATABASE"), database.clone()));
+        }
+        env.extend(self.extra.iter().cloned());
+        env
+    }
+}

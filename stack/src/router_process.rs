@@ -1,0 +1,195 @@
+//! The router as a child process: hive-router runs its own ntex runtime and global
+//! state, so it gets a process of its own, started with the settings it needs through
+//! its environment and stopped with SIGTERM.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::process::{Child, Command};
+
+/// The router's configuration file, in `router/`.
+pub const CONFIG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../router/router.config.yaml");
+/// The composed supergraph, in `schema/`.
+pub const SUPERGRAPH_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql");
+
+/// What the router needs to know; everything else is in `router.config.yaml`.
+pub struct RouterSettings {
+    pub binary: PathBuf,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    pub host: Ipv4Addr,
+    /// (subgraph name, GraphQL URL) for each subgraph.
+    pub subgraph_urls: Vec<(&'static str, String)>,
+    pub jwt_secret: String,
+    /// `error`, `warn`, `info` or `debug`.
+    pub log_level: String,
+    /// Where the router's output goes: `None` for this process's terminal.
+    pub log_file: Option<PathBuf>,
+    /// HTTP worker threads; `None` for one per core.
+    pub workers: Option<usize>,
+    /// More variables for the router (`GRAPHIQL_DEV_TOKEN`, telemetry).
+    pub extra_env: Vec<(String, String)>,
+}
+
+pub struct RouterProcess {
+    child: Child,
+    pub address: SocketAddr,
+    log_file: Option<PathBuf>,
+    // Kept until the router stops: it holds the signing secret.
+    _jwks: JwksFile,
+}
+
+impl RouterProcess {
+    /// Starts the router and waits until it reports ready.
+    pub async fn spawn(settings: RouterSettings) -> anyhow::Result<Self> {
+        let port = if settings.port == 0 { free_port(settings.host)? } else { settings.port };
+        let jwks = JwksFile::write(&settings.jwt_secret)?;
+        let config_file = std::env::var("ROUTER_CONFIG_FILE_PATH").unwrap_or_else(|_| CONFIG_FILE.to_owned());
+        let supergraph = std::env::var("SUPERGRAPH_PATH").unwrap_or_else(|_| SUPERGRAPH_FILE.to_owned());
+
+        let mut command = Command::new(&settings.binary);
+        command
+            .env("ROUTER_CONFIG_FILE_PATH", &config_file)
+            .env("SUPERGRAPH_PATH", &supergraph)
+            .env("ROUTER_HOST", settings.host.to_string())
+            .env("ROUTER_PORT", port.to_string())
+            .env("JWKS_PATH", &jwks.path)
+            .env("LOG_LEVEL", &settings.log_level)
+            // hive-router lets these generic names override its configuration.
+            .env_remove("PORT")
+            .env_remove("HOST")
+            .env_remove("SUPERGRAPH_FILE_PATH")
+            .kill_on_drop(true)
+            .stdin(Stdio::null());
+        command.envs(settings.extra_env.iter().map(|(name, value)| (name, value)));
+        if let Some(workers) = settings.workers {
+            command.env("ROUTER_HTTP_WORKERS", workers.to_string());
+        }
+        for (name, url) in &settings.subgraph_urls {
+            command.env(format!("{}_URL", name.to_ascii_uppercase()), url);
+        }
+        if let Some(log_file) = &settings.log_file {
+            let log = std::fs::File::create(log_file).with_context(|| format!("creating {}", log_file.display()))?;
+            command.stdout(log.try_clone()?).stderr(log);
+        }
+        let child =
+            command.spawn().with_context(|| format!("starting the router binary {}", settings.binary.display()))?;
+        let address = SocketAddr::from((settings.host, port));
+        let mut router = Self { child, address, log_file: settings.log_file, _jwks: jwks };
+        router.wait_until_ready(Duration::from_secs(60)).await?;
+        Ok(router)
+    }
+
+    /// The router's process id, e.g. to read its CPU time and memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub fn graphql_url(&self) -> String {
+        format!("http://{}/graphql", self.address)
+    }
+
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}/graphql", self.address)
+    }
+
+    async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/readiness", self.address);
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the router exited during start-up ({status}){}", self.log_tail());
+            }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the router was not ready after {limit:?}{}", self.log_tail())
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(path) = &self.log_file else { return String::new() };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("; its last output ({}):\n{}", path.display(), tail.join("\n"))
+    }
+
+    /// Asks the router to drain and stop (SIGTERM), and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: plain syscall on a pid we own; a process that already exited at
+            // worst yields ESRCH, which is ignored.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        match tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await {
+            Ok(status) => {
+                status?;
+            }
+            Err(_) => {
+                self.child.kill().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the router has exited, without waiting.
+    pub fn try_exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Waits for the router to exit by itself (e.g. it received Ctrl-C too).
+    pub async fn exited(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(self.child.wait().await?)
+    }
+}
+
+/// A free port on `host`, found by binding port 0. Another process could take it before
+/// the router binds it; start-up then fails and says so.
+pub fn free_port(host: Ipv4Addr) -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
+}
+
+/// The signing secret as a JWKS document, in a private temporary file.
+struct JwksFile {
+    path: PathBuf,
+}
+
+impl JwksFile {
+    fn write(secret: &str) -> anyhow::Result<Self> {
+        let document = serde_json::json!({
+            "keys": [{
+                "kty": "oct",
+                "alg": "HS256",
+                "use": "sig",
+                "k": URL_SAFE_NO_PAD.encode(secret.as_bytes()),
+            }]
+        });
+        let path = std::env::temp_dir().join(format!("water-rental-jwks-{}.json", uuid::Uuid::new_v4().simple()));
+        write_private(&path, &serde_json::to_vec_pretty(&document)?)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for JwksFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}

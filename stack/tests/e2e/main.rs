@@ -1,0 +1,16 @@
+//! The end-to-end tests: each starts a whole stack of its own (fresh databases cloned
+//! from migrated templates, a broker namespace of its own, the four subgraphs, a real
+//! router process) and talks to it over real HTTP, WebSocket and SSE.
+
+mod support;
+
+mod bad_input;
+mod batching;
+mod cancel;
+mod faults;
+mod federation;
+mod history;
+mod lifecycle;
+mod live;
+mod rent;
+mod schema;

@@ -1,0 +1,56 @@
+//! Start-up: configuration, resources, background tasks and the schema, in one place.
+
+use std::sync::Arc;
+
+use subgraph_kit::config::ServiceConfig;
+use subgraph_kit::{Foundation, RunningService};
+use tokio_util::sync::CancellationToken;
+
+use crate::graphql::{self, DeliverySchema, Resolvers};
+use crate::service::live::{LiveHub, listen_until};
+use crate::{DEFAULT_PORT, MIGRATIONS, SERVICE, events};
+
+/// Everything delivery reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceConfig,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self::new(ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?))
+    }
+
+    pub fn new(service: ServiceConfig) -> Self {
+        Self { service }
+    }
+}
+
+impl AsRef<ServiceConfig> for Config {
+    fn as_ref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
+/// Creates and migrates the database if needed, then serves the subgraph, consumes its
+/// events and listens for live status changes until `shutdown`.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    let mut foundation = Foundation::prepare(config.service, MIGRATIONS, &shutdown).await?;
+    foundation.consume(contracts::TOPOLOGY, events::DeliveryEvents);
+    let hub = Arc::new(LiveHub::default());
+    let stopping = foundation.lifecycle.stopping().clone();
+    foundation.spawn(listen_until(hub.clone(), foundation.config.events.clone(), stopping.clone()));
+    let resolvers = Resolvers::new(foundation.database.clone(), hub, stopping, foundation.open_streams.clone());
+    Ok(foundation.serve(graphql::schema(Arc::new(resolvers))))
+}
+
+/// The schema with nothing behind it, for exporting its SDL.
+pub fn detached_schema() -> DeliverySchema {
+    let resolvers = Resolvers::new(
+        subgraph_kit::Database::unconnected(),
+        Arc::default(),
+        CancellationToken::new(),
+        Arc::default(),
+    );
+    graphql::schema(Arc::new(resolvers))
+}

@@ -1,0 +1,3 @@
+//! All of delivery's SQL: the deliveries, one per rental.
+
+pub mod deliveries;

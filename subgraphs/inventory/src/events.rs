@@ -1,0 +1,20 @@
+//! What inventory does with the events it consumes: one use case each.
+
+use contracts::ForInventory;
+use subgraph_kit::Tx;
+use subgraph_kit::events::{EventHandler, EventMeta, HandlerError};
+
+use crate::service;
+
+pub struct InventoryEvents;
+
+impl EventHandler for InventoryEvents {
+    type Inbox = ForInventory;
+
+    async fn handle(&self, tx: &mut Tx<'_>, event: ForInventory, _meta: EventMeta) -> Result<(), HandlerError> {
+        match event {
+            ForInventory::DeliveryStarted(started) => service::take_unit(tx, &started).await,
+            ForInventory::DeliveryCancelled(cancelled) => service::give_back(tx, &cancelled).await,
+        }
+    }
+}

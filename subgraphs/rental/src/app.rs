@@ -1,0 +1,82 @@
+//! Start-up: configuration, resources, background tasks and the schema, in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use subgraph_kit::breaker::BreakerConfig;
+use subgraph_kit::config::{ServiceConfig, env_millis, env_or, env_parse};
+use subgraph_kit::{Foundation, RunningService};
+use tokio_util::sync::CancellationToken;
+
+use crate::graphql::{self, RentalSchema, Resolvers};
+use crate::service::payments::{PaymentClient, PaymentSettings};
+use crate::service::renting::{Renting, reconcile_until};
+use crate::{DEFAULT_PORT, MIGRATIONS, SERVICE, events};
+
+/// Everything rental reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceConfig,
+    pub payments: PaymentSettings,
+    /// A rent request left unfinished this long has its charge called off.
+    pub reconcile_after: Duration,
+}
+
+impl Config {
+    /// The common settings, plus `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS` (2000),
+    /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_OPEN_MS` (5000) and
+    /// `RENT_RECONCILE_AFTER_MS` (30000).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let failures: u32 = env_parse("PAYMENT_BREAKER_FAILURES", 5)?;
+        Ok(Self {
+            service: ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?,
+            payments: PaymentSettings {
+                url: env_or("PAYMENT_URL", "http://127.0.0.1:4003/graphql"),
+                timeout: env_millis("PAYMENT_TIMEOUT_MS", 2000)?,
+                breaker: BreakerConfig {
+                    failure_threshold: failures.max(1),
+                    open_for: env_millis("PAYMENT_BREAKER_OPEN_MS", 5000)?,
+                },
+            },
+            reconcile_after: env_millis("RENT_RECONCILE_AFTER_MS", 30_000)?,
+        })
+    }
+}
+
+impl AsRef<ServiceConfig> for Config {
+    fn as_ref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
+/// Creates and migrates the database if needed, then serves the subgraph, consumes its
+/// events and reconciles unfinished rent requests until `shutdown`.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    let mut foundation = Foundation::prepare(config.service, MIGRATIONS, &shutdown).await?;
+    foundation.consume(contracts::TOPOLOGY, events::RentalEvents);
+    let renting = Arc::new(Renting {
+        database: foundation.database.clone(),
+        payments: PaymentClient::new(config.payments, &foundation.config.jwt_secret),
+        reconcile_after: config.reconcile_after,
+    });
+    let stopping = foundation.lifecycle.stopping().clone();
+    foundation.spawn(reconcile_until(renting.clone(), foundation.background.clone(), stopping));
+    let resolvers = Resolvers::new(foundation.database.clone(), renting);
+    Ok(foundation.serve(graphql::schema(Arc::new(resolvers))))
+}
+
+/// The schema with nothing behind it, for exporting its SDL.
+pub fn detached_schema() -> RentalSchema {
+    let database = subgraph_kit::Database::unconnected();
+    let settings = PaymentSettings {
+        url: "http://127.0.0.1:1/unused".into(),
+        timeout: Duration::from_secs(1),
+        breaker: BreakerConfig { failure_threshold: 1, open_for: Duration::from_secs(1) },
+    };
+    let renting = Arc::new(Renting {
+        database: database.clone(),
+        payments: PaymentClient::new(settings, subgraph_kit::config::DEV_JWT_SECRET),
+        reconcile_after: Duration::from_secs(30),
+    });
+    graphql::schema(Arc::new(Resolvers::new(database, renting)))
+}

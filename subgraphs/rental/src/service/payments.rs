@@ -1,0 +1,166 @@
+//! The rental service's client for the payment service: direct service-to-service
+//! GraphQL calls with a service token, a timeout, and a circuit breaker, so a slow or
+//! dead payment service makes `rent` fail fast instead of piling up requests.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use subgraph_kit::breaker::{BreakerConfig, CircuitBreaker};
+use subgraph_kit::card::CardNumber;
+use subgraph_kit::metrics::metrics;
+use subgraph_kit::{ApiError, ErrorCode, Identity, TokenIssuer};
+use uuid::Uuid;
+
+/// Where payment is and how patient to be with it (read by `app::Config`).
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// The payment subgraph's GraphQL URL (reached directly, not through the router).
+    pub url: String,
+    /// How long one call may take before it counts as a failure.
+    pub timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+/// What payment said to a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Charged {
+        payment_id: Uuid,
+    },
+    /// Payment answered and refused (declined card, bad input, a voided rental):
+    /// nothing was charged. The error is the one to show.
+    Refused(ApiError),
+}
+
+/// How long a client should wait after a failed call before trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+pub struct PaymentClient {
+    http: reqwest::Client,
+    settings: PaymentSettings,
+    issuer: TokenIssuer,
+    breaker: CircuitBreaker,
+}
+
+impl PaymentClient {
+    pub fn new(settings: PaymentSettings, jwt_secret: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            breaker: CircuitBreaker::new(settings.breaker),
+            issuer: TokenIssuer::new(jwt_secret),
+            settings,
+        }
+    }
+
+    /// Fails at once while the breaker is open, before anything is written.
+    pub fn check_available(&self) -> Result<(), ApiError> {
+        self.breaker.peek().map_err(|refused| ApiError::payment_unavailable(refused.retry_after))
+    }
+
+    /// Keeps `water_payment_breaker_open` in step with the breaker.
+    fn report_breaker(&self) {
+        metrics().breaker_open.with_label_values(&[crate::SERVICE]).set(i64::from(self.breaker.is_open()));
+    }
+
+    pub async fn charge(
+        &self,
+        rental_id: Uuid,
+        customer_id: Uuid,
+        amount: i32,
+        card: &CardNumber,
+    ) -> Result<ChargeOutcome, ApiError> {
+        let query = "mutation($input: ChargeRentalInput!) { chargeRental(input: $input) { id } }";
+        let variables = json!({ "input": {
+            "rentalId": rental_id,
+            "customerId": customer_id,
+            "amount": amount,
+            "cardNumber": card.digits(),
+        }});
+        let response = self.call(query, variables).await?;
+        if let Some(id) = response.pointer("/data/chargeRental/id").and_then(Value::as_str) {
+            let payment_id = id.parse().map_err(|_| ApiError::internal("payment returned a malformed payment id"))?;
+            return Ok(ChargeOutcome::Charged { payment_id });
+        }
+        Ok(ChargeOutcome::Refused(first_error(&response)))
+    }
+
+    /// Calls off the charge of `rental_id` (refund, or never charge). Idempotent.
+    pub async fn void(&self, rental_id: Uuid) -> Result<(), ApiError> {
+        let query = "mutation($id: ID!) { voidRentalCharge(rentalId: $id) { id } }";
+        let response = self.call(query, json!({ "id": rental_id })).await?;
+        match response.get("errors") {
+            None => Ok(()),
+            Some(_) => Err(first_error(&response)),
+        }
+    }
+
+    /// One call through the breaker. Transport failures, timeouts, 5xx answers and
+    /// internal errors count against the breaker; answers payment meant (a decline, a
+    /// validation error) do not.
+    async fn call(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
+        let permit = self.breaker.admit().map_err(|refused| {
+            self.report_breaker();
+            ApiError::payment_unavailable(refused.retry_after)
+        })?;
+        let token = self.issuer.issue(&Identity::Service { name: crate::SERVICE.into() }, Duration::from_secs(60));
+        // The timeout covers the whole exchange, body included.
+        let exchange = async {
+            let response = self
+                .http
+                .post(&self.settings.url)
+                .bearer_auth(token)
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                tracing::warn!(status = %response.status(), "payment answered with an error status");
+                return Ok(None);
+            }
+            response.json::<Value>().await.map(Some)
+        };
+        let answer = match tokio::time::timeout(self.settings.timeout, exchange).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "payment could not be reached");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.settings.timeout, "payment did not answer in time");
+                None
+            }
+        };
+        // Payment's own failures count against it: its internal errors, and its
+        // database being out of reach.
+        let failed_inside = answer.as_ref().is_some_and(|body| {
+            matches!(error_code(body), Some(code) if code == ErrorCode::Internal.as_str() || code == ErrorCode::ServiceUnavailable.as_str())
+        });
+        let outcome = match answer {
+            Some(body) if !failed_inside => {
+                self.breaker.record(permit, true);
+                Ok(body)
+            }
+            _ => {
+                self.breaker.record(permit, false);
+                Err(ApiError::payment_unavailable(RETRY_AFTER_FAILURE))
+            }
+        };
+        self.report_breaker();
+        outcome
+    }
+}
+
+fn error_code(response: &Value) -> Option<&str> {
+    response.pointer("/errors/0/extensions/code").and_then(Value::as_str)
+}
+
+/// Payment's first error, with its code, as ours to return.
+fn first_error(response: &Value) -> ApiError {
+    let message = response.pointer("/errors/0/message").and_then(Value::as_str).unwrap_or("payment refused the charge");
+    let code = match error_code(response) {
+        Some("PAYMENT_DECLINED") => ErrorCode::PaymentDeclined,
+        Some("BAD_USER_INPUT") => ErrorCode::BadUserInput,
+        Some("CONFLICT") => ErrorCode::Conflict,
+        _ => return ApiError::internal(format!("unexpected answer from payment: {response}")),
+    };
+    ApiError::new(code, message)
+}
