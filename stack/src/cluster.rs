@@ -1,0 +1,426 @@
+//! The system as production runs it, for tests and benchmarks that break it on
+//! purpose: every subgraph replica its own OS process from its binary, the router its
+//! own process, and, when a test must be free to crash them, a private PostgreSQL
+//! cluster and a private RabbitMQ node of its own (never the machine's shared
+//! servers, which other tests use).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use subgraph_kit::Database;
+use uuid::Uuid;
+
+use crate::binaries::binary;
+use crate::processes::{Output, ProcessSpec, ServiceProcess, SubgraphEnv};
+use crate::router_process::free_port;
+use crate::{RouterProcess, RouterSettings};
+
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Runs `program` as `user` when this process is root (PostgreSQL and RabbitMQ refuse
+/// to run as root), or as ourselves otherwise.
+fn as_user(user: &str, program: &str) -> Command {
+    if unsafe { libc::geteuid() } == 0 {
+        let mut command = Command::new("runuser");
+        command.args(["-u", user, "--", program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command.output().with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A folder owned by `user`, created fresh.
+fn own_dir(path: &Path, user: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(path);
+    std::fs::create_dir_all(path)?;
+    if unsafe { libc::geteuid() } == 0 {
+        run(Command::new("chown").args(["-R", &format!("{user}:{user}")]).arg(path), "chown")?;
+    }
+    Ok(())
+}
+
+/// A PostgreSQL 15 cluster of its own, in a temporary folder, on a free port; it is
+/// stopped and deleted when this value is dropped.
+pub struct PrivatePostgres {
+    control: PostgresControl,
+}
+
+/// What can be done to a private PostgreSQL, from any thread (the commands block).
+#[derive(Debug, Clone)]
+pub struct PostgresControl {
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl std::ops::Deref for PrivatePostgres {
+    type Target = PostgresControl;
+
+    fn deref(&self) -> &PostgresControl {
+        &self.control
+    }
+}
+
+impl PrivatePostgres {
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("water-pg-{}", Uuid::new_v4().simple()));
+        own_dir(&dir, "postgres")?;
+        let data = dir.join("data");
+        run(
+            as_user("postgres", &format!("{POSTGRES_BIN}/initdb"))
+                .args(["-D"])
+                .arg(&data)
+                .args(["-A", "trust", "-U", "postgres"]),
+            "initdb",
+        )?;
+        let control = PostgresControl { dir, port: free_port(Ipv4Addr::LOCALHOST)? };
+        control.resume()?;
+        Ok(Self { control })
+    }
+
+    pub fn control(&self) -> PostgresControl {
+        self.control.clone()
+    }
+}
+
+impl PostgresControl {
+    /// The server URL, without a database name.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut command = as_user("postgres", &format!("{POSTGRES_BIN}/pg_ctl"));
+        command.arg("-D").arg(self.dir.join("data"));
+        command
+    }
+
+    /// Starts (or starts again) the server and waits until it accepts connections.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        run(
+            self.pg_ctl().args(["-o", &options, "-l"]).arg(self.dir.join("log")).args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        )
+    }
+
+    /// Stops it the way a crash does: no checkpoint, connections cut (`-m immediate`).
+    pub fn crash(&self) -> anyhow::Result<()> {
+        run(self.pg_ctl().args(["-m", "immediate", "-w", "stop"]), "pg_ctl stop")
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.control.pg_ctl().args(["-m", "immediate", "-w", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.control.dir);
+    }
+}
+
+/// A RabbitMQ node of its own, in a temporary folder, on free ports; it is stopped and
+/// deleted when this value is dropped.
+pub struct PrivateRabbit {
+    control: RabbitControl,
+}
+
+/// What can be done to a private RabbitMQ node, from any thread (the commands block).
+#[derive(Debug, Clone)]
+pub struct RabbitControl {
+    dir: PathBuf,
+    pub node: String,
+    pub port: u16,
+    dist_port: u16,
+}
+
+impl std::ops::Deref for PrivateRabbit {
+    type Target = RabbitControl;
+
+    fn deref(&self) -> &RabbitControl {
+        &self.control
+    }
+}
+
+impl PrivateRabbit {
+    pub fn start() -> anyhow::Result<Self> {
+        let id = Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("water-mq-{}", &id[..12]));
+        std::fs::create_dir_all(&dir)?;
+        for folder in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.join(folder))?;
+        }
+        std::fs::write(dir.join("rabbitmq.conf"), "")?;
+        std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
+        std::fs::write(dir.join("rabbitmq-env.conf"), "")?;
+        if unsafe { libc::geteuid() } == 0 {
+            run(Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir), "chown")?;
+        }
+        let control = RabbitControl {
+            node: format!("water{}@localhost", &id[..8]),
+            dir,
+            port: free_port(Ipv4Addr::LOCALHOST)?,
+            dist_port: free_port(Ipv4Addr::LOCALHOST)?,
+        };
+        control.resume()?;
+        Ok(Self { control })
+    }
+
+    pub fn control(&self) -> RabbitControl {
+        self.control.clone()
+    }
+}
+
+impl RabbitControl {
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Starts (or starts again, with its data) the node and waits until it serves.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let dir = &self.dir;
+        let mut command = as_user("rabbitmq", "env");
+        command
+            .arg("HOME=/var/lib/rabbitmq")
+            .arg(format!("RABBITMQ_NODENAME={}", self.node))
+            .arg(format!("RABBITMQ_NODE_PORT={}", self.port))
+            .arg(format!("RABBITMQ_DIST_PORT={}", self.dist_port))
+            .arg(format!("RABBITMQ_MNESIA_BASE={}", dir.join("mnesia").display()))
+            .arg(format!("RABBITMQ_LOG_BASE={}", dir.join("log").display()))
+            .arg(format!("RABBITMQ_CONFIG_FILE={}", dir.join("rabbitmq.conf").display()))
+            .arg(format!("RABBITMQ_ENABLED_PLUGINS_FILE={}", dir.join("enabled_plugins").display()))
+            .arg(format!("RABBITMQ_CONF_ENV_FILE={}", dir.join("rabbitmq-env.conf").display()))
+            .args(["rabbitmq-server", "-detached"]);
+        run(&mut command, "rabbitmq-server")?;
+        // The node registers with epmd a moment after it forks.
+        let started = Instant::now();
+        loop {
+            let awaited = self.ctl(&["await_startup", "--timeout", "60"]);
+            if awaited.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(90) {
+                return awaited;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Stops the node (every connection drops; durable queues keep their messages).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.ctl(&["stop"])
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        run(Command::new("rabbitmqctl").args(["-q", "-n", &self.node]).args(args), "rabbitmqctl")
+    }
+
+    /// `rabbitmqctl list_queues name messages` (ready and unacknowledged) for queues
+    /// whose name starts with `prefix`.
+    pub fn queue_depths(&self, prefix: &str) -> anyhow::Result<Vec<(String, u64)>> {
+        let output = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node, "list_queues", "name", "messages", "--no-table-headers"])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let name = fields.next()?;
+                let messages = fields.next()?.parse().ok()?;
+                name.starts_with(prefix).then(|| (name.to_owned(), messages))
+            })
+            .collect())
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        let _ = self.control.ctl(&["stop"]);
+        let _ = std::fs::remove_dir_all(&self.control.dir);
+    }
+}
+
+/// What a process stack is made of.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Server URL of PostgreSQL (without a database name).
+    pub postgres_url: String,
+    pub amqp_url: String,
+    /// Subgraph replicas of each service (each its own process and port).
+    pub replicas: usize,
+    /// Extra environment for every subgraph process.
+    pub env: Vec<(String, String)>,
+    /// Where the processes write their logs.
+    pub log_dir: PathBuf,
+}
+
+/// One service's replicas.
+pub struct Replicas {
+    pub name: &'static str,
+    pub processes: Vec<ServiceProcess>,
+}
+
+/// The four subgraphs as processes (one or more replicas each) and a router in front.
+pub struct ProcessCluster {
+    pub spec: ClusterSpec,
+    pub namespace: String,
+    pub secret: String,
+    pub databases: Vec<(&'static str, String)>,
+    pub services: Vec<Replicas>,
+    pub router: Option<RouterProcess>,
+}
+
+pub const SERVICES: [&str; 4] = [inventory::SERVICE, payment::SERVICE, rental::SERVICE, delivery::SERVICE];
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+impl ProcessCluster {
+    /// Starts every replica (payment first: rental calls it) and the router. The
+    /// databases and the broker namespace are fresh: nothing is shared with another
+    /// cluster on the same servers.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&spec.log_dir)?;
+        let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let namespace = format!("cluster_{id}");
+        let secret = format!("cluster-{}", Uuid::new_v4());
+        let databases: Vec<(&'static str, String)> =
+            SERVICES.iter().map(|service| (*service, format!("c{id}_{service}"))).collect();
+        let env = SubgraphEnv {
+            postgres_url: spec.postgres_url.clone(),
+            databases: databases.iter().map(|(service, name)| ((*service).to_owned(), name.clone())).collect(),
+            amqp_url: spec.amqp_url.clone(),
+            namespace: namespace.clone(),
+            jwt_secret: secret.clone(),
+            extra: spec.env.clone(),
+        };
+        let mut cluster = Self { spec, namespace, secret, databases, services: Vec::new(), router: None };
+        for service in SERVICES {
+            let mut processes = Vec::new();
+            for replica in 0..cluster.spec.replicas {
+                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)?));
+                let mut variables = env.for_service(service, address);
+                if service == rental::SERVICE {
+                    variables.push(("PAYMENT_URL".into(), cluster.url_of(payment::SERVICE, replica)?));
+                }
+                let spec = ProcessSpec {
+                    name: format!("{service}-{replica}"),
+                    binary: binary(service)?,
+                    env: variables,
+                    env_remove: Vec::new(),
+                    address,
+                    ready_path: "/ready".into(),
+                    output: Output::File(cluster.spec.log_dir.join(format!("{service}-{replica}.log"))),
+                };
+                processes.push(ServiceProcess::spawn(spec, START_LIMIT).await?);
+            }
+            cluster.services.push(Replicas { name: service, processes });
+        }
+        let router = RouterProcess::spawn(RouterSettings {
+            binary: binary("router")?,
+            port: 0,
+            host: Ipv4Addr::LOCALHOST,
+            subgraph_urls: SERVICES
+                .iter()
+                .map(|service| Ok((*service, cluster.url_of(service, 0)?)))
+                .collect::<anyhow::Result<_>>()?,
+            jwt_secret: cluster.secret.clone(),
+            log_level: "warn".into(),
+            log_file: Some(cluster.spec.log_dir.join("router.log")),
+            workers: Some(1),
+            extra_env: Vec::new(),
+        })
+        .await?;
+        cluster.router = Some(router);
+        Ok(cluster)
+    }
+
+    /// The GraphQL URL of a replica.
+    pub fn url_of(&self, service: &str, replica: usize) -> anyhow::Result<String> {
+        let replicas = self.services.iter().find(|replicas| replicas.name == service);
+        match replicas.and_then(|replicas| replicas.processes.get(replica)) {
+            Some(process) => Ok(process.url()),
+            None => bail!("{service} replica {replica} is not running"),
+        }
+    }
+
+    pub fn replica(&mut self, service: &str, replica: usize) -> &mut ServiceProcess {
+        let replicas = self.services.iter_mut().find(|replicas| replicas.name == service).expect("a known service");
+        &mut replicas.processes[replica]
+    }
+
+    pub fn router_url(&self) -> String {
+        self.router.as_ref().expect("router running").graphql_url()
+    }
+
+    /// A pool to a service's database (for audits).
+    pub fn database(&self, service: &str) -> anyhow::Result<Database> {
+        let (_, name) = self.databases.iter().find(|(known, _)| *known == service).context("a known service")?;
+        Database::open_pool(&subgraph_kit::config::database_url(&self.spec.postgres_url, name), 2)
+    }
+
+    /// Stops everything: the router first, then every replica, each draining.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(router) = self.router.take() {
+            router.stop().await?;
+        }
+        for replicas in &mut self.services {
+            for process in &mut replicas.processes {
+                process.terminate(Duration::from_secs(30)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes this cluster's queues and exchange from the broker.
+    pub async fn delete_namespace(&self) -> anyhow::Result<()> {
+        let connection = lapin::Connection::connect(&self.spec.amqp_url, Default::default()).await?;
+        let channel = connection.create_channel().await?;
+        for service in SERVICES {
+            for suffix in ["", ".dead"] {
+                let queue = format!("{}.{service}{suffix}", self.namespace);
+                let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+            }
+        }
+        let _ = channel.exchange_delete(format!("{}.events", self.namespace).as_str().into(), Default::default()).await;
+        let _ = connection.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// Stops everything, then drops the cluster's databases.
+    pub async fn drop_databases_after_stop(self) -> anyhow::Result<()> {
+        let (postgres_url, databases) = (self.spec.postgres_url.clone(), self.databases.clone());
+        self.stop().await?;
+        drop_databases(&postgres_url, &databases).await
+    }
+
+    /// Drops this cluster's databases.
+    pub async fn drop_databases(&self) -> anyhow::Result<()> {
+        drop_databases(&self.spec.postgres_url, &self.databases).await
+    }
+}
+
+async fn drop_databases(postgres_url: &str, databases: &[(&'static str, String)]) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    let mut admin = subgraph_kit::db::connect_admin(postgres_url).await?;
+    for (_, name) in databases {
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await?;
+    }
+    Ok(())
+}

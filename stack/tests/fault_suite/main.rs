@@ -1,0 +1,326 @@
+//! The fault suite: the system run as production runs it (each subgraph its own OS
+//! process from its binary, the router its own process, a private PostgreSQL cluster
+//! and RabbitMQ node), under a bounded load through the router, broken on purpose one
+//! fault per run, then audited across all four databases and the queues once it has
+//! settled. docs/reliability.md has the table and what each invariant means.
+//!
+//! `FAULT_SUITE_LONG=1` runs the same with four times the load for longer;
+//! `FAULT_SUITE_FAULTS=control,postgres-down` runs only the named faults.
+
+mod audit;
+mod load;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use stack::cluster::{ClusterSpec, PrivatePostgres, PrivateRabbit, ProcessCluster};
+
+use crate::load::{Client, Intensity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// No fault: the control run.
+    Control,
+    /// kill -9 of the service's process, started again 2 s later.
+    Kill(&'static str),
+    /// SIGSTOP of the service for 8 s (it holds its connections but answers nothing).
+    Hang(&'static str),
+    /// The broker stopped for 20 s.
+    BrokerDown,
+    /// PostgreSQL crashed (`-m immediate`) and started again at once.
+    PostgresRestart,
+    /// PostgreSQL crashed and down for 30 s.
+    PostgresDown,
+    /// The service stopped (SIGTERM, drained) for 30 s.
+    Down(&'static str),
+}
+
+impl Fault {
+    fn name(self) -> String {
+        match self {
+            Fault::Control => "control".into(),
+            Fault::Kill(service) => format!("kill-{service}"),
+            Fault::Hang(service) => format!("hang-{service}"),
+            Fault::BrokerDown => "broker-down".into(),
+            Fault::PostgresRestart => "postgres-restart".into(),
+            Fault::PostgresDown => "postgres-down".into(),
+            Fault::Down(service) => format!("{service}-down"),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Fault::Control => "none (control run)".into(),
+            Fault::Kill(service) => format!("kill -9 {service}, restarted 2 s later"),
+            Fault::Hang(service) => format!("SIGSTOP {service} for 8 s, then SIGCONT"),
+            Fault::BrokerDown => "RabbitMQ stopped for 20 s".into(),
+            Fault::PostgresRestart => "PostgreSQL crashed (immediate stop) and restarted at once".into(),
+            Fault::PostgresDown => "PostgreSQL crashed and down for 30 s".into(),
+            Fault::Down(service) => format!("{service} stopped (SIGTERM) for 30 s"),
+        }
+    }
+}
+
+const ALL: [Fault; 10] = [
+    Fault::Control,
+    Fault::Kill(inventory::SERVICE),
+    Fault::Kill(rental::SERVICE),
+    Fault::Kill(payment::SERVICE),
+    Fault::Kill(delivery::SERVICE),
+    Fault::Hang(payment::SERVICE),
+    Fault::BrokerDown,
+    Fault::PostgresRestart,
+    Fault::PostgresDown,
+    Fault::Down(inventory::SERVICE),
+];
+
+/// When the fault starts, after the load has.
+const FAULT_AFTER: Duration = Duration::from_secs(3);
+const SETTLE_LIMIT: Duration = Duration::from_secs(90);
+
+struct RunReport {
+    fault: Fault,
+    /// Answer kind → count, over every request of the run.
+    answers: BTreeMap<String, u64>,
+    rents_accepted: usize,
+    recovered_in: Option<Duration>,
+    settled_in: Option<Duration>,
+    unknown_but_committed: usize,
+    violations: Vec<String>,
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await?
+}
+
+async fn inject(fault: Fault, cluster: &mut ProcessCluster) -> anyhow::Result<Instant> {
+    let restart_limit = Duration::from_secs(90);
+    match fault {
+        Fault::Control => {}
+        Fault::Kill(service) => {
+            cluster.replica(service, 0).kill().await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            cluster.replica(service, 0).restart(restart_limit).await?;
+        }
+        Fault::Hang(service) => {
+            cluster.replica(service, 0).pause();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            cluster.replica(service, 0).resume();
+        }
+        Fault::Down(service) => {
+            cluster.replica(service, 0).terminate(Duration::from_secs(30)).await?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            cluster.replica(service, 0).restart(restart_limit).await?;
+        }
+        Fault::BrokerDown | Fault::PostgresRestart | Fault::PostgresDown => unreachable!("injected by the caller"),
+    }
+    Ok(Instant::now())
+}
+
+async fn run(fault: Fault, postgres: &PrivatePostgres, rabbit: &PrivateRabbit, intensity: Intensity, long: bool) -> anyhow::Result<RunReport> {
+    let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite").join(fault.name());
+    let _ = std::fs::remove_dir_all(&log_dir);
+    let mut cluster = ProcessCluster::start(ClusterSpec {
+        postgres_url: postgres.url(),
+        amqp_url: rabbit.amqp_url(),
+        replicas: 1,
+        env: [
+            ("RUST_LOG", "warn"),
+            ("RENT_RECONCILE_AFTER_MS", "3000"),
+            ("PAYMENT_TIMEOUT_MS", "1500"),
+            ("PAYMENT_BREAKER_OPEN_MS", "2000"),
+            ("DB_POOL_SIZE", "8"),
+        ]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect(),
+        log_dir: log_dir.clone(),
+    })
+    .await?;
+    let client = Client::new(cluster.router_url(), &cluster.secret);
+    let rental_db = cluster.database(rental::SERVICE)?;
+    let products =
+        vec![load::product(&client, &rental_db, "Fault model A", 6).await?, load::product(&client, &rental_db, "Fault model B", 6).await?];
+    client.record.lock().expect("record").answers.clear();
+
+    let started = Instant::now();
+    let fault_lasts = match fault {
+        Fault::Control | Fault::PostgresRestart => Duration::ZERO,
+        Fault::Kill(_) => Duration::from_secs(2),
+        Fault::Hang(_) => Duration::from_secs(8),
+        Fault::BrokerDown => Duration::from_secs(20),
+        Fault::PostgresDown | Fault::Down(_) => Duration::from_secs(30),
+    };
+    let base = if long { Duration::from_secs(60) } else { Duration::from_secs(12) };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = Vec::new();
+    for _ in 0..intensity.customers {
+        tasks.push(tokio::spawn(load::customer(client.clone(), products.clone(), stop.clone(), intensity.rent_pause)));
+    }
+    for number in 0..intensity.operators {
+        tasks.push(tokio::spawn(load::operator(client.clone(), number, stop.clone())));
+    }
+    tasks.push(tokio::spawn(load::restocker(client.clone(), products.clone(), stop.clone())));
+
+    tokio::time::sleep(FAULT_AFTER).await;
+    let healed = match fault {
+        Fault::BrokerDown => {
+            let control = rabbit.control();
+            blocking(move || control.stop()).await?;
+            tokio::time::sleep(fault_lasts).await;
+            let control = rabbit.control();
+            blocking(move || control.resume()).await?;
+            Instant::now()
+        }
+        Fault::PostgresRestart | Fault::PostgresDown => {
+            let control = postgres.control();
+            blocking(move || control.crash()).await?;
+            tokio::time::sleep(fault_lasts).await;
+            let control = postgres.control();
+            blocking(move || control.resume()).await?;
+            Instant::now()
+        }
+        other => inject(other, &mut cluster).await?,
+    };
+    // The load goes on for a while after the fault, as long as the run's base length.
+    let tail = Duration::from_secs(6).max(base.saturating_sub(started.elapsed()));
+    tokio::time::sleep(tail).await;
+    stop.cancel();
+    for task in tasks {
+        task.await?;
+    }
+
+    // Let it settle: nothing in flight, twice in a row.
+    let settling = Instant::now();
+    let mut settled_in = None;
+    let mut quiet_rounds = 0;
+    while settling.elapsed() < SETTLE_LIMIT {
+        if audit::quiet(&cluster, rabbit).await.unwrap_or(false) {
+            quiet_rounds += 1;
+            if quiet_rounds == 2 {
+                settled_in = Some(settling.elapsed());
+                break;
+            }
+        } else {
+            quiet_rounds = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let record = std::mem::take(&mut *client.record.lock().expect("record"));
+    let mut audited = audit::audit(&cluster, rabbit, &client, &record).await?;
+    if settled_in.is_none() {
+        audited.violations.push(format!("the system did not settle within {SETTLE_LIMIT:?} of the load's end"));
+    }
+    let mut answers = BTreeMap::new();
+    for kinds in record.answers.values() {
+        for (kind, count) in kinds {
+            *answers.entry(kind.clone()).or_default() += count;
+        }
+    }
+    let rents_accepted = record.rents.iter().filter(|rent| rent.answer == "ok").count();
+    let recovered_in = record
+        .rents
+        .iter()
+        .filter(|rent| rent.answer == "ok" && rent.finished_at >= healed)
+        .map(|rent| rent.finished_at - healed)
+        .min();
+    if !audited.violations.is_empty() {
+        eprintln!("{}: logs in {}", fault.name(), log_dir.display());
+    }
+    cluster.drop_databases_after_stop().await?;
+    Ok(RunReport {
+        fault,
+        answers,
+        rents_accepted,
+        recovered_in,
+        settled_in,
+        unknown_but_committed: audited.unknown_but_committed,
+        violations: audited.violations,
+    })
+}
+
+fn report(runs: &[RunReport], intensity: Intensity, total: Duration) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "Fault suite: {} customers, {} operators and a restocker per run; {} runs in {:.0} s.\n",
+        intensity.customers,
+        intensity.operators,
+        runs.len(),
+        total.as_secs_f64()
+    );
+    let _ = writeln!(
+        text,
+        "| fault | requests | ok | refused (user error) | try again later | other errors | rents accepted | same-key retries that found the rental | first rent accepted after the fault ended | quiet after the load stopped | violations |"
+    );
+    let _ = writeln!(text, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for run in runs {
+        let total: u64 = run.answers.values().sum();
+        let ok = run.answers.get("ok").copied().unwrap_or(0);
+        let user = ["PAYMENT_DECLINED", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "FORBIDDEN", "IDEMPOTENCY_KEY_REUSED"];
+        let later = ["PAYMENT_UNAVAILABLE", "SERVICE_UNAVAILABLE", "WAITING_FOR_STOCK"];
+        let sum = |codes: &[&str]| codes.iter().map(|code| run.answers.get(*code).copied().unwrap_or(0)).sum::<u64>();
+        let (refused, retry) = (sum(&user), sum(&later));
+        let other: Vec<String> = run
+            .answers
+            .iter()
+            .filter(|(kind, _)| kind.as_str() != "ok" && !user.contains(&kind.as_str()) && !later.contains(&kind.as_str()))
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        let seconds = |duration: Option<Duration>| duration.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+        let _ = writeln!(
+            text,
+            "| {} | {total} | {ok} | {refused} | {retry} | {} | {} | {} | {} | {} | {} |",
+            run.fault.describe(),
+            if other.is_empty() { "0".to_owned() } else { other.join(", ") },
+            run.rents_accepted,
+            run.unknown_but_committed,
+            seconds(run.recovered_in),
+            seconds(run.settled_in),
+            run.violations.len()
+        );
+    }
+    for run in runs.iter().filter(|run| !run.violations.is_empty()) {
+        let _ = writeln!(text, "\n{}:", run.fault.name());
+        for violation in &run.violations {
+            let _ = writeln!(text, "- {violation}");
+        }
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_keeps_every_invariant() {
+    subgraph_kit::telemetry::init_for_tests();
+    let long = std::env::var("FAULT_SUITE_LONG").is_ok_and(|value| value == "1");
+    let intensity = if long {
+        Intensity { customers: 8, operators: 3, rent_pause: Duration::from_millis(20) }
+    } else {
+        Intensity { customers: 4, operators: 2, rent_pause: Duration::from_millis(50) }
+    };
+    let only: Option<Vec<String>> = std::env::var("FAULT_SUITE_FAULTS")
+        .ok()
+        .map(|names| names.split(',').map(|name| name.trim().to_owned()).collect());
+    let faults: Vec<Fault> =
+        ALL.into_iter().filter(|fault| only.as_ref().is_none_or(|names| names.contains(&fault.name()))).collect();
+
+    let started = Instant::now();
+    let postgres = tokio::task::spawn_blocking(PrivatePostgres::start).await.expect("joined").expect("a private PostgreSQL");
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("joined").expect("a private RabbitMQ");
+    let mut runs = Vec::new();
+    for fault in faults {
+        let run = run(fault, &postgres, &rabbit, intensity, long).await.unwrap_or_else(|error| {
+            panic!("the {} run could not be carried out: {error:#}", fault.name())
+        });
+        eprintln!("{}: {} violations", fault.name(), run.violations.len());
+        runs.push(run);
+    }
+    let text = report(&runs, intensity, started.elapsed());
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite.md");
+    std::fs::write(&path, &text).expect("report written");
+    println!("{text}\n(written to {})", path.display());
+    let violations: usize = runs.iter().map(|run| run.violations.len()).sum();
+    assert_eq!(violations, 0, "{text}");
+}
