@@ -25,7 +25,7 @@ const RENTALS_EACH: usize = 5;
 const CATALOG: &str = "{ products(first: 20) { edges { node { id name description monthlyFee stock } } } }";
 
 /// Per target, one value per round: req/s, p50, p99, CPU %; and the peak RSS.
-type Samples = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64);
+type Samples = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64, u64);
 
 struct Gateway {
     name: &'static str,
@@ -72,41 +72,61 @@ async fn spawn_gateway(name: &'static str, args: &[&str], port: u16, stack: &Ben
     anyhow::bail!("{name} did not start on port {port}")
 }
 
-/// Closed-loop load for `duration`: (requests per second, sorted latencies in ms).
+/// One timed run: correct answers per second, their sorted latencies in ms, and how
+/// many answers were wrong (an error, a transport failure, or not the expected data).
+struct Run {
+    throughput: f64,
+    latencies: Vec<f64>,
+    wrong: u64,
+}
+
+/// Closed-loop load for `duration`. Only an answer equal to the customer's expected
+/// one counts; anything else is counted as wrong and its time is not a sample.
 async fn load(
     client: &reqwest::Client,
     url: &str,
-    tokens: &[String],
+    customers: &[(String, Value)],
     query: &str,
     concurrency: usize,
     duration: Duration,
-) -> (f64, Vec<f64>) {
+) -> Run {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let workers = (0..concurrency).map(|worker| {
         let client = client.clone();
         let url = url.to_owned();
-        let token = tokens[worker % tokens.len()].clone();
+        let (token, expected) = customers[worker % customers.len()].clone();
         let body = json!({ "query": query });
         async move {
-            let mut latencies = Vec::new();
+            let (mut latencies, mut wrong) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let ok = match client.post(&url).bearer_auth(&token).json(&body).send().await {
-                    Ok(response) => response.bytes().await.is_ok(),
+                let correct = match client.post(&url).bearer_auth(&token).json(&body).send().await {
+                    Ok(response) => response.json::<Value>().await.is_ok_and(|answer| answer == expected),
                     Err(_) => false,
                 };
-                if ok {
+                if correct {
                     latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    wrong += 1;
                 }
             }
-            latencies
+            (latencies, wrong)
         }
     });
-    let mut all: Vec<f64> = futures::future::join_all(workers).await.into_iter().flatten().collect();
+    let results = futures::future::join_all(workers).await;
+    let wrong = results.iter().map(|(_, wrong)| wrong).sum();
+    let mut all: Vec<f64> = results.into_iter().flat_map(|(latencies, _)| latencies).collect();
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    (all.len() as f64 / elapsed, all)
+    Run { throughput: all.len() as f64 / elapsed, latencies: all, wrong }
+}
+
+/// A subgraph's answer: JSON without errors, with `check` true of its data.
+async fn correct(response: Result<reqwest::Response, reqwest::Error>, check: impl Fn(&Value) -> bool) -> bool {
+    let Ok(response) = response else { return false };
+    let Ok(body) = response.json::<Value>().await else { return false };
+    body.get("errors").is_none() && check(&body["data"])
 }
 
 /// The floor: the fetches the router's plan makes, made directly by the client (one to
@@ -114,15 +134,19 @@ async fn load(
 async fn floor_once(client: &reqwest::Client, urls: &Floor, token: &str, catalog: bool) -> bool {
     let post = |url: &str, body: Value| client.post(url.to_owned()).bearer_auth(token).json(&body).send();
     if catalog {
-        return match post(&urls.inventory, json!({ "query": CATALOG })).await {
-            Ok(response) => response.bytes().await.is_ok(),
-            Err(_) => false,
-        };
+        let products = |data: &Value| data["products"]["edges"].as_array().is_some_and(|edges| !edges.is_empty());
+        return correct(post(&urls.inventory, json!({ "query": CATALOG })).await, products).await;
     }
     let first = "{ myRentals(first: 20) { edges { node { id status months product { id } } } } }";
     let Ok(response) = post(&urls.rental, json!({ "query": first })).await else { return false };
     let Ok(page) = response.json::<Value>().await else { return false };
+    if page.get("errors").is_some() {
+        return false;
+    }
     let edges = page["data"]["myRentals"]["edges"].as_array().cloned().unwrap_or_default();
+    if edges.len() != RENTALS_EACH {
+        return false;
+    }
     let rentals: Vec<Value> =
         edges.iter().map(|edge| json!({ "__typename": "Rental", "id": edge["node"]["id"] })).collect();
     let products: Vec<Value> =
@@ -143,13 +167,10 @@ async fn floor_once(client: &reqwest::Client, urls: &Floor, token: &str, catalog
             json!({ "query": entities("... on Rental { delivery { status } }"), "variables": { "r": rentals } })
         ),
     );
-    for response in [a, b, c] {
-        let Ok(response) = response else { return false };
-        if response.bytes().await.is_err() {
-            return false;
-        }
-    }
-    true
+    let all_found = |data: &Value| {
+        data["_entities"].as_array().is_some_and(|found| found.len() == RENTALS_EACH && found.iter().all(|e| !e.is_null()))
+    };
+    correct(a, all_found).await && correct(b, all_found).await && correct(c, all_found).await
 }
 
 struct Floor {
@@ -162,28 +183,32 @@ struct Floor {
 async fn load_floor(
     client: &reqwest::Client,
     urls: &Floor,
-    tokens: &[String],
+    customers: &[(String, Value)],
     catalog: bool,
     concurrency: usize,
     duration: Duration,
-) -> (f64, Vec<f64>) {
+) -> Run {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let workers = (0..concurrency).map(|worker| async move {
-        let token = &tokens[worker % tokens.len()];
-        let mut latencies = Vec::new();
+        let token = &customers[worker % customers.len()].0;
+        let (mut latencies, mut wrong) = (Vec::new(), 0u64);
         while Instant::now() < deadline {
             let sent = Instant::now();
             if floor_once(client, urls, token, catalog).await {
                 latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            } else {
+                wrong += 1;
             }
         }
-        latencies
+        (latencies, wrong)
     });
-    let mut all: Vec<f64> = futures::future::join_all(workers).await.into_iter().flatten().collect();
+    let results = futures::future::join_all(workers).await;
+    let wrong = results.iter().map(|(_, wrong)| wrong).sum();
+    let mut all: Vec<f64> = results.into_iter().flat_map(|(latencies, _)| latencies).collect();
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    (all.len() as f64 / elapsed, all)
+    Run { throughput: all.len() as f64 / elapsed, latencies: all, wrong }
 }
 
 async fn answer(client: &reqwest::Client, url: &str, token: &str, query: &str) -> anyhow::Result<Value> {
@@ -241,6 +266,13 @@ async fn main() -> anyhow::Result<()> {
     for (label, query) in [("myRentals page", MY_RENTALS), ("catalog", CATALOG)] {
         let expected = answer(&client, &ours, &customer, query).await?;
         anyhow::ensure!(expected.get("errors").is_none(), "our router answered with errors: {expected}");
+        // Each customer's correct answer, checked once: the timed runs count only these.
+        let mut answers = Vec::with_capacity(customers.len());
+        for token in &customers {
+            let own = answer(&client, &ours, token, query).await?;
+            anyhow::ensure!(own.get("errors").is_none(), "our router answered with errors: {own}");
+            answers.push((token.clone(), own));
+        }
         let mut targets: Vec<(&str, String, Option<u32>)> =
             vec![("hive-router (ours)", ours.clone(), stack.router.pid())];
         for gateway in &gateways {
@@ -255,24 +287,24 @@ async fn main() -> anyhow::Result<()> {
             delivery: stack.subgraphs.delivery.url(),
         };
         let catalog = label == "catalog";
-        anyhow::ensure!(floor_once(&client, &floor, &customer, catalog).await, "the direct fetches work");
+        anyhow::ensure!(floor_once(&client, &floor, &customer, catalog).await, "the direct fetches answer correctly");
         targets.push(("floor: direct subgraph fetches", String::new(), None));
         let mut results: Vec<Samples> = vec![Default::default(); targets.len()];
         for _ in 0..rounds {
             for (index, (_, url, pid)) in targets.iter().enumerate() {
                 let run = |duration| {
-                    let (client, floor, customers) = (&client, &floor, &customers);
+                    let (client, floor, answers) = (&client, &floor, &answers);
                     async move {
                         if url.is_empty() {
-                            load_floor(client, floor, customers, catalog, concurrency, duration).await
+                            load_floor(client, floor, answers, catalog, concurrency, duration).await
                         } else {
-                            load(client, url, customers, query, concurrency, duration).await
+                            load(client, url, answers, query, concurrency, duration).await
                         }
                     }
                 };
                 let _ = run(Duration::from_secs(1)).await; // warm-up
                 let cpu_before = pid.and_then(cpu_seconds);
-                let (throughput, latencies) = run(Duration::from_secs(seconds)).await;
+                let Run { throughput, latencies, wrong } = run(Duration::from_secs(seconds)).await;
                 let cpu = match (cpu_before, pid.and_then(cpu_seconds)) {
                     (Some(before), Some(after)) => (after - before) / seconds as f64 * 100.0,
                     _ => f64::NAN,
@@ -283,28 +315,29 @@ async fn main() -> anyhow::Result<()> {
                 entry.2.push(percentile(&latencies, 0.99));
                 entry.3.push(cpu);
                 entry.4 = pid.and_then(rss_mib).unwrap_or(f64::NAN).max(entry.4);
+                entry.5 += wrong;
             }
         }
-        for ((name, _, _), (mut rps, mut p50, mut p99, mut cpu, rss)) in targets.iter().zip(results) {
+        for ((name, _, _), (mut rps, mut p50, mut p99, mut cpu, rss, wrong)) in targets.iter().zip(results) {
             let spread = rps.iter().cloned().fold(f64::INFINITY, f64::min)..=rps.iter().cloned().fold(0.0, f64::max);
             report.push(json!({
                 "query": label, "target": name,
                 "requestsPerSecond": median(&mut rps), "spread": [spread.start(), spread.end()],
                 "p50Ms": median(&mut p50), "p99Ms": median(&mut p99),
-                "cpuPercent": median(&mut cpu), "rssMiB": rss,
+                "cpuPercent": median(&mut cpu), "rssMiB": rss, "wrongAnswers": wrong,
             }));
         }
     }
 
     let mut table = String::from(
-        "| query | target | req/s (median) | range | p50 ms | p99 ms | CPU % | RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
+        "| query | target | correct answers/s (median) | range | p50 ms | p99 ms | CPU % | RSS MiB | wrong answers |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in &report {
         let number = |pointer: &str, decimals| {
             format_number(row.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN), decimals)
         };
         table.push_str(&format!(
-            "| {} | {} | {} | {}–{} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {}–{} | {} | {} | {} | {} | {} |\n",
             row["query"].as_str().unwrap_or(""),
             row["target"].as_str().unwrap_or(""),
             number("/requestsPerSecond", 0),
@@ -314,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
             number("/p99Ms", 1),
             number("/cpuPercent", 0),
             number("/rssMiB", 0),
+            row["wrongAnswers"],
         ));
     }
     bench::report::write(
