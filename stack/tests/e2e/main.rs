@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod contract;
 mod batching;
 mod cancel;
 mod faults;

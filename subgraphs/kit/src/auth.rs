@@ -117,7 +117,19 @@ impl TokenVerifier {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     AuthError::Invalid("its signature does not match".into())
                 }
-                _ => AuthError::Invalid(error.to_string()),
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    AuthError::Invalid("it was not issued by this service".into())
+                }
+                // The claims do not fit: an unknown role, a missing subject.
+                jsonwebtoken::errors::ErrorKind::Json(_) | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
+                    AuthError::Invalid(
+                        "it does not name a role this service knows (customer, operator or service) and a subject".into(),
+                    )
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidToken
+                | jsonwebtoken::errors::ErrorKind::Base64(_)
+                | jsonwebtoken::errors::ErrorKind::Utf8(_) => AuthError::Invalid("it is not a well-formed JWT".into()),
+                _ => AuthError::Invalid("it could not be verified".into()),
             })?;
         let claims = data.claims;
         match claims.role {
@@ -212,6 +224,24 @@ mod tests {
 
         assert_eq!(verifier.verify_authorization(None), Err(AuthError::Missing));
         assert_eq!(verifier.verify_authorization(Some("Basic abc")), Err(AuthError::NotBearer));
+    }
+
+    #[test]
+    fn a_signed_token_with_an_unknown_role_is_refused_in_words() {
+        #[derive(Serialize)]
+        struct Odd {
+            sub: &'static str,
+            role: &'static str,
+            iss: &'static str,
+            exp: i64,
+        }
+        let claims = Odd { sub: "x", role: "admin", iss: ISSUER, exp: Utc::now().timestamp() + 60 };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"test-secret"))
+            .expect("signed");
+        let (_, verifier) = pair();
+        let refused = verifier.verify(&token).unwrap_err().to_string();
+        assert!(refused.contains("role this service knows"), "{refused}");
+        assert!(!refused.contains("variant"), "no serde internals: {refused}");
     }
 
     #[test]

@@ -167,7 +167,12 @@ struct RequestMetrics {
 
 impl ExtensionFactory for RequestMetrics {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestObserver { service: self.service, root_fields: Mutex::default(), operation: Mutex::default() })
+        Arc::new(RequestObserver {
+            service: self.service,
+            root_fields: Mutex::default(),
+            operation: Mutex::default(),
+            asks_for_service_sdl: Default::default(),
+        })
     }
 }
 
@@ -177,6 +182,8 @@ struct RequestObserver {
     root_fields: Mutex<Vec<(Option<String>, String)>>,
     /// The root field of the operation that passed validation and ran.
     operation: Mutex<Option<String>>,
+    /// Whether any operation of the document selects `_service`.
+    asks_for_service_sdl: std::sync::atomic::AtomicBool,
 }
 
 fn first_root_field(operation: &OperationDefinition) -> String {
@@ -236,6 +243,16 @@ impl Extension for RequestObserver {
                 .collect(),
         };
         *self.root_fields.lock().expect("metrics lock") = fields;
+        let selects_service = |operation: &OperationDefinition| {
+            operation.selection_set.node.items.iter().any(|selection| {
+                matches!(&selection.node, Selection::Field(field) if field.node.name.node == "_service")
+            })
+        };
+        let asks = match &document.operations {
+            DocumentOperations::Single(operation) => selects_service(&operation.node),
+            DocumentOperations::Multiple(operations) => operations.values().any(|operation| selects_service(&operation.node)),
+        };
+        self.asks_for_service_sdl.store(asks, std::sync::atomic::Ordering::Relaxed);
         Ok(document)
     }
 
@@ -248,6 +265,13 @@ impl Extension for RequestObserver {
                 .map(|(_, field)| field.clone())
         };
         *self.operation.lock().expect("metrics lock") = field;
+        // `_service { sdl }` is for the router and other services only: a customer or an
+        // operator calling a subgraph directly reads the schema through the router.
+        let service = matches!(ctx.data_opt::<Identity>(), Some(Identity::Service { .. }));
+        if self.asks_for_service_sdl.load(std::sync::atomic::Ordering::Relaxed) && !service {
+            let refused = ApiError::forbidden("_service is for the router and other services only");
+            return Response::from_errors(vec![refused.into_graphql().into_server_error(Default::default())]);
+        }
         next.run(ctx, operation_name).await
     }
 }

@@ -1,23 +1,20 @@
-//! Router plugin `auth_errors`: rewrites the router's own JWT authentication failures
-//! into the errors our subgraphs give for the same problem, so a client sees one code
-//! (`UNAUTHENTICATED`) and one set of sentences wherever a token is rejected.
+//! Router plugin `auth`: every request is authenticated the way the subgraphs do it,
+//! before the router's own JWT check, so a client sees one code (`UNAUTHENTICATED`),
+//! one set of sentences and HTTP 401 wherever a token is refused: POST, GET, SSE, and
+//! each subscription over WebSocket.
 //!
-//! Out of the box hive-router answers with its internal vocabulary: `JWT_LOOKUP_FAILED`,
-//! `MISSING_JWT` (for an expired token!), `INVALID_JWT_HEADER`, `JWT_NOT_SUPPORTED`, with
-//! messages such as `all jwk failed to decode token: [FailedToDecodeToken(Error(
-//! ExpiredSignature))]`, and with 401 or 403 depending on the case.
+//! - `on_graphql_params` verifies the `Authorization` header (for WebSocket clients,
+//!   the one in `connection_init`, which the router presents as the request's headers)
+//!   with the same verifier the subgraphs use, against the secret of the router's JWKS
+//!   file. A refusal ends the request with 401 and our error: as JSON for HTTP (SSE
+//!   included: the router would otherwise accept the stream and send the error inside
+//!   it with 200), as `next` + `complete` over WebSocket.
+//! - `on_graphql_error` still rewrites any JWT error of the router itself (it should no
+//!   longer happen) into the same vocabulary, never the router's internal text.
 //!
-//! The `on_graphql_error` hook only hands us the rendered `GraphQLError` (message and
-//! code), not the router's `JwtError`, so the cause is recovered from those two strings:
-//! the code says which `JwtError` variant it was (`JwtError::error_code`), and the
-//! message carries the `jsonwebtoken` error kind by its `Debug` name. If a hive-router
-//! upgrade renames them, the error falls through to a generic sentence, never to the
-//! raw router text.
-//!
-//! Limits: the hook runs for HTTP requests (POST, GET, and the streaming modes), but
-//! hive-router's WebSocket server builds its JWT error messages without calling it, so
-//! subscriptions over graphql-transport-ws still get the router's own error and
-//! `4403` close.
+//! Limit: hive-router 0.2.19 acknowledges every WebSocket `connection_init` without a
+//! hook; only a patched router could close the socket with 4401/4403 there. Each
+//! subscription is refused instead, and the socket stays usable.
 
 use hive_router::{
     GraphQLError,
@@ -25,27 +22,74 @@ use hive_router::{
     plugins::{
         hooks::{
             on_graphql_error::{OnGraphQLErrorHookPayload, OnGraphQLErrorHookResult},
+            on_graphql_params::{OnGraphQLParamsStartHookPayload, OnGraphQLParamsStartHookResult},
             on_plugin_init::{OnPluginInitPayload, OnPluginInitResult},
         },
-        plugin_trait::RouterPlugin,
+        plugin_trait::{RouterPlugin, StartHookPayload},
     },
 };
-use subgraph_kit::{ErrorCode, auth::AuthError};
+use serde::Deserialize;
+use subgraph_kit::{ErrorCode, TokenVerifier, auth::AuthError};
 
-#[derive(Default)]
-pub struct AuthErrors;
+/// `plugins.auth.config` in router.config.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The JWKS file the router's `jwt` section reads (the HS256 secret as an `oct` key).
+    pub jwks_path: String,
+}
 
-impl RouterPlugin for AuthErrors {
+pub struct Auth {
+    verifier: TokenVerifier,
+}
+
+/// The HS256 secret in a JWKS document: the first `oct` key's `k`.
+fn secret_from_jwks(document: &str) -> Result<String, String> {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct Key {
+        kty: String,
+        k: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Jwks {
+        keys: Vec<Key>,
+    }
+    let jwks: Jwks = serde_json::from_str(document).map_err(|error| format!("not a JWKS document: {error}"))?;
+    let key = jwks.keys.into_iter().find(|key| key.kty == "oct").and_then(|key| key.k).ok_or("no oct key")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key.trim_end_matches('='))
+        .map_err(|error| format!("the oct key is not base64url: {error}"))?;
+    String::from_utf8(bytes).map_err(|_| "the oct key is not a text secret".to_owned())
+}
+
+#[hive_router::async_trait]
+impl RouterPlugin for Auth {
     /// The key under `plugins:` in router.config.yaml.
     fn plugin_name() -> &'static str {
-        "auth_errors"
+        "auth"
     }
 
-    /// Nothing to configure.
-    type Config = ();
+    type Config = AuthConfig;
 
     fn on_plugin_init(payload: OnPluginInitPayload<Self>) -> OnPluginInitResult<Self> {
-        payload.initialize_plugin_with_defaults()
+        let config = payload.config()?;
+        let document = std::fs::read_to_string(&config.jwks_path)
+            .map_err(|error| format!("reading the JWKS file {}: {error}", config.jwks_path))?;
+        let secret = secret_from_jwks(&document).map_err(|error| format!("{}: {error}", config.jwks_path))?;
+        payload.initialize_plugin(Auth { verifier: TokenVerifier::new(&secret) })
+    }
+
+    async fn on_graphql_params<'exec>(
+        &'exec self,
+        payload: OnGraphQLParamsStartHookPayload<'exec>,
+    ) -> OnGraphQLParamsStartHookResult<'exec> {
+        let headers = payload.router_http_request.headers;
+        let authorization = headers.get("authorization").and_then(|value| value.to_str().ok());
+        match self.verifier.verify_authorization(authorization) {
+            Ok(_) => payload.proceed(),
+            Err(refused) => payload.end_with_graphql_error(unauthenticated(&refused), StatusCode::UNAUTHORIZED),
+        }
     }
 
     fn on_graphql_error<'req>(
@@ -63,19 +107,20 @@ impl RouterPlugin for AuthErrors {
         let Some(auth_error) = translate(code, &payload.error.message) else {
             return payload.proceed();
         };
-
-        // A fresh error: same shape as the router's (message + extensions.code), no data.
-        payload.error =
-            GraphQLError::from_message_and_code(auth_error.to_string(), ErrorCode::Unauthenticated.as_str());
+        payload.error = unauthenticated(&auth_error);
         // "Who are you?" is 401; the router answers 403 (or 400) for bad tokens. When it
-        // has already accepted a streaming response (SSE, multipart) the status is 200
-        // and the error travels inside the stream; changing it then would break the
-        // stream's contract, so only an error status is replaced.
+        // has already accepted a streaming response the status is 200 and the error
+        // travels inside the stream; only an error status is replaced.
         if payload.status_code.is_client_error() {
             payload.status_code = StatusCode::UNAUTHORIZED;
         }
         payload.proceed()
     }
+}
+
+/// Our error for a refused token: the same code and sentence as the subgraphs give.
+fn unauthenticated(refused: &AuthError) -> GraphQLError {
+    GraphQLError::from_message_and_code(refused.to_string(), ErrorCode::Unauthenticated.as_str())
 }
 
 /// The subgraphs' `AuthError` for a router JWT error, or `None` if it is something else.
@@ -129,6 +174,13 @@ mod tests {
         let forged = "all jwk failed to decode token: [FailedToDecodeToken(Error(InvalidSignature))]";
         assert_eq!(translate("MISSING_JWT", forged), Some(AuthError::Invalid("its signature does not match".into())));
         assert!(matches!(translate("INVALID_JWT_HEADER", "failed to parse"), Some(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_jwks_file() {
+        let document = r#"{"keys":[{"kty":"oct","alg":"HS256","use":"sig","k":"c2VjcmV0"}]}"#;
+        assert_eq!(secret_from_jwks(document), Ok("secret".to_owned()));
+        assert!(secret_from_jwks(r#"{"keys":[]}"#).is_err());
     }
 
     #[test]
