@@ -268,6 +268,10 @@ pub struct ClusterSpec {
     pub replicas: usize,
     /// Extra environment for every subgraph process.
     pub env: Vec<(String, String)>,
+    /// Extra environment for the router.
+    pub router_env: Vec<(String, String)>,
+    /// The router's log level.
+    pub router_log_level: String,
     /// Where the processes write their logs.
     pub log_dir: PathBuf,
 }
@@ -341,10 +345,10 @@ impl ProcessCluster {
                 .map(|service| Ok((*service, cluster.url_of(service, 0)?)))
                 .collect::<anyhow::Result<_>>()?,
             jwt_secret: cluster.secret.clone(),
-            log_level: "warn".into(),
+            log_level: cluster.spec.router_log_level.clone(),
             log_file: Some(cluster.spec.log_dir.join("router.log")),
             workers: Some(1),
-            extra_env: Vec::new(),
+            extra_env: cluster.spec.router_env.clone(),
         })
         .await?;
         cluster.router = Some(router);

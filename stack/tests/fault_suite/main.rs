@@ -135,6 +135,8 @@ async fn run(fault: Fault, postgres: &PrivatePostgres, rabbit: &PrivateRabbit, i
         .iter()
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
         .collect(),
+        router_env: Vec::new(),
+        router_log_level: "warn".into(),
         log_dir: log_dir.clone(),
     })
     .await?;

@@ -305,14 +305,16 @@ impl Subscription {
                         }
                     }
                 }
-                let changed = tokio::select! {
-                    changed = listener.changed() => changed,
-                    () = stopping.cancelled() => false,
+                let nudge = tokio::select! {
+                    nudge = listener.changed() => nudge,
+                    () = stopping.cancelled() => None,
                 };
-                if !changed {
-                    break;
-                }
-                match deliveries::find_by_rental(&database, rental_id).await {
+                let Some(nudge) = nudge else { break };
+                // Reading the new state for this subscriber, in the trace of the change.
+                let span = tracing::info_span!("live update", otel.kind = "server");
+                subgraph_kit::telemetry::continue_trace(&span, nudge.traceparent.as_deref());
+                let read = tracing::Instrument::instrument(deliveries::find_by_rental(&database, rental_id), span);
+                match read.await {
                     Ok(row) => current = row,
                     Err(error) => {
                         yield Err(error.into());

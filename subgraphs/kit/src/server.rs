@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::{SinkExt, StreamExt};
+use tracing::Instrument;
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthError, TokenVerifier};
@@ -81,7 +82,11 @@ async fn graphql_http<E: Executor>(
         Ok(request) => request.into_inner(),
         Err(rejection) => return bad_request(rejection),
     };
-    GraphQLResponse::from(state.executor.execute(request.data(identity)).await).into_response()
+    // The request continues the caller's trace (the router's, or rental's for payment).
+    let span = tracing::info_span!("graphql request", otel.kind = "server");
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, crate::telemetry::extract(&headers));
+    let response = state.executor.execute(request.data(identity)).instrument(span).await;
+    GraphQLResponse::from(response).into_response()
 }
 
 async fn graphql_ws<E: Executor>(

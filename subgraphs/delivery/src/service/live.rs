@@ -27,9 +27,11 @@ use uuid::Uuid;
 
 use crate::domain::DeliveryStatus;
 
-/// A nudge to re-read one rental's delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nudge;
+/// A nudge to re-read one rental's delivery, with the trace of the change behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nudge {
+    pub traceparent: Option<String>,
+}
 
 /// Per-rental channels that the broker listener nudges.
 #[derive(Default)]
@@ -46,15 +48,15 @@ impl LiveHub {
         Listener { receiver: sender.subscribe(), rental_id, hub: self.clone() }
     }
 
-    fn nudge(&self, rental_id: Uuid) {
+    fn nudge(&self, rental_id: Uuid, traceparent: Option<String>) {
         if let Some(sender) = self.channels.lock().expect("hub lock poisoned").get(&rental_id) {
-            let _ = sender.send(Nudge);
+            let _ = sender.send(Nudge { traceparent });
         }
     }
 
     fn nudge_everyone(&self) {
         for sender in self.channels.lock().expect("hub lock poisoned").values() {
-            let _ = sender.send(Nudge);
+            let _ = sender.send(Nudge { traceparent: None });
         }
     }
 
@@ -72,12 +74,13 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Waits for the next nudge. A subscriber that fell behind (many nudges at once)
-    /// just re-reads once: a nudge carries nothing but "look again".
-    pub async fn changed(&mut self) -> bool {
+    /// Waits for the next nudge; `None` once the hub is gone. A subscriber that fell
+    /// behind (many nudges at once) just re-reads once: a nudge only says "look again".
+    pub async fn changed(&mut self) -> Option<Nudge> {
         match self.receiver.recv().await {
-            Ok(Nudge) | Err(broadcast::error::RecvError::Lagged(_)) => true,
-            Err(broadcast::error::RecvError::Closed) => false,
+            Ok(nudge) => Some(nudge),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Nudge { traceparent: None }),
+            Err(broadcast::error::RecvError::Closed) => None,
         }
     }
 }
@@ -170,7 +173,18 @@ async fn listen(hub: &LiveHub, config: &EventsConfig, outage: &mut Outage, backo
             .map_err(|error| error.to_string())
             .and_then(|envelope| DeliveryNews::decode(&envelope).map_err(|error| error.to_string()));
         match news {
-            Ok(news) => hub.nudge(news.rental_id()),
+            Ok(news) => {
+                // The nudge continues the trace of the change: publish, then this.
+                let span = tracing::info_span!("live status change", otel.kind = "consumer", event = news.event_type());
+                let traceparent = delivery.properties.headers().as_ref().and_then(|headers| {
+                    match headers.inner().get("traceparent")? {
+                        lapin::types::AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+                        _ => None,
+                    }
+                });
+                subgraph_kit::telemetry::continue_trace(&span, traceparent.as_deref());
+                span.in_scope(|| hub.nudge(news.rental_id(), subgraph_kit::telemetry::current_traceparent()));
+            }
             Err(error) => tracing::warn!(%error, "ignoring a delivery event this listener cannot read"),
         }
     }
@@ -196,8 +210,8 @@ mod tests {
         let mut first = hub.listen(rental);
         let second = hub.listen(rental);
         assert_eq!(hub.watched(), 1);
-        hub.nudge(rental);
-        assert!(first.changed().await);
+        hub.nudge(rental, None);
+        assert!(first.changed().await.is_some());
         drop(second);
         assert_eq!(hub.watched(), 1);
         drop(first);

@@ -34,6 +34,7 @@ use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::outbox::relay;
@@ -165,6 +166,18 @@ struct Message<I> {
     delivery: Delivery,
     envelope: Envelope,
     event: I,
+    /// The W3C trace context it was published in.
+    traceparent: Option<String>,
+}
+
+/// The `traceparent` header of a message, if the relay set one.
+fn traceparent_of(delivery: &Delivery) -> Option<String> {
+    let value = delivery.properties.headers().as_ref()?.inner().get("traceparent")?;
+    match value {
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        AMQPValue::ShortString(text) => Some(text.as_str().to_owned()),
+        _ => None,
+    }
 }
 
 impl<H: EventHandler> Session<'_, H> {
@@ -251,7 +264,10 @@ impl<H: EventHandler> Session<'_, H> {
                 .map_err(|error| HandlerError::Poison(format!("the message is not an event envelope: {error}")))
                 .and_then(|envelope| Ok((H::Inbox::decode(&envelope)?, envelope)));
             match decoded {
-                Ok((event, envelope)) => messages.push(Message { delivery, envelope, event }),
+                Ok((event, envelope)) => {
+                    let traceparent = traceparent_of(&delivery);
+                    messages.push(Message { delivery, envelope, event, traceparent })
+                }
                 Err(error) => self.dead_letter(publisher, &delivery, None, &error.to_string()).await?,
             }
         }
@@ -406,7 +422,17 @@ impl<H: EventHandler> Session<'_, H> {
                 for message in messages {
                     // `remove`, so a second copy of a message in the batch is skipped.
                     if claimed.remove(&message.envelope.id) {
-                        self.handler.handle(tx, message.event.clone(), EventMeta::from(&message.envelope)).await?;
+                        // Each message continues the trace it was published in; events the
+                        // handler writes continue it further.
+                        let span = tracing::info_span!(
+                            "consume event",
+                            otel.kind = "consumer",
+                            service = self.service,
+                            event = message.event.event_type()
+                        );
+                        crate::telemetry::continue_trace(&span, message.traceparent.as_deref());
+                        let meta = EventMeta::from(&message.envelope);
+                        self.handler.handle(tx, message.event.clone(), meta).instrument(span).await?;
                         applied.insert(message.envelope.id);
                     }
                 }

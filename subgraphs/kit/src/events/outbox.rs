@@ -15,6 +15,7 @@ use crate::config::EventsConfig;
 use crate::db::{Database, Tx};
 use crate::metrics::metrics;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 diesel::table! {
     outbox (id) {
@@ -24,6 +25,7 @@ diesel::table! {
         payload -> Jsonb,
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
+        trace_context -> Nullable<Text>,
     }
 }
 
@@ -46,6 +48,8 @@ pub async fn enqueue<E: Event>(tx: &mut Tx<'_>, source: &str, event: &E) -> Quer
 /// Returns their ids.
 pub async fn enqueue_all<E: Event>(tx: &mut Tx<'_>, source: &str, events: &[E]) -> QueryResult<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(events.len());
+    // The trace of the change travels with its events.
+    let trace_context = crate::telemetry::current_traceparent();
     let rows: Vec<_> = events
         .iter()
         .map(|event| {
@@ -57,6 +61,7 @@ pub async fn enqueue_all<E: Event>(tx: &mut Tx<'_>, source: &str, events: &[E]) 
                 outbox::event_type.eq(E::TYPE),
                 outbox::version.eq(E::VERSION),
                 outbox::payload.eq(payload),
+                outbox::trace_context.eq(trace_context.clone()),
             )
         })
         .collect();
@@ -134,11 +139,11 @@ async fn publish_batch(
     let exchange = config.exchange();
     let outcome = connection
         .transaction(async |connection| {
-            let rows: Vec<(Uuid, String, serde_json::Value)> = outbox::table
+            let rows: Vec<(Uuid, String, serde_json::Value, Option<String>)> = outbox::table
                 .filter(outbox::published_at.is_null())
                 .order(outbox::id)
                 .limit(BATCH)
-                .select((outbox::id, outbox::event_type, outbox::payload))
+                .select((outbox::id, outbox::event_type, outbox::payload, outbox::trace_context))
                 .for_update()
                 .skip_locked()
                 .load(connection)
@@ -147,12 +152,21 @@ async fn publish_batch(
                 return Ok((0, None));
             }
             let mut pending = Vec::with_capacity(rows.len());
-            for (id, event_type, payload) in &rows {
-                let properties = BasicProperties::default()
+            for (id, event_type, payload, trace_context) in &rows {
+                let mut properties = BasicProperties::default()
                     .with_message_id(id.to_string().into())
                     .with_type(event_type.as_str().into())
                     .with_content_type("application/json".into())
                     .with_delivery_mode(2);
+                // A short span per message, in the trace of the change that wrote it; the
+                // message carries this span's context on to its consumers.
+                let span = tracing::info_span!("publish event", otel.kind = "producer", event = %event_type);
+                crate::telemetry::continue_trace(&span, trace_context.as_deref());
+                if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
+                    let mut headers = lapin::types::FieldTable::default();
+                    headers.insert("traceparent".into(), lapin::types::AMQPValue::LongString(traceparent.into_bytes().into()));
+                    properties = properties.with_headers(headers);
+                }
                 let confirm = channel
                     .basic_publish(
                         exchange.as_str().into(),
@@ -161,6 +175,7 @@ async fn publish_batch(
                         &serde_json::to_vec(payload)?,
                         properties,
                     )
+                    .instrument(span)
                     .await?;
                 pending.push((*id, event_type.as_str(), confirm));
             }

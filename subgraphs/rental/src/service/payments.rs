@@ -105,10 +105,14 @@ impl PaymentClient {
         let token = self.issuer.issue(&Identity::Service { name: crate::SERVICE.into() }, Duration::from_secs(60));
         // The timeout covers the whole exchange, body included.
         let exchange = async {
+            // Payment continues this request's trace.
+            let mut headers = reqwest::header::HeaderMap::new();
+            subgraph_kit::telemetry::inject(&mut headers);
             let response = self
                 .http
                 .post(&self.settings.url)
                 .bearer_auth(token)
+                .headers(headers)
                 .json(&json!({ "query": query, "variables": variables }))
                 .send()
                 .await?;
@@ -118,6 +122,7 @@ impl PaymentClient {
             }
             response.json::<Value>().await.map(Some)
         };
+        let exchange = tracing::Instrument::instrument(exchange, tracing::info_span!("call payment", otel.kind = "client"));
         let answer = match tokio::time::timeout(self.settings.timeout, exchange).await {
             Ok(Ok(body)) => body,
             Ok(Err(error)) => {
