@@ -1,23 +1,56 @@
-# The whole stack in one image: four subgraphs and the router, started by `stack`.
-# Used by compose.yaml, which adds PostgreSQL and RabbitMQ.
+# syntax=docker/dockerfile:1.7
+#
+# One image holds every binary of the system: the four subgraphs, the router and the
+# operator tools. Each compose service and each Kubernetes Deployment runs the same image
+# with its own command. Why one image and not one target per service:
+#   - one build: the binaries share most of their code (subgraph-kit, async-graphql,
+#     diesel, lapin, tokio), so building them together costs little more than building
+#     the router alone, and one cache serves all;
+#   - one version: every service, the router config and the supergraph it was composed
+#     from ship together under one tag, so a deployment never mixes a subgraph with a
+#     supergraph composed from another revision;
+#   - the tools (dev-token, dead-letters, rebuild-history) are at hand in any pod:
+#     `kubectl exec deploy/rental -- dead-letters ...`.
+# The cost is an image of a few tens of MB more per service than strictly needed.
+#
+# The final image also has curl, for the compose healthchecks (the binaries have no
+# health-check mode of their own). Kubernetes probes use HTTP and do not need it.
 
 FROM rust:1.95-bookworm AS build
+# Node.js and npm: the router embeds a GraphiQL page built from an npm package
+# (router/graphiql) at build time. Debian bookworm's Node.js is 18: enough for `npm ci`.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p router --bins && cargo build --release -p subgraph-kit --bin dev-token
+# The target dir is a cache mount, so the binaries are copied out in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+      -p inventory -p rental -p payment -p delivery -p router -p subgraph-kit \
+      --bin inventory --bin rental --bin payment --bin delivery --bin router \
+      --bin dev-token --bin dead-letters --bin rebuild-history \
+ && mkdir -p /out \
+ && cd target/release \
+ && cp inventory rental payment delivery router dev-token dead-letters rebuild-history /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 water \
+ && useradd --system --uid 10001 --gid water --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin water
 WORKDIR /app
-# `stack` starts the router binary that sits next to it.
-COPY --from=build /src/target/release/stack /src/target/release/router /src/target/release/dev-token /app/bin/
+COPY --from=build /out/ /app/bin/
 COPY router/router.config.yaml /app/config/router.config.yaml
 COPY schema/supergraph.graphql /app/config/supergraph.graphql
-ENV ROUTER_CONFIG_FILE_PATH=/app/config/router.config.yaml \
-    SUPERGRAPH_PATH=/app/config/supergraph.graphql \
-    ROUTER_HOST=0.0.0.0 \
-    ROUTER_PORT=4000
-EXPOSE 4000
-CMD ["/app/bin/stack"]
+ENV PATH=/app/bin:$PATH \
+    ROUTER_CONFIG_FILE_PATH=/app/config/router.config.yaml \
+    SUPERGRAPH_PATH=/app/config/supergraph.graphql
+USER 10001:10001
+EXPOSE 4000 4001 4002 4003 4004
+# No service is started by default: compose and the Kubernetes manifests set the command.
+CMD ["sh", "-c", "echo 'usage: run one of: inventory | rental | payment | delivery | router | dev-token customer [UUID] | dev-token operator | dead-letters | rebuild-history' >&2; exit 64"]

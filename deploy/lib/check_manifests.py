@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""Checks one rendered kustomization (`kubectl kustomize DIR`) against the runtime contract.
+
+    check_manifests.py --build NAME --repo ROOT --core-out CORE.yaml RENDERED.yaml
+
+NAME is base, dev or production. Writes the documents of built-in kinds to CORE.yaml
+(for kubernetes-validate) and checks the custom resources itself (RabbitmqCluster,
+CloudNativePG Cluster and Database, ServiceMonitor): kubernetes-validate has no schema
+for them. Prints each failed check (every check with --verbose); exits 1 if any failed.
+"""
+
+import argparse
+import base64
+import json
+import re
+import sys
+
+import yaml
+
+SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
+PROCESSES = {**SUBGRAPHS, "router": 4000}
+# Defaults of the runtime contract, used when a Deployment does not set them.
+DEFAULT_DRAIN_SECONDS = 0
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 10
+CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
+# Secrets production creates outside these manifests: documented in deploy/README.md.
+OUT_OF_BAND_SECRETS = {"water-jwt": {"secret", "jwks.json"}}
+CNPG_APP_SECRET_KEYS = {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
+RABBITMQ_DEFAULT_USER_KEYS = {"username", "password", "host", "port", "default_user.conf", "provider", "type"}
+HASHED = re.compile(r"^(?P<base>[a-z0-9-]+)-[a-z0-9]{10}$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
+
+
+class Report:
+    def __init__(self, build, verbose):
+        self.build = build
+        self.verbose = verbose
+        self.failures = 0
+        self.passed = 0
+
+    def check(self, ok, what, detail=""):
+        if ok:
+            self.passed += 1
+            if self.verbose:
+                print(f"  ok    [{self.build}] {what}")
+        else:
+            self.failures += 1
+            print(f"  FAIL  [{self.build}] {what}" + (f": {detail}" if detail else ""))
+        return ok
+
+    def warn(self, what):
+        print(f"  warn  [{self.build}] {what}")
+
+
+# ---------------------------------------------------------------------------------------
+# A small typed schema for the custom resources: the fields we use, with their types.
+# A key ending in "!" is required; any key not listed is an error (catches typos).
+
+class Enum:
+    def __init__(self, *values):
+        self.values = values
+
+
+class MapOf:
+    def __init__(self, value_type):
+        self.value_type = value_type
+
+
+class Pattern:
+    def __init__(self, regex, name):
+        self.regex, self.name = regex, name
+
+
+Quantity = Pattern(QUANTITY, "quantity")
+Duration = Pattern(DURATION, "duration")
+RESOURCES = {"requests": MapOf(Quantity), "limits": MapOf(Quantity)}
+LABEL_SELECTOR = {
+    "matchLabels": MapOf(str),
+    "matchExpressions": [{"key!": str, "operator!": Enum("In", "NotIn", "Exists", "DoesNotExist"), "values": [str]}],
+}
+METADATA = {"name!": str, "namespace": str, "labels": MapOf(str), "annotations": MapOf(str)}
+
+RABBITMQ_CLUSTER = {
+    "replicas!": int,
+    "image": str,
+    "persistence": {"storage!": Quantity, "storageClassName": str},
+    "resources": RESOURCES,
+    "rabbitmq": {"additionalConfig": str, "additionalPlugins": [str], "advancedConfig": str},
+    "service": {"type": Enum("ClusterIP", "NodePort", "LoadBalancer")},
+    "terminationGracePeriodSeconds": int,
+    "affinity": dict,
+    "tolerations": list,
+    "override": dict,
+}
+CNPG_CLUSTER = {
+    "instances!": int,
+    "imageName": str,
+    "primaryUpdateStrategy": Enum("unsupervised", "supervised"),
+    "postgresql": {"parameters": MapOf(str), "pg_hba": [str]},
+    "bootstrap": {"initdb": {"database": str, "owner": str, "secret": {"name!": str}}},
+    "storage!": {"size!": Quantity, "storageClass": str},
+    "resources": RESOURCES,
+    "affinity": {
+        "enablePodAntiAffinity": bool,
+        "topologyKey": str,
+        "podAntiAffinityType": Enum("preferred", "required"),
+    },
+    "managed": {"roles": [{"name!": str, "ensure": Enum("present", "absent"), "login": bool, "createdb": bool,
+                           "passwordSecret": {"name!": str}}]},
+    "monitoring": {"enablePodMonitor": bool},
+    "backup": dict,
+}
+CNPG_DATABASE = {
+    "cluster!": {"name!": str},
+    "name!": str,
+    "owner!": str,
+    "ensure": Enum("present", "absent"),
+    "databaseReclaimPolicy": Enum("retain", "delete"),
+}
+SERVICE_MONITOR = {
+    "selector!": LABEL_SELECTOR,
+    "endpoints!": [{"port!": str, "path": str, "interval": Duration, "scrapeTimeout": Duration,
+                    "scheme": Enum("http", "https")}],
+    "namespaceSelector": dict,
+    "jobLabel": str,
+}
+CUSTOM_KINDS = {
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): RABBITMQ_CLUSTER,
+    ("postgresql.cnpg.io/v1", "Cluster"): CNPG_CLUSTER,
+    ("postgresql.cnpg.io/v1", "Database"): CNPG_DATABASE,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
+}
+
+
+def type_errors(value, schema, path):
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object, got {type(value).__name__}"]
+        errors = []
+        known = {key.rstrip("!"): key.endswith("!") for key in schema}
+        for key, required in known.items():
+            if required and key not in value:
+                errors.append(f"{path}.{key}: required")
+        for key, item in value.items():
+            if key not in known:
+                errors.append(f"{path}.{key}: unknown field")
+                continue
+            sub = schema[key + "!"] if known[key] else schema[key]
+            errors += type_errors(item, sub, f"{path}.{key}")
+        return errors
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {type(value).__name__}"]
+        return [e for i, item in enumerate(value) for e in type_errors(item, schema[0], f"{path}[{i}]")]
+    if isinstance(schema, MapOf):
+        if not isinstance(value, dict):
+            return [f"{path}: expected a map, got {type(value).__name__}"]
+        return [e for k, item in value.items() for e in type_errors(item, schema.value_type, f"{path}.{k}")]
+    if isinstance(schema, Enum):
+        return [] if value in schema.values else [f"{path}: {value!r} is not one of {list(schema.values)}"]
+    if isinstance(schema, Pattern):
+        ok = isinstance(value, str) and schema.regex.match(value)
+        return [] if ok else [f"{path}: {value!r} is not a {schema.name} string"]
+    if schema is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return [] if ok else [f"{path}: expected an integer, got {value!r}"]
+    if schema in (str, bool, list, dict):
+        return [] if isinstance(value, schema) else [f"{path}: expected {schema.__name__}, got {value!r}"]
+    raise TypeError(schema)
+
+
+# ---------------------------------------------------------------------------------------
+
+def env_map(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def env_value(container, name, default=None):
+    entry = env_map(container).get(name)
+    return entry.get("value", default) if entry else default
+
+
+def selects(selector, labels):
+    match = selector.get("matchLabels", {})
+    if not all(labels.get(k) == v for k, v in match.items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        if expr["operator"] == "In" and value not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and value in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and value is None:
+            return False
+        if expr["operator"] == "DoesNotExist" and value is not None:
+            return False
+    return bool(match or selector.get("matchExpressions"))
+
+
+def prestop_seconds(container):
+    pre = container.get("lifecycle", {}).get("preStop", {})
+    if "sleep" in pre:
+        return int(pre["sleep"]["seconds"])
+    command = pre.get("exec", {}).get("command", [])
+    if len(command) == 2 and command[0].endswith("sleep"):
+        return int(command[1])
+    return 0
+
+
+def check_deployment(r, d, docs, repo):
+    name = d["metadata"]["name"]
+    pod = d["spec"]["template"]["spec"]
+    pod_labels = d["spec"]["template"]["metadata"].get("labels", {})
+    annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+    containers = pod["containers"]
+    c = containers[0]
+    is_router = name == "router"
+    port = PROCESSES.get(name)
+    r.check(port is not None, f"Deployment {name} is one of the five processes")
+    if port is None:
+        return
+    r.check(len(containers) == 1, f"{name}: one container")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    r.check(ports.get("http") == port, f"{name}: container port http is {port}", str(ports))
+    if "replicas" in d["spec"]:
+        r.check(d["spec"]["replicas"] >= 2, f"{name}: replicas >= 2", str(d["spec"]["replicas"]))
+
+    # Probes.
+    ready_path, live_path = ("/readiness", "/health") if is_router else ("/ready", "/health")
+    for probe, path in (("readinessProbe", ready_path), ("livenessProbe", live_path), ("startupProbe", None)):
+        got = c.get(probe, {}).get("httpGet", {})
+        ok = bool(got) and got.get("port") in ("http", port) and (path is None or got.get("path") == path)
+        r.check(ok, f"{name}: {probe} is an HTTP GET on the service port" + (f" {path}" if path else ""), str(got))
+
+    # Resources.
+    res = c.get("resources", {})
+    ok = all(k in res.get("requests", {}) for k in ("cpu", "memory")) and "memory" in res.get("limits", {})
+    r.check(ok, f"{name}: resource requests (cpu, memory) and a memory limit", str(res))
+
+    # Security.
+    psc = pod.get("securityContext", {})
+    csc = c.get("securityContext", {})
+    r.check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0
+            and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+            f"{name}: pod runs as non-root with seccomp RuntimeDefault", str(psc))
+    r.check(csc.get("readOnlyRootFilesystem") is True and csc.get("allowPrivilegeEscalation") is False
+            and "ALL" in csc.get("capabilities", {}).get("drop", []),
+            f"{name}: read-only root, no privilege escalation, all capabilities dropped", str(csc))
+    mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+    r.check("/tmp" in mounts, f"{name}: writable /tmp (emptyDir) under the read-only root")
+    r.check(pod.get("automountServiceAccountToken") is False, f"{name}: no service account token mounted")
+    r.check(pod.get("enableServiceLinks") is False,
+            f"{name}: service links off (they would inject ROUTER_PORT=tcp://... and the like)")
+
+    # Shutdown budget.
+    drain = int(env_value(c, "DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS))
+    timeout = int(env_value(c, "SHUTDOWN_TIMEOUT_SECONDS", DEFAULT_SHUTDOWN_TIMEOUT_SECONDS))
+    pre = prestop_seconds(c)
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    r.check(grace > drain + timeout + pre,
+            f"{name}: terminationGracePeriodSeconds {grace} > DRAIN_SECONDS {drain} + "
+            f"SHUTDOWN_TIMEOUT_SECONDS {timeout} + preStop {pre}")
+    r.check(pre > 0, f"{name}: preStop sleep")
+    if is_router:
+        rp = c.get("readinessProbe", {})
+        window = rp.get("periodSeconds", 10) * rp.get("failureThreshold", 3)
+        r.check(pre > window, f"router: preStop sleep {pre}s outlasts readiness period x threshold {window}s")
+
+    # Environment.
+    env = env_map(c)
+    r.check("PORT" not in env and "HOST" not in env, f"{name}: neither PORT nor HOST set (hive-router reads them)")
+    defined = set()
+    for entry in c.get("env", []):
+        for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", entry.get("value", "")):
+            r.check(ref in defined, f"{name}: ${ref} is defined before {entry['name']} uses it")
+        defined.add(entry["name"])
+    r.check(env_value(c, "LOG_FORMAT") == "json", f"{name}: LOG_FORMAT=json")
+    if is_router:
+        r.check(env_value(c, "ROUTER_HOST") == "0.0.0.0" and env_value(c, "ROUTER_PORT") == str(port),
+                "router: ROUTER_HOST=0.0.0.0, ROUTER_PORT=4000")
+        for sub, sub_port in SUBGRAPHS.items():
+            r.check(env_value(c, f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql",
+                    f"router: {sub.upper()}_URL points at Service {sub}")
+        check_router_files(r, d, c, docs, repo)
+    else:
+        r.check(env_value(c, f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"{name}: {name.upper()}_LISTEN=0.0.0.0:{port}")
+        for var in ("POSTGRES_URL", "AMQP_URL", "JWT_SECRET"):
+            r.check(var in env, f"{name}: {var} set")
+        if name == "rental":
+            r.check(env_value(c, "PAYMENT_URL") == "http://payment:4003/graphql", "rental: PAYMENT_URL points at Service payment")
+
+    # Scraping.
+    r.check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(port)
+            and annotations.get("prometheus.io/path") == "/metrics", f"{name}: prometheus.io scrape annotations")
+    r.check(pod_labels.get("app.kubernetes.io/name") == name and pod_labels.get("app.kubernetes.io/part-of") == "water-rental",
+            f"{name}: labels app.kubernetes.io/name and part-of")
+
+    # HPA, PDB, Service.
+    hpas = [h for h in docs if h["kind"] == "HorizontalPodAutoscaler"
+            and h["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}]
+    ok = len(hpas) == 1 and hpas[0]["spec"].get("minReplicas", 1) >= 2 and hpas[0]["spec"]["maxReplicas"] >= hpas[0]["spec"]["minReplicas"]
+    r.check(ok, f"{name}: one HPA with minReplicas >= 2")
+    if hpas:
+        cpu = [m for m in hpas[0]["spec"].get("metrics", []) if m.get("resource", {}).get("name") == "cpu"]
+        r.check(bool(cpu), f"{name}: the HPA scales on CPU")
+    pdbs = [p for p in docs if p["kind"] == "PodDisruptionBudget" and selects(p["spec"]["selector"], pod_labels)]
+    r.check(len(pdbs) == 1 and ("minAvailable" in pdbs[0]["spec"] or "maxUnavailable" in pdbs[0]["spec"]),
+            f"{name}: one PodDisruptionBudget selects its pods")
+    services = [s for s in docs if s["kind"] == "Service" and selects({"matchLabels": s["spec"].get("selector", {})}, pod_labels)]
+    ok = len(services) == 1 and services[0]["metadata"]["name"] == name and any(
+        p["port"] == port and p.get("targetPort") in ("http", port) for p in services[0]["spec"]["ports"])
+    r.check(ok, f"{name}: Service {name} selects it on port {port}")
+    r.check(selects(d["spec"]["selector"], pod_labels), f"{name}: the Deployment selector matches its pod labels")
+
+
+def check_router_files(r, d, c, docs, repo):
+    pod = d["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    configmaps = {cm["metadata"]["name"]: cm for cm in docs if cm["kind"] == "ConfigMap"}
+    for volume, base_name, key, env, repo_file in (
+            ("router-config", "router-config", "router.config.yaml", "ROUTER_CONFIG_FILE_PATH", "router/router.config.yaml"),
+            ("supergraph", "supergraph", "supergraph.graphql", "SUPERGRAPH_PATH", "schema/supergraph.graphql")):
+        cm_name = volumes.get(volume, {}).get("configMap", {}).get("name", "")
+        m = HASHED.match(cm_name)
+        r.check(bool(m) and m.group("base") == base_name,
+                f"router: ConfigMap {cm_name or '?'} carries a content-hash suffix (a change rolls the router)")
+        cm = configmaps.get(cm_name)
+        r.check(cm is not None and key in cm.get("data", {}), f"router: ConfigMap {cm_name} exists with key {key}")
+        if cm is not None and key in cm.get("data", {}):
+            with open(f"{repo}/{repo_file}", encoding="utf-8") as f:
+                r.check(cm["data"][key] == f.read(), f"router: ConfigMap {cm_name} holds the current {repo_file}")
+        r.check(env_value(c, env) == f"{mounts.get(volume)}/{key}", f"router: {env} is the mounted {key}")
+    secret = volumes.get("jwks", {}).get("secret", {})
+    r.check(env_value(c, "JWKS_PATH") == f"{mounts.get('jwks')}/jwks.json"
+            and any(i["key"] == "jwks.json" for i in secret.get("items", [])),
+            "router: JWKS_PATH is jwks.json of the JWT secret")
+
+
+def secret_refs(docs):
+    """(secret name, key or None, where) for every Secret a workload reads."""
+    refs = []
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        pod = d["spec"]["template"]["spec"]
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.append((ref["name"], ref["key"], f"{d['metadata']['name']} env {e['name']}"))
+        for v in pod.get("volumes", []):
+            if "secret" in v:
+                keys = [i["key"] for i in v["secret"].get("items", [])] or [None]
+                refs += [(v["secret"]["secretName"], k, f"{d['metadata']['name']} volume {v['name']}") for k in keys]
+    return refs
+
+
+def check_secrets(r, build, docs):
+    refs = secret_refs(docs)
+    secrets = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Secret"}
+    if build == "base":
+        names = sorted({name for name, _, _ in refs})
+        r.check(names == ["water-jwt", "water-mq-default-user", "water-pg-app"],
+                "base references the secrets water-jwt, water-pg-app, water-mq-default-user by name", str(names))
+        return
+    operator_made = {}
+    for d in docs:
+        if d["kind"] == "Cluster" and d["apiVersion"].startswith("postgresql.cnpg.io/"):
+            operator_made[d["metadata"]["name"] + "-app"] = CNPG_APP_SECRET_KEYS
+        if d["kind"] == "RabbitmqCluster":
+            operator_made[d["metadata"]["name"] + "-default-user"] = RABBITMQ_DEFAULT_USER_KEYS
+    for name, key, where in refs:
+        if name in secrets:
+            data = {**secrets[name].get("data", {}), **secrets[name].get("stringData", {})}
+            r.check(key is None or key in data, f"{where}: Secret {name} has key {key}")
+        elif build == "production" and name in operator_made:
+            r.check(key in operator_made[name], f"{where}: {name} is created by its operator, with key {key}")
+        elif build == "production" and name in OUT_OF_BAND_SECRETS:
+            r.check(key in OUT_OF_BAND_SECRETS[name], f"{where}: {name} is the documented out-of-band secret, key {key}")
+        else:
+            r.check(False, f"{where}: Secret {name} exists or is created by an operator")
+    if build == "dev":
+        jwt = next((s for n, s in secrets.items() if HASHED.match(n) and HASHED.match(n).group("base") == "water-jwt"), None)
+        if r.check(jwt is not None, "dev: the JWT secret is generated"):
+            secret = base64.b64decode(jwt["data"]["secret"])
+            jwks = json.loads(base64.b64decode(jwt["data"]["jwks.json"]))
+            k = base64.urlsafe_b64encode(secret).decode().rstrip("=")
+            key = jwks["keys"][0]
+            r.check(len(jwks["keys"]) == 1 and key.get("kty") == "oct" and key.get("alg") == "HS256" and key.get("k") == k,
+                    "dev: jwks.json holds the dev secret as an HS256 oct key (unpadded base64url)")
+
+
+def check_custom_resources(r, build, docs):
+    for d in docs:
+        schema = CUSTOM_KINDS.get((d["apiVersion"], d["kind"]))
+        if any(d["apiVersion"].startswith(g) for g in CUSTOM_GROUPS):
+            r.check(schema is not None, f"{d['kind']} {d['apiVersion']} is a custom kind this check knows")
+        if schema is None:
+            continue
+        top = type_errors(d, {"apiVersion!": str, "kind!": str, "metadata!": METADATA, "spec!": schema}, d["kind"])
+        r.check(not top, f"{d['kind']} {d['metadata']['name']}: fields and types", "; ".join(top))
+    clusters = [d for d in docs if d["kind"] == "Cluster" and d["apiVersion"] == "postgresql.cnpg.io/v1"]
+    rabbits = [d for d in docs if d["kind"] == "RabbitmqCluster"]
+    if build == "production":
+        r.check(len(clusters) == 1 and clusters[0]["spec"].get("instances") == 3, "production: CloudNativePG Cluster with 3 instances")
+        r.check(len(rabbits) == 1 and rabbits[0]["spec"].get("replicas") == 3, "production: RabbitmqCluster with 3 replicas")
+        if clusters:
+            params = clusters[0]["spec"].get("postgresql", {}).get("parameters", {})
+            r.check(int(params.get("max_connections", "100")) >= 4 * 6 * 8,
+                    "production: max_connections covers 4 services x 6 replicas x DB_POOL_SIZE 8")
+            owner = clusters[0]["spec"].get("bootstrap", {}).get("initdb", {}).get("owner", "app")
+            dbs = {d["spec"]["name"]: d for d in docs if d["kind"] == "Database"}
+            for service in SUBGRAPHS:
+                db = dbs.get(f"water_{service}")
+                r.check(db is not None and db["spec"]["cluster"]["name"] == clusters[0]["metadata"]["name"]
+                        and db["spec"]["owner"] == owner and db["spec"].get("ensure", "present") == "present",
+                        f"production: database water_{service} declared in {clusters[0]['metadata']['name']}, owned by {owner}")
+    services = [s for s in docs if s["kind"] == "Service"]
+    for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
+        picked = [s for s in services if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
+        names = sorted(s["metadata"]["name"] for s in picked)
+        r.check(names == sorted(PROCESSES), f"ServiceMonitor {sm['metadata']['name']} selects the five Services", str(names))
+        for ep in sm["spec"]["endpoints"]:
+            r.check(all(any(p.get("name") == ep["port"] for p in s["spec"]["ports"]) for s in picked),
+                    f"ServiceMonitor endpoint port {ep['port']} exists on every selected Service")
+
+
+def check_network_policies(r, docs):
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    r.check(len(deny) == 1, "NetworkPolicy: default deny of all ingress and egress")
+    dns = [p for p in policies if p["spec"]["podSelector"] == {} and any(
+        {"port": 53, "protocol": "UDP"} in rule.get("ports", []) for rule in p["spec"].get("egress", []))]
+    r.check(len(dns) == 1, "NetworkPolicy: DNS egress for every pod")
+
+    def allowed_ingress(target_labels, port, source_labels):
+        for p in policies:
+            if "Ingress" not in p["spec"].get("policyTypes", []) or not selects_or_all(p["spec"]["podSelector"], target_labels):
+                continue
+            for rule in p["spec"].get("ingress", []):
+                if not port_in(rule, port):
+                    continue
+                peers = rule.get("from")
+                if not peers or (source_labels is not None and any(
+                        "namespaceSelector" not in peer and selects_or_all(peer.get("podSelector", {}), source_labels)
+                        for peer in peers)):
+                    return True
+        return False
+
+    def allowed_egress(source_labels, port, target_labels):
+        for p in policies:
+            if "Egress" not in p["spec"].get("policyTypes", []) or not selects_or_all(p["spec"]["podSelector"], source_labels):
+                continue
+            for rule in p["spec"].get("egress", []):
+                if port_in(rule, port) and (not rule.get("to") or any(
+                        "namespaceSelector" not in peer and "ipBlock" not in peer and selects_or_all(peer.get("podSelector", {}), target_labels)
+                        for peer in rule["to"])):
+                    return True
+        return False
+
+    def labels(name, component):
+        return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "water-rental"}
+
+    router = labels("router", "router")
+    r.check(allowed_ingress(router, 4000, None), "NetworkPolicy: anyone -> router:4000")
+    for sub, port in SUBGRAPHS.items():
+        sl = labels(sub, "subgraph")
+        r.check(allowed_egress(router, port, sl) and allowed_ingress(sl, port, router), f"NetworkPolicy: router -> {sub}:{port}")
+        r.check(allowed_egress(sl, 5432, {}) and allowed_egress(sl, 5672, {}), f"NetworkPolicy: {sub} -> PostgreSQL 5432, RabbitMQ 5672")
+    rental, payment = labels("rental", "subgraph"), labels("payment", "subgraph")
+    r.check(allowed_egress(rental, 4003, payment) and allowed_ingress(payment, 4003, rental), "NetworkPolicy: rental -> payment:4003")
+    r.check(not allowed_ingress(labels("inventory", "subgraph"), 4001, rental), "NetworkPolicy: rental may not call inventory directly")
+    r.check(not allowed_ingress(payment, 4003, labels("delivery", "subgraph")), "NetworkPolicy: delivery may not call payment")
+    for name, port in PROCESSES.items():
+        target = labels(name, "router" if name == "router" else "subgraph")
+        ok = any("Ingress" in p["spec"].get("policyTypes", []) and selects_or_all(p["spec"]["podSelector"], target)
+                 and any(port_in(rule, port) and any("namespaceSelector" in peer for peer in rule.get("from", []))
+                         for rule in p["spec"].get("ingress", [])) for p in policies)
+        r.check(ok, f"NetworkPolicy: Prometheus (another namespace) -> {name}:{port}")
+
+
+def selects_or_all(selector, labels):
+    return selector == {} or selects(selector, labels)
+
+
+def port_in(rule, port):
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    return any(p.get("port") == port or (isinstance(p.get("port"), int) and p["port"] <= port <= p.get("endPort", p["port"]))
+               for p in ports)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", required=True, choices=["base", "dev", "production"])
+    parser.add_argument("--repo", required=True)
+    parser.add_argument("--core-out", required=True)
+    parser.add_argument("--verbose", action="store_true", help="print every check, not only failures")
+    parser.add_argument("rendered")
+    args = parser.parse_args()
+    r = Report(args.build, args.verbose)
+    with open(args.rendered, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    core = [d for d in docs if not any(d["apiVersion"].startswith(g) for g in CUSTOM_GROUPS)]
+    with open(args.core_out, "w", encoding="utf-8") as f:
+        yaml.safe_dump_all(core, f, sort_keys=False)
+
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    r.check(sorted(d["metadata"]["name"] for d in deployments) == sorted(PROCESSES), "a Deployment for each of the five processes")
+    for d in deployments:
+        check_deployment(r, d, docs, args.repo)
+    check_network_policies(r, docs)
+    check_secrets(r, args.build, docs)
+    check_custom_resources(r, args.build, docs)
+
+    if args.build != "base":
+        namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
+        r.check(len(namespaces) == 1 and None not in namespaces, f"{args.build}: every resource in one namespace", str(namespaces))
+        images = {c["image"] for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}
+        r.check(len(images) == 1, f"{args.build}: every process runs the same image", str(images))
+        image = next(iter(images))
+        r.check(":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), f"{args.build}: image {image} has a fixed tag")
+    if args.build == "production":
+        router = next(d for d in deployments if d["metadata"]["name"] == "router")
+        r.check(env_value(router["spec"]["template"]["spec"]["containers"][0], "ROUTER_INTROSPECTION") == "false",
+                "production: ROUTER_INTROSPECTION=false")
+        r.check("/" in image.split(":")[0], "production: image comes from a registry", image)
+        r.check(all("replicas" not in d["spec"] for d in deployments), "production: the HPAs own the replica counts")
+
+    print(f"  {'FAILED' if r.failures else 'passed'} [{args.build}]: {r.passed} checks passed, {r.failures} failed "
+          "(per Deployment: probes, resources, security context, shutdown budget, env, scrape annotations, "
+          "HPA, PDB, Service; router config maps; network policy paths; secret references; custom resources)")
+    sys.exit(1 if r.failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Cross-checks that no tool does for us.
+
+    check_misc.py dashboard DASHBOARD.json RULES_OUT.yml   (then promtool check rules RULES_OUT.yml)
+    check_misc.py compose compose.yaml deploy/prometheus/prometheus.yml
+    check_misc.py dockerfile Dockerfile ROOT
+    check_misc.py contract ROOT        (warnings only: what the Rust side has yet to provide)
+
+Prints failures and warnings; exits 1 on a failure.
+"""
+
+import glob
+import json
+import re
+import sys
+
+import yaml
+
+SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
+PROCESSES = {**SUBGRAPHS, "router": 4000}
+# The metric families of the runtime contract (deploy/prometheus/alerts.yml uses them too).
+METRIC_FAMILIES = [
+    "water_graphql_requests_total", "water_graphql_request_duration_seconds_bucket",
+    "water_db_pool_connections", "water_db_pool_waiting", "water_outbox_backlog",
+    "water_outbox_oldest_age_seconds", "water_events_published_total", "water_events_consumed_total",
+    "water_events_retried_total", "water_events_dead_lettered_total", "water_dead_letters",
+    "water_consumer_lag_seconds_bucket", "water_payment_breaker_open", "water_live_subscriptions",
+    "water_reconciler_actions_total",
+]
+BINARIES = ["inventory", "rental", "payment", "delivery", "router", "dev-token", "dead-letters", "rebuild-history"]
+
+failures = 0
+
+
+def check(ok, what, detail=""):
+    global failures
+    if not ok:
+        failures += 1
+        print(f"  FAIL  {what}" + (f": {detail}" if detail else ""))
+    return ok
+
+
+def warn(what):
+    print(f"  warn  {what}")
+
+
+def dashboard(path, rules_out):
+    with open(path, encoding="utf-8") as f:
+        dash = json.load(f)
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    check(variables.get("DS_PROMETHEUS", {}).get("type") == "datasource", "dashboard: data source variable DS_PROMETHEUS")
+    panels = [p for p in dash["panels"] if p["type"] != "row"]
+    exprs = []
+    for p in panels:
+        check(p.get("datasource", {}).get("uid") == "${DS_PROMETHEUS}", f"dashboard: panel {p['title']!r} uses ${{DS_PROMETHEUS}}")
+        for t in p.get("targets", []):
+            check(t.get("datasource", {}).get("uid") == "${DS_PROMETHEUS}", f"dashboard: a query of {p['title']!r} uses ${{DS_PROMETHEUS}}")
+            exprs.append((p["title"], t["expr"]))
+    ids = [p["id"] for p in dash["panels"]]
+    check(len(ids) == len(set(ids)), "dashboard: panel ids are unique")
+    text = " ".join(e for _, e in exprs)
+    for family in METRIC_FAMILIES:
+        check(re.search(rf"\b{family}\b", text) is not None, f"dashboard: a panel shows {family}")
+    # Every query as a recording rule, with Grafana's variables filled in, for promtool.
+    rules = []
+    for i, (title, expr) in enumerate(exprs):
+        concrete = expr.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$service", ".*")
+        check("$" not in concrete, f"dashboard: {title!r} uses only known variables", expr)
+        rules.append({"record": f"dashboard:query_{i}", "expr": concrete})
+    with open(rules_out, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+    print(f"  dashboard: {len(panels)} panels, {len(exprs)} queries, all {len(METRIC_FAMILIES)} metric families of the contract")
+
+
+def env_of(service):
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return env
+
+
+def compose(path, prometheus_path):
+    with open(path, encoding="utf-8") as f:
+        spec = yaml.safe_load(f)  # resolves the anchors and << merges
+    services = spec["services"]
+    for name in ("postgres", "rabbitmq"):
+        check("healthcheck" in services.get(name, {}), f"compose: {name} has a healthcheck")
+    for name, port in PROCESSES.items():
+        s = services.get(name)
+        if not check(s is not None, f"compose: service {name}"):
+            continue
+        env = env_of(s)
+        check(bool(s.get("command")), f"compose: {name} sets its command")
+        test = " ".join(s.get("healthcheck", {}).get("test", []))
+        path_ = "/readiness" if name == "router" else "/ready"
+        check(f"127.0.0.1:{port}{path_}" in test, f"compose: {name} healthcheck probes {path_}", test)
+        check(env.get("LOG_FORMAT") == "json", f"compose: {name} LOG_FORMAT=json")
+        check("JWT_SECRET" in env, f"compose: {name} passes JWT_SECRET")
+        check("PORT" not in env and "HOST" not in env, f"compose: {name} sets neither PORT nor HOST")
+        deps = s.get("depends_on", {})
+        if name == "router":
+            check(env.get("ROUTER_HOST") == "0.0.0.0", "compose: router ROUTER_HOST=0.0.0.0")
+            for sub, sub_port in SUBGRAPHS.items():
+                check(deps.get(sub, {}).get("condition") == "service_healthy", f"compose: router waits for {sub} to be healthy")
+                check(env.get(f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql", f"compose: router {sub.upper()}_URL")
+            check("4000:4000" in [str(p) for p in s.get("ports", [])], "compose: router publishes 4000")
+        else:
+            check(env.get(f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"compose: {name} listens on 0.0.0.0:{port}")
+            for var in ("POSTGRES_URL", "AMQP_URL", "DRAIN_SECONDS"):
+                check(var in env, f"compose: {name} sets {var}")
+            for dep in ("postgres", "rabbitmq") + (("payment",) if name == "rental" else ()):
+                check(deps.get(dep, {}).get("condition") == "service_healthy", f"compose: {name} waits for {dep} to be healthy")
+    with open(prometheus_path, encoding="utf-8") as f:
+        prom = yaml.safe_load(f)
+    targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
+    check(targets == {f"{n}:{p}" for n, p in PROCESSES.items()}, "prometheus.yml scrapes the five compose services", str(sorted(targets)))
+    check(all(job.get("metrics_path", "/metrics") == "/metrics" for job in prom["scrape_configs"]), "prometheus.yml scrapes /metrics")
+    print(f"  compose: {len(services)} services; the five processes, their healthchecks, env and start order; prometheus targets")
+
+
+def dockerfile(path, root):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    check(re.search(r"^FROM rust:1\.95-bookworm AS build$", text, re.M) is not None, "Dockerfile: build stage rust:1.95-bookworm")
+    check(re.search(r"^FROM debian:bookworm-slim$", text, re.M) is not None, "Dockerfile: final stage debian:bookworm-slim")
+    check("--locked" in text and "--mount=type=cache" in text, "Dockerfile: cargo build --locked with cache mounts")
+    check(re.search(r"^USER 10001", text, re.M) is not None, "Dockerfile: runs as uid 10001")
+    for binary in BINARIES:
+        check(f"--bin {binary}" in text, f"Dockerfile: builds {binary}")
+    for src in ("router/router.config.yaml", "schema/supergraph.graphql"):
+        check(f"COPY {src} " in text, f"Dockerfile: copies {src}")
+    # The bins the workspace declares now: a missing one would fail the image build.
+    declared = set()
+    for manifest in glob.glob(f"{root}/**/Cargo.toml", recursive=True):
+        if "/target/" in manifest:
+            continue
+        with open(manifest, encoding="utf-8") as f:
+            cargo = f.read()
+        declared.update(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', cargo))
+        m = re.search(r'^\[package\]\s*name\s*=\s*"([^"]+)"', cargo, re.M)
+        if m and glob.glob(manifest.rsplit("/", 1)[0] + "/src/main.rs"):
+            declared.add(m.group(1))
+    missing = [b for b in BINARIES if b not in declared]
+    if missing:
+        warn(f"Dockerfile: not (yet) a binary of the workspace: {', '.join(missing)}; `docker build` fails until it is")
+    print(f"  Dockerfile: stages, user, cache mounts, the {len(BINARIES)} binaries, config files")
+
+
+def contract(root):
+    with open(f"{root}/router/router.config.yaml", encoding="utf-8") as f:
+        config = f.read()
+    if "ROUTER_INTROSPECTION" not in config:
+        warn("router/router.config.yaml does not read ROUTER_INTROSPECTION yet: production cannot turn introspection off")
+    if "prometheus" not in config:
+        warn("router/router.config.yaml has no Prometheus exporter yet: the router's /metrics (scraped on 4000) is missing")
+
+
+def main():
+    command, *args = sys.argv[1:]
+    {"dashboard": dashboard, "compose": compose, "dockerfile": dockerfile, "contract": contract}[command](*args)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
