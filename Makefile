@@ -22,8 +22,9 @@ run-release:
 	$(TARGET_DIR)/release/stack
 
 # The tests start the services' binaries (the fault suite, the drain tests), so those
-# are built first.
-test: schema/compose/node_modules bins
+# are built first; the GraphiQL browser test (stack/tests/e2e/graphiql.rs) drives
+# Chromium with router/tests-browser's pinned playwright-core.
+test: schema/compose/node_modules router/tests-browser/node_modules bins
 	cargo test --workspace
 
 # A dev token: make token ROLE=customer ID=<uuid>, or make token ROLE=operator.
@@ -40,3 +41,7 @@ schema: schema/compose/node_modules bins
 schema/compose/node_modules: schema/compose/package-lock.json
 	npm ci --prefix schema/compose --no-audit --no-fund
 	touch schema/compose/node_modules
+
+router/tests-browser/node_modules: router/tests-browser/package-lock.json
+	npm ci --prefix router/tests-browser --no-audit --no-fund
+	touch router/tests-browser/node_modules

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use subgraph_kit::Database;
 use uuid::Uuid;
 
+use crate::balancer::Balancer;
 use crate::binaries::binary;
 use crate::processes::{Output, ProcessSpec, ServiceProcess, SubgraphEnv};
 use crate::router_process::free_port;
@@ -235,20 +236,32 @@ impl RabbitControl {
     /// `rabbitmqctl list_queues name messages` (ready and unacknowledged) for queues
     /// whose name starts with `prefix`.
     pub fn queue_depths(&self, prefix: &str) -> anyhow::Result<Vec<(String, u64)>> {
-        let output = Command::new("rabbitmqctl")
-            .args(["-q", "-n", &self.node, "list_queues", "name", "messages", "--no-table-headers"])
-            .output()?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        Ok(text
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let name = fields.next()?;
-                let messages = fields.next()?.parse().ok()?;
-                name.starts_with(prefix).then(|| (name.to_owned(), messages))
-            })
-            .collect())
+        queue_depths(Some(&self.node), prefix)
     }
+}
+
+/// Messages (ready and unacknowledged) in each queue whose name starts with `prefix`,
+/// on RabbitMQ node `node`, or on the machine's own broker when `None`.
+pub fn queue_depths(node: Option<&str>, prefix: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut command = Command::new("rabbitmqctl");
+    command.arg("-q");
+    if let Some(node) = node {
+        command.args(["-n", node]);
+    }
+    let output = command.args(["list_queues", "name", "messages", "--no-table-headers"]).output()?;
+    if !output.status.success() {
+        bail!("rabbitmqctl list_queues failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            let messages = fields.next()?.parse().ok()?;
+            name.starts_with(prefix).then(|| (name.to_owned(), messages))
+        })
+        .collect())
 }
 
 impl Drop for PrivateRabbit {
@@ -290,6 +303,8 @@ pub struct ProcessCluster {
     pub databases: Vec<(&'static str, String)>,
     pub services: Vec<Replicas>,
     pub router: Option<RouterProcess>,
+    /// HAProxy in front of the replicas, when started with [`ProcessCluster::start_balanced`].
+    pub balancer: Option<Balancer>,
 }
 
 pub const SERVICES: [&str; 4] = [inventory::SERVICE, payment::SERVICE, rental::SERVICE, delivery::SERVICE];
@@ -298,8 +313,20 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 impl ProcessCluster {
     /// Starts every replica (payment first: rental calls it) and the router. The
     /// databases and the broker namespace are fresh: nothing is shared with another
-    /// cluster on the same servers.
+    /// cluster on the same servers. The router (and rental, for payment) talk to replica
+    /// 0 of each service directly.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        Self::start_with(spec, false).await
+    }
+
+    /// As [`ProcessCluster::start`], with a [`Balancer`] (HAProxy) in front of each
+    /// service's replicas: the router and rental's `PAYMENT_URL` point at it, as they
+    /// would point at a Kubernetes Service. Returns once HAProxy sees every replica up.
+    pub async fn start_balanced(spec: ClusterSpec) -> anyhow::Result<Self> {
+        Self::start_with(spec, true).await
+    }
+
+    async fn start_with(spec: ClusterSpec, balanced: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&spec.log_dir)?;
         let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
         let namespace = format!("cluster_{id}");
@@ -314,14 +341,33 @@ impl ProcessCluster {
             jwt_secret: secret.clone(),
             extra: spec.env.clone(),
         };
-        let mut cluster = Self { spec, namespace, secret, databases, services: Vec::new(), router: None };
+        // Every replica's address is known before any starts, so that the balancer can
+        // be configured with all of them first.
+        let mut addresses = Vec::new();
         for service in SERVICES {
+            let mut replicas = Vec::new();
+            for _ in 0..spec.replicas {
+                replicas.push(SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)?)));
+            }
+            addresses.push((service, replicas));
+        }
+        let balancer = if balanced {
+            Some(Balancer::start(&addresses, &spec.log_dir.join("haproxy.log")).await?)
+        } else {
+            None
+        };
+        let mut cluster =
+            Self { spec, namespace, secret, databases, services: Vec::new(), router: None, balancer };
+        for (service, replicas) in addresses {
             let mut processes = Vec::new();
-            for replica in 0..cluster.spec.replicas {
-                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)?));
+            for (replica, address) in replicas.into_iter().enumerate() {
                 let mut variables = env.for_service(service, address);
                 if service == rental::SERVICE {
-                    variables.push(("PAYMENT_URL".into(), cluster.url_of(payment::SERVICE, replica)?));
+                    let payment_url = match &cluster.balancer {
+                        Some(balancer) => balancer.url(payment::SERVICE)?,
+                        None => cluster.url_of(payment::SERVICE, replica)?,
+                    };
+                    variables.push(("PAYMENT_URL".into(), payment_url));
                 }
                 let spec = ProcessSpec {
                     name: format!("{service}-{replica}"),
@@ -342,7 +388,7 @@ impl ProcessCluster {
             host: Ipv4Addr::LOCALHOST,
             subgraph_urls: SERVICES
                 .iter()
-                .map(|service| Ok((*service, cluster.url_of(service, 0)?)))
+                .map(|service| Ok((*service, cluster.service_url(service)?)))
                 .collect::<anyhow::Result<_>>()?,
             jwt_secret: cluster.secret.clone(),
             log_level: cluster.spec.router_log_level.clone(),
@@ -352,7 +398,46 @@ impl ProcessCluster {
         })
         .await?;
         cluster.router = Some(router);
+        if let Some(balancer) = &cluster.balancer {
+            balancer.wait_all_up(START_LIMIT).await?;
+        }
         Ok(cluster)
+    }
+
+    /// Where the router reaches `service`: the balancer when there is one, replica 0
+    /// otherwise.
+    pub fn service_url(&self, service: &str) -> anyhow::Result<String> {
+        match &self.balancer {
+            Some(balancer) => balancer.url(service),
+            None => self.url_of(service, 0),
+        }
+    }
+
+    /// Restarts every replica of every service, one after the other, as a rolling
+    /// update does: SIGTERM, wait for it to drain and exit (its exit status must be
+    /// success), start it again on the same address, wait until it is ready and, with a
+    /// balancer, until the balancer sends it requests again. Calls `restarted` after
+    /// each one, with the service, the replica and how long it took.
+    pub async fn rolling_restart(
+        &mut self,
+        stop_limit: Duration,
+        mut restarted: impl FnMut(&str, usize, Duration),
+    ) -> anyhow::Result<()> {
+        for service in SERVICES {
+            for replica in 0..self.spec.replicas {
+                let started = Instant::now();
+                let status = self.replica(service, replica).terminate(stop_limit).await?;
+                if !status.success() {
+                    bail!("{service}-{replica} exited with {status} after SIGTERM{}", self.replica(service, replica).log_tail());
+                }
+                self.replica(service, replica).restart(START_LIMIT).await?;
+                if let Some(balancer) = &self.balancer {
+                    balancer.wait_for(service, replica, true, START_LIMIT).await?;
+                }
+                restarted(service, replica, started.elapsed());
+            }
+        }
+        Ok(())
     }
 
     /// The GraphQL URL of a replica.
@@ -379,7 +464,8 @@ impl ProcessCluster {
         Database::open_pool(&subgraph_kit::config::database_url(&self.spec.postgres_url, name), 2)
     }
 
-    /// Stops everything: the router first, then every replica, each draining.
+    /// Stops everything: the router first, then every replica, each draining, then
+    /// the balancer.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(router) = self.router.take() {
             router.stop().await?;
@@ -389,6 +475,7 @@ impl ProcessCluster {
                 process.terminate(Duration::from_secs(30)).await?;
             }
         }
+        drop(self.balancer.take());
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use subgraph_kit::{Identity, TokenIssuer};
 use uuid::Uuid;
 
 use crate::support::fixtures::{RENT, create_product, rent_input, rentable_product};
-use crate::support::live::WsClient;
+use stack::live_clients::WsClient;
 use crate::support::{TestStack, count, error_codes, first_message, post_graphql};
 
 const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { id status } }";

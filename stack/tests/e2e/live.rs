@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use crate::support::fixtures::{operator_step, rent, rentable_product};
-use crate::support::live::{SseClient, WsClient};
+use stack::live_clients::{SseClient, WsClient};
 use crate::support::{TestStack, eventually};
 use uuid::Uuid;
 

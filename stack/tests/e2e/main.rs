@@ -10,6 +10,7 @@ mod batching;
 mod cancel;
 mod faults;
 mod federation;
+mod graphiql;
 mod history;
 mod lifecycle;
 mod live;

@@ -1,340 +1,42 @@
-//! The invariant audit after a run has settled: over all four databases, the queues,
-//! and what the clients were told. Each broken invariant is one sentence.
+//! The invariant audit after a run has settled (`stack::audit`, shared with the
+//! operations tests), fed with this run's queues and what its clients were told.
 
-use std::collections::HashMap;
-
-use diesel::QueryableByName;
-use diesel::pg::Pg;
-use diesel_async::RunQueryDsl;
-use serde_json::json;
+use stack::audit::RentTold;
 use stack::cluster::{PrivateRabbit, ProcessCluster};
-use subgraph_kit::{Database, Identity};
-use uuid::Uuid;
 
-use crate::load::{Client, DECLINED, Record};
+use crate::load::Record;
 
-async fn rows<T: QueryableByName<Pg> + Send + 'static>(database: &Database, sql: &str) -> anyhow::Result<Vec<T>> {
-    let mut connection = database.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
-    Ok(diesel::sql_query(sql).load(&mut connection).await?)
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-async fn count(database: &Database, sql: &str) -> anyhow::Result<i64> {
-    let counted: Vec<Count> = rows(database, sql).await?;
-    Ok(counted.iter().next().map_or(0, |row| row.n))
-}
-
-#[derive(QueryableByName)]
-struct Rental {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    customer_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    payment_id: Uuid,
-}
-
-#[derive(QueryableByName)]
-struct Request {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    customer_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    idempotency_key: String,
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    rental_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    state: String,
-}
-
-#[derive(QueryableByName)]
-struct Payment {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    rental_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-}
-
-#[derive(QueryableByName)]
-struct Delivery {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    rental_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    unit: String,
-}
-
-#[derive(QueryableByName)]
-struct Shipment {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    delivery_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    state: String,
-}
-
-#[derive(QueryableByName)]
-struct Stock {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    stock: i32,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    ledger: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    supplied: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    restocked: i64,
-}
-
-#[derive(QueryableByName, PartialEq, Eq, Debug)]
-struct History {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    rental_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    timeline: String,
-}
-
-/// What the clients were told that a definitive refusal (nothing was created).
-fn definitive_refusal(answer: &str) -> bool {
-    matches!(answer, "PAYMENT_DECLINED" | "BAD_USER_INPUT" | "NOT_FOUND" | "IDEMPOTENCY_KEY_REUSED" | "FORBIDDEN")
-}
-
-pub struct Audit {
-    pub violations: Vec<String>,
-    /// Rents answered with an error whose outcome the client could not know, and
-    /// which a retry under the same key showed committed.
-    pub unknown_but_committed: usize,
-}
+pub use stack::audit::Audit;
 
 pub async fn audit(
     cluster: &ProcessCluster,
     rabbit: &PrivateRabbit,
-    client: &Client,
     record: &Record,
 ) -> anyhow::Result<Audit> {
+    let queues = rabbit.queue_depths(&cluster.namespace)?;
+    let rents: Vec<RentTold> = record
+        .rents
+        .iter()
+        .map(|rent| RentTold {
+            customer: rent.customer,
+            product: rent.product,
+            key: rent.key.clone(),
+            card: rent.card.to_owned(),
+            answer: rent.answer.clone(),
+            rental_id: rent.rental_id.clone(),
+        })
+        .collect();
+    let mut audited = stack::audit::audit(cluster, &queues, &rents, &record.restocked).await?;
+    // Broken promises the clients saw themselves come first, as they happened.
     let mut violations = record.violations.clone();
-    let rental_db = cluster.database(rental::SERVICE)?;
-    let payment_db = cluster.database(payment::SERVICE)?;
-    let delivery_db = cluster.database(delivery::SERVICE)?;
-    let inventory_db = cluster.database(inventory::SERVICE)?;
-
-    let rentals: Vec<Rental> = rows(&rental_db, "SELECT id, customer_id, status, payment_id FROM rentals").await?;
-    let payments: Vec<Payment> = rows(&payment_db, "SELECT id, rental_id, status FROM payments").await?;
-    let deliveries: Vec<Delivery> = rows(&delivery_db, "SELECT id, rental_id, status, unit FROM deliveries").await?;
-    let shipments: Vec<Shipment> = rows(&inventory_db, "SELECT delivery_id, state FROM shipments").await?;
-    let requests: Vec<Request> =
-        rows(&rental_db, "SELECT customer_id, idempotency_key, rental_id, state FROM rent_requests").await?;
-
-    let rental_by_id: HashMap<Uuid, &Rental> = rentals.iter().map(|rental| (rental.id, rental)).collect();
-    let mut payments_by_rental: HashMap<Uuid, Vec<&Payment>> = HashMap::new();
-    for payment in &payments {
-        payments_by_rental.entry(payment.rental_id).or_default().push(payment);
-    }
-    let mut deliveries_by_rental: HashMap<Uuid, Vec<&Delivery>> = HashMap::new();
-    for delivery in &deliveries {
-        deliveries_by_rental.entry(delivery.rental_id).or_default().push(delivery);
-    }
-    let shipment_of: HashMap<Uuid, &str> =
-        shipments.iter().map(|shipment| (shipment.delivery_id, shipment.state.as_str())).collect();
-
-    // Paid or nothing, one delivery each, and the services agree on where it stands.
-    for rental in &rentals {
-        let charges = payments_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
-        match charges {
-            [payment] if payment.id == rental.payment_id => {}
-            _ => violations.push(format!("rental {} has {} charges (expected exactly its own)", rental.id, charges.len())),
-        }
-        let found = deliveries_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
-        let [delivery] = found else {
-            violations.push(format!("rental {} has {} deliveries (expected one)", rental.id, found.len()));
-            continue;
-        };
-        let refunded = charges.first().is_some_and(|payment| payment.status == "REFUNDED");
-        let agrees = match (rental.status.as_str(), delivery.status.as_str()) {
-            ("ACCEPTED", "REQUESTED" | "SHIPPING") => !refunded,
-            ("ACTIVE", "DELIVERED") => !refunded,
-            ("CANCELLED", "CANCELLED") => refunded,
-            _ => false,
-        };
-        if !agrees {
-            violations.push(format!(
-                "rental {} is {} but its delivery is {} and its payment {}",
-                rental.id,
-                rental.status,
-                delivery.status,
-                charges.first().map_or("missing", |payment| payment.status.as_str())
-            ));
-        }
-    }
-    for payment in &payments {
-        if !rental_by_id.contains_key(&payment.rental_id) && payment.status != "REFUNDED" {
-            violations.push(format!("charge {} has no rental and was not refunded", payment.id));
-        }
-    }
-    for delivery in &deliveries {
-        if !rental_by_id.contains_key(&delivery.rental_id) {
-            violations.push(format!("delivery {} belongs to no rental", delivery.id));
-        }
-        let shipment = shipment_of.get(&delivery.id).copied();
-        match delivery.status.as_str() {
-            "DELIVERED" if shipment != Some("TAKEN") || delivery.unit != "TAKEN" => violations.push(format!(
-                "delivery {} is DELIVERED but inventory's shipment is {shipment:?} (unit {})",
-                delivery.id, delivery.unit
-            )),
-            "SHIPPING" if !matches!(shipment, Some("TAKEN" | "SHORT")) => violations
-                .push(format!("delivery {} is SHIPPING but inventory's shipment is {shipment:?}", delivery.id)),
-            "CANCELLED" if matches!(shipment, Some("TAKEN" | "SHORT")) => violations
-                .push(format!("delivery {} is CANCELLED but inventory still holds its shipment {shipment:?}", delivery.id)),
-            "REQUESTED" if shipment.is_some_and(|state| state != "CANCELLED") => violations
-                .push(format!("delivery {} is REQUESTED but inventory has a shipment {shipment:?}", delivery.id)),
-            _ => {}
-        }
-    }
-
-    // Stock: never negative, always its ledger, and supply minus units out.
-    let stocks: Vec<Stock> = rows(
-        &inventory_db,
-        "SELECT p.id, p.stock, \
-                COALESCE((SELECT sum(change) FROM stock_movements m WHERE m.product_id = p.id), 0)::bigint AS ledger, \
-                COALESCE((SELECT sum(change) FROM stock_movements m WHERE m.product_id = p.id \
-                          AND reason IN ('CREATED', 'RESTOCKED')), 0)::bigint AS supplied, \
-                COALESCE((SELECT sum(change) FROM stock_movements m WHERE m.product_id = p.id \
-                          AND reason = 'RESTOCKED'), 0)::bigint AS restocked \
-         FROM products p",
-    )
-    .await?;
-    for product in &stocks {
-        let out = count(
-            &inventory_db,
-            &format!("SELECT count(*) AS n FROM shipments WHERE product_id = '{}' AND state = 'TAKEN'", product.id),
-        )
-        .await?;
-        if product.stock < 0 || i64::from(product.stock) != product.ledger || product.ledger != product.supplied - out {
-            violations.push(format!(
-                "product {}: stock {} but ledger {} and supplied {} minus {} units out",
-                product.id, product.stock, product.ledger, product.supplied, out
-            ));
-        }
-        let acknowledged = record.restocked.get(&product.id).copied().unwrap_or(0);
-        if product.restocked < acknowledged {
-            violations.push(format!(
-                "product {}: {} units of restock were confirmed to clients but only {} recorded",
-                product.id, acknowledged, product.restocked
-            ));
-        }
-    }
-
-    // Nothing left behind: outboxes, queues, dead letters, unfinished requests.
-    for (service, database) in
-        [("rental", &rental_db), ("payment", &payment_db), ("delivery", &delivery_db), ("inventory", &inventory_db)]
-    {
-        let waiting = count(database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await?;
-        if waiting > 0 {
-            violations.push(format!("{service}'s outbox still holds {waiting} events"));
-        }
-    }
-    for (queue, messages) in rabbit.queue_depths(&cluster.namespace)? {
-        if messages > 0 {
-            violations.push(format!("{queue} holds {messages} messages"));
-        }
-    }
-    let unfinished = requests.iter().filter(|request| matches!(request.state.as_str(), "PENDING" | "VOIDING")).count();
-    if unfinished > 0 {
-        violations.push(format!("{unfinished} rent requests are still unfinished"));
-    }
-
-    // What the clients were told matches what happened.
-    let request_of: HashMap<(Uuid, &str), &Request> =
-        requests.iter().map(|request| ((request.customer_id, request.idempotency_key.as_str()), request)).collect();
-    let mut unknown_but_committed = 0;
-    for rent in &record.rents {
-        let request = request_of.get(&(rent.customer, rent.key.as_str()));
-        let committed = request.filter(|request| request.state == "COMPLETED");
-        match (rent.answer.as_str(), &rent.rental_id) {
-            ("ok", Some(id)) => {
-                let stored = id.parse().ok().and_then(|id: Uuid| rental_by_id.get(&id));
-                if stored.is_none_or(|rental| rental.customer_id != rent.customer) {
-                    violations.push(format!("rent {} was answered with rental {id}, which does not exist", rent.key));
-                }
-                if rent.card == DECLINED {
-                    violations.push(format!("rent {} with a declined card was accepted", rent.key));
-                }
-            }
-            (answer, _) if definitive_refusal(answer) => {
-                if let Some(request) = committed {
-                    violations.push(format!(
-                        "rent {} was refused ({answer}) but rental {} exists",
-                        rent.key, request.rental_id
-                    ));
-                }
-            }
-            (told, _) => {
-                // The outcome was not known to the client: retrying with the same key must
-                // return the rental if it was created.
-                let Some(request) = committed else { continue };
-                let token = client.token(&Identity::Customer { customer_id: rent.customer });
-                let query = "mutation($input: RentInput!) { rent(input: $input) { id } }";
-                let input = json!({ "input": { "productId": rent.product, "months": 12,
-                    "deliveryAddress": "12 Teheran-ro, Gangnam-gu, Seoul", "cardNumber": rent.card,
-                    "idempotencyKey": rent.key } });
-                let answer = client.call("rent (audit retry)", &token, query, input).await;
-                let returned = answer.ok().and_then(|body| body["data"]["rent"]["id"].as_str().map(str::to_owned));
-                if returned.as_deref() == Some(request.rental_id.to_string().as_str()) {
-                    unknown_but_committed += 1;
-                } else {
-                    violations.push(format!(
-                        "rent {} was answered {told}, committed as rental {}, and a same-key retry returned {returned:?}",
-                        rent.key, request.rental_id
-                    ));
-                }
-            }
-        }
-    }
-
-    // The read model equals a rebuild from every service's records.
-    let history = "SELECT rental_id, status, timeline::text AS timeline FROM rental_history ORDER BY rental_id";
-    let live: Vec<History> = rows(&rental_db, history).await?;
-    if live.len() != rentals.len() {
-        violations.push(format!("{} rentals but {} history rows", rentals.len(), live.len()));
-    }
-    rental::service::rebuild::rebuild(&rental_db, &payment_db, &delivery_db)
-        .await
-        .map_err(|error| anyhow::anyhow!(error.message))?;
-    let rebuilt: Vec<History> = rows(&rental_db, history).await?;
-    for (kept, fresh) in live.iter().zip(&rebuilt) {
-        if kept != fresh {
-            violations.push(format!("history of {} differs from its rebuild: {kept:?} vs {fresh:?}", kept.rental_id));
-        }
-    }
-    Ok(Audit { violations, unknown_but_committed })
+    violations.append(&mut audited.violations);
+    audited.violations = violations;
+    Ok(audited)
 }
 
 /// True once nothing is in flight: outboxes and queues empty, no rent request
 /// unfinished.
 pub async fn quiet(cluster: &ProcessCluster, rabbit: &PrivateRabbit) -> anyhow::Result<bool> {
-    for service in stack::cluster::SERVICES {
-        let database = cluster.database(service)?;
-        if count(&database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await? > 0 {
-            return Ok(false);
-        }
-    }
-    let rental_db = cluster.database(rental::SERVICE)?;
-    if count(&rental_db, "SELECT count(*) AS n FROM rent_requests WHERE state IN ('PENDING', 'VOIDING')").await? > 0 {
-        return Ok(false);
-    }
     let queues = rabbit.queue_depths(&cluster.namespace)?;
-    Ok(queues.iter().filter(|(name, _)| !name.ends_with(".dead")).all(|(_, messages)| *messages == 0))
+    stack::audit::quiet(cluster, &queues).await
 }

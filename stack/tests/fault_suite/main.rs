@@ -211,7 +211,7 @@ async fn run(fault: Fault, postgres: &PrivatePostgres, rabbit: &PrivateRabbit, i
     }
 
     let record = std::mem::take(&mut *client.record.lock().expect("record"));
-    let mut audited = audit::audit(&cluster, rabbit, &client, &record).await?;
+    let mut audited = audit::audit(&cluster, rabbit, &record).await?;
     if settled_in.is_none() {
         audited.violations.push(format!("the system did not settle within {SETTLE_LIMIT:?} of the load's end"));
     }

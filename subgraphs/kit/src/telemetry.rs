@@ -9,7 +9,10 @@
 //! - Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported over OTLP/HTTP
 //!   (`<endpoint>/v1/traces`) and the W3C trace context is continued from every incoming
 //!   request, event and call, and passed on to every outgoing one ([`inject`],
-//!   [`extract`]). Without it nothing is exported and no collector is needed.
+//!   [`extract`]). Without it nothing is exported and no collector is needed, but the
+//!   trace context still travels, so the logs of one request carry one `trace_id` in
+//!   every service. `RUST_LOG` chooses the log lines, not the spans: every span at info
+//!   or above is recorded whatever it says.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -18,11 +21,13 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::Subscriber;
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, Subscriber, span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
@@ -52,42 +57,89 @@ const QUIET_CRATES: &[&str] = &[
 
 /// Keeps the telemetry pipeline alive; dropping it flushes and stops the exporter.
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    provider: SdkTracerProvider,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            let _ = provider.shutdown();
-        }
+        let _ = self.provider.shutdown();
     }
 }
 
 /// Installs the global subscriber for `service`. Later calls (the launcher, tests)
 /// leave the first one in place.
 pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
-    let mut filter = EnvFilter::try_new(&config.log_filter)
+    let mut events = EnvFilter::try_new(&config.log_filter)
         .map_err(|error| anyhow::anyhow!("RUST_LOG={:?} is not a valid filter: {error}", config.log_filter))?;
     for directive in QUIET_CRATES {
-        filter = filter.add_directive(directive.parse().expect("our directives parse"));
+        events = events.add_directive(directive.parse().expect("our directives parse"));
     }
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let provider = match &config.otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service, endpoint)?),
-        None => None,
-    };
-    let traces = provider.as_ref().map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
+    // Spans exist with or without a collector: their trace context travels with every
+    // call and event, so JSON logs carry the same trace_id in every service either way.
+    let provider = tracer_provider(service, config.otlp_endpoint.as_deref())?;
+    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     let output = match config.log_format {
         LogFormat::Json => fmt::layer().event_format(JsonLine).boxed(),
         LogFormat::Text => fmt::layer().with_ansi(std::io::stdout().is_terminal()).boxed(),
     };
+    let layers = traces.and_then(output).with_filter(SpansAndEvents { events });
     // An error only means a subscriber is already installed, which is fine.
-    let _ = tracing_subscriber::registry().with(filter).with(traces).with(output).try_init();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
     Ok(TelemetryGuard { provider })
 }
 
-fn tracer_provider(service: &'static str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+/// `RUST_LOG` decides which events are written, not which spans exist: every span at
+/// info or above is recorded, so `RUST_LOG=warn` still exports whole traces and a
+/// warning carries the trace it happened in.
+struct SpansAndEvents {
+    events: EnvFilter,
+}
+
+impl<S: Subscriber + for<'lookup> LookupSpan<'lookup>> Filter<S> for SpansAndEvents {
+    fn enabled(&self, metadata: &Metadata<'_>, context: &Context<'_, S>) -> bool {
+        (metadata.is_span() && *metadata.level() <= Level::INFO) || Filter::enabled(&self.events, metadata, context)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if metadata.is_span() && *metadata.level() <= Level::INFO {
+            Interest::always()
+        } else {
+            Filter::<S>::callsite_enabled(&self.events, metadata)
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.events).map(|events| events.max(LevelFilter::INFO))
+    }
+
+    fn on_new_span(&self, attributes: &span::Attributes<'_>, id: &span::Id, context: Context<'_, S>) {
+        Filter::on_new_span(&self.events, attributes, id, context);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, context: Context<'_, S>) {
+        Filter::on_record(&self.events, id, values, context);
+    }
+
+    fn on_enter(&self, id: &span::Id, context: Context<'_, S>) {
+        Filter::on_enter(&self.events, id, context);
+    }
+
+    fn on_exit(&self, id: &span::Id, context: Context<'_, S>) {
+        Filter::on_exit(&self.events, id, context);
+    }
+
+    fn on_close(&self, id: span::Id, context: Context<'_, S>) {
+        Filter::on_close(&self.events, id, context);
+    }
+}
+
+/// Spans go to `<endpoint>/v1/traces` when there is an endpoint, and nowhere otherwise.
+fn tracer_provider(service: &'static str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
+    let provider = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = endpoint else { return Ok(provider.build()) };
     let traces = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -102,8 +154,7 @@ fn tracer_provider(service: &'static str, endpoint: &str) -> anyhow::Result<SdkT
         opentelemetry_sdk::runtime::TokioCurrentThread,
     )
     .build();
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
-    Ok(SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build())
+    Ok(provider.with_span_processor(processor).build())
 }
 
 /// For tests: warnings and errors only (unless `RUST_LOG` says otherwise), written

@@ -3,7 +3,6 @@
 //! signing with a secret of its own.
 
 pub mod fixtures;
-pub mod live;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

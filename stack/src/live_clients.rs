@@ -1,4 +1,5 @@
-//! Real subscription clients: graphql-transport-ws over WebSocket, and SSE.
+//! Real subscription clients for tests and benchmarks: graphql-transport-ws over
+//! WebSocket, and SSE.
 
 use std::time::Duration;
 

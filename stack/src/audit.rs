@@ -1,0 +1,421 @@
+//! The invariant audit of a process cluster once it has settled: over all four
+//! databases, the queues, and what the clients were told. Each broken invariant is one
+//! sentence. The fault suite and the operations tests (two replicas, rolling restart)
+//! both end with it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::pg::Pg;
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use subgraph_kit::{Database, Identity, TokenIssuer};
+use uuid::Uuid;
+
+use crate::cluster::{ProcessCluster, SERVICES};
+
+/// The card that the payment service declines.
+pub const DECLINED: &str = "4000000000000002";
+
+async fn rows<T: QueryableByName<Pg> + Send + 'static>(database: &Database, sql: &str) -> anyhow::Result<Vec<T>> {
+    let mut connection = database.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
+    Ok(diesel::sql_query(sql).load(&mut connection).await?)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The single number `sql` selects as `n`.
+pub async fn count(database: &Database, sql: &str) -> anyhow::Result<i64> {
+    let counted: Vec<Count> = rows(database, sql).await?;
+    Ok(counted.into_iter().next().map_or(0, |row| row.n))
+}
+
+#[derive(QueryableByName)]
+struct Rental {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    customer_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    payment_id: Uuid,
+}
+
+#[derive(QueryableByName)]
+struct Request {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    customer_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    idempotency_key: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    rental_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+}
+
+#[derive(QueryableByName)]
+struct Payment {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    rental_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+}
+
+#[derive(QueryableByName)]
+struct Delivery {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    rental_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    unit: String,
+}
+
+#[derive(QueryableByName)]
+struct Shipment {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    delivery_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+}
+
+#[derive(QueryableByName)]
+struct Stock {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    stock: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ledger: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    supplied: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    restocked: i64,
+}
+
+#[derive(QueryableByName, PartialEq, Eq, Debug)]
+struct History {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    rental_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    timeline: String,
+}
+
+#[derive(QueryableByName)]
+struct Repeated {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// What a client asked of `rent` and what it was told.
+#[derive(Debug, Clone)]
+pub struct RentTold {
+    pub customer: Uuid,
+    pub product: Uuid,
+    pub key: String,
+    pub card: String,
+    /// `ok`, an error code, or how the transport failed.
+    pub answer: String,
+    pub rental_id: Option<String>,
+}
+
+/// What the clients were told that a definitive refusal (nothing was created).
+fn definitive_refusal(answer: &str) -> bool {
+    matches!(answer, "PAYMENT_DECLINED" | "BAD_USER_INPUT" | "NOT_FOUND" | "IDEMPOTENCY_KEY_REUSED" | "FORBIDDEN")
+}
+
+pub struct Audit {
+    pub violations: Vec<String>,
+    /// Rents answered with an error whose outcome the client could not know, and
+    /// which a retry under the same key showed committed.
+    pub unknown_but_committed: usize,
+}
+
+/// Every invariant, in this order: paid or nothing and one delivery per rental, the
+/// services agreeing on where each rental stands; stock exact (never negative, equal
+/// to its ledger and to supply minus units out, every confirmed restock recorded);
+/// nothing left behind (outboxes, `queues`, unfinished requests); what each client was
+/// told about its rent matches what happened (a same-key retry through the router
+/// settles an unknown outcome); and the history read model equals its rebuild from
+/// every service's records (which rewrites it, so it comes last).
+///
+/// `queues` are the depths of the cluster's queues; `restocked` the units per product
+/// whose restock the clients saw confirmed.
+pub async fn audit(
+    cluster: &ProcessCluster,
+    queues: &[(String, u64)],
+    rents: &[RentTold],
+    restocked: &BTreeMap<Uuid, i64>,
+) -> anyhow::Result<Audit> {
+    let mut violations = Vec::new();
+    let rental_db = cluster.database(rental::SERVICE)?;
+    let payment_db = cluster.database(payment::SERVICE)?;
+    let delivery_db = cluster.database(delivery::SERVICE)?;
+    let inventory_db = cluster.database(inventory::SERVICE)?;
+
+    let rentals: Vec<Rental> = rows(&rental_db, "SELECT id, customer_id, status, payment_id FROM rentals").await?;
+    let payments: Vec<Payment> = rows(&payment_db, "SELECT id, rental_id, status FROM payments").await?;
+    let deliveries: Vec<Delivery> = rows(&delivery_db, "SELECT id, rental_id, status, unit FROM deliveries").await?;
+    let shipments: Vec<Shipment> = rows(&inventory_db, "SELECT delivery_id, state FROM shipments").await?;
+    let requests: Vec<Request> =
+        rows(&rental_db, "SELECT customer_id, idempotency_key, rental_id, state FROM rent_requests").await?;
+
+    let rental_by_id: HashMap<Uuid, &Rental> = rentals.iter().map(|rental| (rental.id, rental)).collect();
+    let mut payments_by_rental: HashMap<Uuid, Vec<&Payment>> = HashMap::new();
+    for payment in &payments {
+        payments_by_rental.entry(payment.rental_id).or_default().push(payment);
+    }
+    let mut deliveries_by_rental: HashMap<Uuid, Vec<&Delivery>> = HashMap::new();
+    for delivery in &deliveries {
+        deliveries_by_rental.entry(delivery.rental_id).or_default().push(delivery);
+    }
+    let shipment_of: HashMap<Uuid, &str> =
+        shipments.iter().map(|shipment| (shipment.delivery_id, shipment.state.as_str())).collect();
+
+    // Paid or nothing, one delivery each, and the services agree on where it stands.
+    for rental in &rentals {
+        let charges = payments_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
+        match charges {
+            [payment] if payment.id == rental.payment_id => {}
+            _ => violations.push(format!("rental {} has {} charges (expected exactly its own)", rental.id, charges.len())),
+        }
+        let found = deliveries_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
+        let [delivery] = found else {
+            violations.push(format!("rental {} has {} deliveries (expected one)", rental.id, found.len()));
+            continue;
+        };
+        let refunded = charges.first().is_some_and(|payment| payment.status == "REFUNDED");
+        let agrees = match (rental.status.as_str(), delivery.status.as_str()) {
+            ("ACCEPTED", "REQUESTED" | "SHIPPING") => !refunded,
+            ("ACTIVE", "DELIVERED") => !refunded,
+            ("CANCELLED", "CANCELLED") => refunded,
+            _ => false,
+        };
+        if !agrees {
+            violations.push(format!(
+                "rental {} is {} but its delivery is {} and its payment {}",
+                rental.id,
+                rental.status,
+                delivery.status,
+                charges.first().map_or("missing", |payment| payment.status.as_str())
+            ));
+        }
+    }
+    for payment in &payments {
+        if !rental_by_id.contains_key(&payment.rental_id) && payment.status != "REFUNDED" {
+            violations.push(format!("charge {} has no rental and was not refunded", payment.id));
+        }
+    }
+    for delivery in &deliveries {
+        if !rental_by_id.contains_key(&delivery.rental_id) {
+            violations.push(format!("delivery {} belongs to no rental", delivery.id));
+        }
+        let shipment = shipment_of.get(&delivery.id).copied();
+        match delivery.status.as_str() {
+            "DELIVERED" if shipment != Some("TAKEN") || delivery.unit != "TAKEN" => violations.push(format!(
+                "delivery {} is DELIVERED but inventory's shipment is {shipment:?} (unit {})",
+                delivery.id, delivery.unit
+            )),
+            "SHIPPING" if !matches!(shipment, Some("TAKEN" | "SHORT")) => violations
+                .push(format!("delivery {} is SHIPPING but inventory's shipment is {shipment:?}", delivery.id)),
+            "CANCELLED" if matches!(shipment, Some("TAKEN" | "SHORT")) => violations
+                .push(format!("delivery {} is CANCELLED but inventory still holds its shipment {shipment:?}", delivery.id)),
+            "REQUESTED" if shipment.is_some_and(|state| state != "CANCELLED") => violations
+                .push(format!("delivery {} is REQUESTED but inventory has a shipment {shipment:?}", delivery.id)),
+            _ => {}
+        }
+    }
+
+    // Stock: never negative, always its ledger, and supply minus units out.
+    let stocks: Vec<Stock> = rows(
+        &inventory_db,
+        "SELECT p.id, p.stock, \
+                COALESCE((SELECT sum(change) FROM stock_movements m WHERE m.product_id = p.id), 0)::bigint AS ledger, \
+                COALESCE((SELECT sum(change) FROM stock_movements m WHERE m.product_id = p.id \
+                          AND reason IN ('CREATED', 'RESTOCKED')), 0)::bigint AS supplied, \
+                COALESCE((SELECT sum(change) FROM stock_movements m WHERE m.product_id = p.id \
+                          AND reason = 'RESTOCKED'), 0)::bigint AS restocked \
+         FROM products p",
+    )
+    .await?;
+    for product in &stocks {
+        let out = count(
+            &inventory_db,
+            &format!("SELECT count(*) AS n FROM shipments WHERE product_id = '{}' AND state = 'TAKEN'", product.id),
+        )
+        .await?;
+        if product.stock < 0 || i64::from(product.stock) != product.ledger || product.ledger != product.supplied - out {
+            violations.push(format!(
+                "product {}: stock {} but ledger {} and supplied {} minus {} units out",
+                product.id, product.stock, product.ledger, product.supplied, out
+            ));
+        }
+        let acknowledged = restocked.get(&product.id).copied().unwrap_or(0);
+        if product.restocked < acknowledged {
+            violations.push(format!(
+                "product {}: {} units of restock were confirmed to clients but only {} recorded",
+                product.id, acknowledged, product.restocked
+            ));
+        }
+    }
+
+    // Nothing left behind: outboxes, queues, dead letters, unfinished requests.
+    for (service, database) in
+        [("rental", &rental_db), ("payment", &payment_db), ("delivery", &delivery_db), ("inventory", &inventory_db)]
+    {
+        let waiting = count(database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await?;
+        if waiting > 0 {
+            violations.push(format!("{service}'s outbox still holds {waiting} events"));
+        }
+    }
+    for (queue, messages) in queues {
+        if *messages > 0 {
+            violations.push(format!("{queue} holds {messages} messages"));
+        }
+    }
+    let unfinished = requests.iter().filter(|request| matches!(request.state.as_str(), "PENDING" | "VOIDING")).count();
+    if unfinished > 0 {
+        violations.push(format!("{unfinished} rent requests are still unfinished"));
+    }
+
+    // What the clients were told matches what happened.
+    let request_of: HashMap<(Uuid, &str), &Request> =
+        requests.iter().map(|request| ((request.customer_id, request.idempotency_key.as_str()), request)).collect();
+    let issuer = TokenIssuer::new(&cluster.secret);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let mut unknown_but_committed = 0;
+    for rent in rents {
+        let request = request_of.get(&(rent.customer, rent.key.as_str()));
+        let committed = request.filter(|request| request.state == "COMPLETED");
+        match (rent.answer.as_str(), &rent.rental_id) {
+            ("ok", Some(id)) => {
+                let stored = id.parse().ok().and_then(|id: Uuid| rental_by_id.get(&id));
+                if stored.is_none_or(|rental| rental.customer_id != rent.customer) {
+                    violations.push(format!("rent {} was answered with rental {id}, which does not exist", rent.key));
+                }
+                if rent.card == DECLINED {
+                    violations.push(format!("rent {} with a declined card was accepted", rent.key));
+                }
+            }
+            (answer, _) if definitive_refusal(answer) => {
+                if let Some(request) = committed {
+                    violations.push(format!(
+                        "rent {} was refused ({answer}) but rental {} exists",
+                        rent.key, request.rental_id
+                    ));
+                }
+            }
+            (told, _) => {
+                // The outcome was not known to the client: retrying with the same key must
+                // return the rental if it was created.
+                let Some(request) = committed else { continue };
+                let token = issuer.issue(&Identity::Customer { customer_id: rent.customer }, Duration::from_secs(600));
+                let query = "mutation($input: RentInput!) { rent(input: $input) { id } }";
+                let input = json!({ "input": { "productId": rent.product, "months": 12,
+                    "deliveryAddress": "12 Teheran-ro, Gangnam-gu, Seoul", "cardNumber": rent.card,
+                    "idempotencyKey": rent.key } });
+                let sent = http
+                    .post(cluster.router_url())
+                    .bearer_auth(token)
+                    .json(&json!({ "query": query, "variables": input }))
+                    .send()
+                    .await;
+                let answer = match sent {
+                    Ok(response) => response.json::<serde_json::Value>().await.ok(),
+                    Err(_) => None,
+                };
+                let returned = answer.and_then(|body| body["data"]["rent"]["id"].as_str().map(str::to_owned));
+                if returned.as_deref() == Some(request.rental_id.to_string().as_str()) {
+                    unknown_but_committed += 1;
+                } else {
+                    violations.push(format!(
+                        "rent {} was answered {told}, committed as rental {}, and a same-key retry returned {returned:?}",
+                        rent.key, request.rental_id
+                    ));
+                }
+            }
+        }
+    }
+
+    // The read model equals a rebuild from every service's records.
+    let history = "SELECT rental_id, status, timeline::text AS timeline FROM rental_history ORDER BY rental_id";
+    let live: Vec<History> = rows(&rental_db, history).await?;
+    if live.len() != rentals.len() {
+        violations.push(format!("{} rentals but {} history rows", rentals.len(), live.len()));
+    }
+    rental::service::rebuild::rebuild(&rental_db, &payment_db, &delivery_db)
+        .await
+        .map_err(|error| anyhow::anyhow!(error.message))?;
+    let rebuilt: Vec<History> = rows(&rental_db, history).await?;
+    for (kept, fresh) in live.iter().zip(&rebuilt) {
+        if kept != fresh {
+            violations.push(format!("history of {} differs from its rebuild: {kept:?} vs {fresh:?}", kept.rental_id));
+        }
+    }
+    Ok(Audit { violations, unknown_but_committed })
+}
+
+/// Effects that happened twice: a step recorded twice in a service's outbox (every
+/// step writes its event in the same transaction as its change, so two events of one
+/// kind for one rental mean the change was made twice: two refunds, two shipments, two
+/// deliveries requested), or a stock movement counted twice for one delivery. Only `product.created` is about products, and the
+/// demo seeding may announce one again, so it is left out.
+pub async fn doubled_effects(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    let mut doubled = Vec::new();
+    for service in SERVICES {
+        let database = cluster.database(service)?;
+        let repeated: Vec<Repeated> = rows(
+            &database,
+            "SELECT event_type, payload->'data'->>'rentalId' AS subject, count(*) AS n FROM outbox \
+             WHERE event_type <> 'product.created' \
+             GROUP BY event_type, payload->'data'->>'rentalId' HAVING count(*) > 1",
+        )
+        .await?;
+        for row in repeated {
+            doubled.push(format!("{service} recorded {} {} times for rental {}", row.event_type, row.n, row.subject));
+        }
+    }
+    let inventory_db = cluster.database(inventory::SERVICE)?;
+    let movements: Vec<Repeated> = rows(
+        &inventory_db,
+        "SELECT reason AS event_type, delivery_id::text AS subject, count(*) AS n FROM stock_movements \
+         WHERE delivery_id IS NOT NULL GROUP BY reason, delivery_id HAVING count(*) > 1",
+    )
+    .await?;
+    for row in movements {
+        doubled.push(format!("inventory moved stock {} {} times for delivery {}", row.event_type, row.n, row.subject));
+    }
+    Ok(doubled)
+}
+
+/// True once nothing is in flight: outboxes and `queues` (but dead-letter queues)
+/// empty, no rent request unfinished.
+pub async fn quiet(cluster: &ProcessCluster, queues: &[(String, u64)]) -> anyhow::Result<bool> {
+    for service in SERVICES {
+        let database = cluster.database(service)?;
+        if count(&database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await? > 0 {
+            return Ok(false);
+        }
+    }
+    let rental_db = cluster.database(rental::SERVICE)?;
+    if count(&rental_db, "SELECT count(*) AS n FROM rent_requests WHERE state IN ('PENDING', 'VOIDING')").await? > 0 {
+        return Ok(false);
+    }
+    Ok(queues.iter().filter(|(name, _)| !name.ends_with(".dead")).all(|(_, messages)| *messages == 0))
+}

@@ -1,0 +1,235 @@
+//! One rent is one trace: router → rental → payment → the relay's publish → the
+//! consumers; one delivery step is one trace down to the live update a subscriber gets.
+//! The spans are received over OTLP/HTTP by a receiver the test runs, as a collector.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+use serde_json::json;
+use stack::live_clients::WsClient;
+use subgraph_kit::Identity;
+use uuid::Uuid;
+
+use crate::support::{APPROVED_CARD, LIVE, Observed, START, Settings, new_traceparent};
+
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    attributes: HashMap<String, String>,
+}
+
+impl ReceivedSpan {
+    fn describe(&self) -> String {
+        format!("{} {:?} {:?}", self.service, self.name, self.attributes.get("event"))
+    }
+}
+
+/// An OTLP/HTTP receiver: every span any process exported, and every request it could
+/// not read (those fail the test).
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    unreadable: Arc<Mutex<Vec<String>>>,
+}
+
+impl Collector {
+    async fn start(self) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let state = self.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move { state.receive(&headers, &body) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(format!("http://{address}"))
+    }
+
+    fn receive(&self, headers: &HeaderMap, body: &[u8]) -> StatusCode {
+        let content_type = headers.get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let request = match ExportTraceServiceRequest::decode(body) {
+            Ok(request) if content_type.starts_with("application/x-protobuf") => request,
+            other => {
+                let why = format!("content-type {content_type:?}, {} bytes: {:?}", body.len(), other.err());
+                self.unreadable.lock().expect("unreadable").push(why);
+                return StatusCode::BAD_REQUEST;
+            }
+        };
+        let mut spans = self.spans.lock().expect("spans");
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|resource| &resource.attributes)
+                .find(|attribute| attribute.key == "service.name")
+                .map(|attribute| text(attribute.value.as_ref().and_then(|value| value.value.as_ref())))
+                .unwrap_or_default();
+            for span in resource_spans.scope_spans.into_iter().flat_map(|scope| scope.spans) {
+                spans.push(ReceivedSpan {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|attribute| {
+                            (attribute.key.clone(), text(attribute.value.as_ref().and_then(|value| value.value.as_ref())))
+                        })
+                        .collect(),
+                });
+            }
+        }
+        StatusCode::OK
+    }
+
+    fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans.lock().expect("spans").iter().filter(|span| span.trace_id == trace_id).cloned().collect()
+    }
+
+    /// Waits until the trace holds every span `wanted` names (service, span name,
+    /// `event` attribute), then a little longer for stragglers.
+    async fn wait_for(&self, trace_id: &str, wanted: &[(&str, &str, Option<&str>)]) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let trace = self.trace(trace_id);
+            let complete = wanted.iter().all(|want| find(&trace, *want).is_some());
+            if complete || Instant::now() > deadline {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return self.trace(trace_id);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value {
+        Some(AnyValue::StringValue(text)) => text.clone(),
+        Some(AnyValue::IntValue(number)) => number.to_string(),
+        Some(AnyValue::BoolValue(flag)) => flag.to_string(),
+        Some(AnyValue::DoubleValue(number)) => number.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn find<'a>(trace: &'a [ReceivedSpan], (service, name, event): (&str, &str, Option<&str>)) -> Option<&'a ReceivedSpan> {
+    trace.iter().find(|span| {
+        span.service == service && span.name == name && event.is_none_or(|event| span.attributes.get("event").map(String::as_str) == Some(event))
+    })
+}
+
+/// The span, checked to be a descendant of `ancestor` within the trace.
+fn below<'a>(
+    trace: &'a [ReceivedSpan],
+    wanted: (&str, &str, Option<&str>),
+    ancestor: &ReceivedSpan,
+) -> &'a ReceivedSpan {
+    let listing = || trace.iter().map(ReceivedSpan::describe).collect::<Vec<_>>().join("\n  ");
+    let span = find(trace, wanted).unwrap_or_else(|| panic!("no span {wanted:?} in the trace:\n  {}", listing()));
+    let by_id: HashMap<&str, &ReceivedSpan> = trace.iter().map(|span| (span.span_id.as_str(), span)).collect();
+    let mut current = span;
+    let mut chain = vec![current.describe()];
+    while let Some(parent) = by_id.get(current.parent_span_id.as_str()) {
+        if parent.span_id == ancestor.span_id {
+            return span;
+        }
+        current = parent;
+        chain.push(current.describe());
+    }
+    panic!("{} is not below {}: its ancestry is\n  {}\nthe trace:\n  {}", span.describe(), ancestor.describe(), chain.join("\n  "), listing())
+}
+
+#[tokio::test]
+async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
+    let collector = Collector::default();
+    let endpoint = collector.clone().start().await.expect("the receiver listens");
+    let observed = Observed::start("traces", Settings {
+        subgraph_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())],
+        router_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
+        ..Settings::default()
+    })
+    .await
+    .expect("the cluster starts");
+    let product = observed.product(3).await.expect("a product");
+    let customer_id = Uuid::now_v7();
+    let customer = observed.token(&Identity::Customer { customer_id });
+    let address = format!("{} Traced-ro, Seoul", Uuid::new_v4().simple());
+
+    // The rent, in a trace the client started.
+    let (traceparent, rent_trace) = new_traceparent();
+    let rental_id = observed.rent(&customer, product, &address, Some(&traceparent)).await.expect("rented");
+    let trace = collector
+        .wait_for(&rent_trace, &[
+            ("rental", "graphql request", None),
+            ("rental", "call payment", None),
+            ("payment", "graphql request", None),
+            ("rental", "publish event", Some("rental.accepted")),
+            ("delivery", "consume event", Some("rental.accepted")),
+        ])
+        .await;
+    let router = trace.iter().find(|span| span.service == "router" && span.parent_span_id == traceparent[36..52]);
+    let router = router.unwrap_or_else(|| panic!("no router span continues the client's trace: {trace:#?}"));
+    let rental_request = below(&trace, ("rental", "graphql request", None), router);
+    let call = below(&trace, ("rental", "call payment", None), rental_request);
+    below(&trace, ("payment", "graphql request", None), call);
+    let publish = below(&trace, ("rental", "publish event", Some("rental.accepted")), rental_request);
+    below(&trace, ("delivery", "consume event", Some("rental.accepted")), publish);
+    // Variables never become span attributes: neither the card nor the address left.
+    for span in &trace {
+        for value in span.attributes.values() {
+            assert!(!value.contains(APPROVED_CARD) && !value.contains(&address), "{} carries {value}", span.describe());
+        }
+    }
+
+    // Shipping, in a trace of its own, down to the update a live subscriber reads.
+    let delivery_id = observed.delivery_of(&rental_id).await.expect("a delivery");
+    let mut subscriber = WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    subscriber.subscribe("live", LIVE, json!({ "rentalId": rental_id })).await;
+    let first = subscriber.next_message().await.expect("the current status");
+    assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["status"], "REQUESTED", "{first}");
+    let (traceparent, ship_trace) = new_traceparent();
+    observed.graphql(&observed.operator(), Some(&traceparent), START, json!({ "id": delivery_id })).await.expect("shipped");
+    let shipped = subscriber.next_message().await.expect("the change");
+    assert_eq!(shipped["payload"]["data"]["deliveryStatusChanged"]["status"], "SHIPPING", "{shipped}");
+    let trace = collector
+        .wait_for(&ship_trace, &[
+            ("delivery", "graphql request", None),
+            ("delivery", "publish event", Some("delivery.started")),
+            ("delivery", "live status change", Some("delivery.started")),
+            ("delivery", "live update", None),
+            ("inventory", "consume event", Some("delivery.started")),
+        ])
+        .await;
+    let router = trace.iter().find(|span| span.service == "router" && span.parent_span_id == traceparent[36..52]);
+    let router = router.unwrap_or_else(|| panic!("no router span continues the client's trace: {trace:#?}"));
+    let delivery_request = below(&trace, ("delivery", "graphql request", None), router);
+    let publish = below(&trace, ("delivery", "publish event", Some("delivery.started")), delivery_request);
+    below(&trace, ("inventory", "consume event", Some("delivery.started")), publish);
+    let change = below(&trace, ("delivery", "live status change", Some("delivery.started")), publish);
+    below(&trace, ("delivery", "live update", None), change);
+
+    subscriber.close().await;
+    let unreadable = collector.unreadable.lock().expect("unreadable").clone();
+    assert!(unreadable.is_empty(), "exports the receiver could not read: {unreadable:?}");
+    observed.finish().await.expect("the cluster stops");
+}
