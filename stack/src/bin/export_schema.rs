@@ -1,7 +1,7 @@
 //! Writes each subgraph's SDL, exported from the code, to `schema/<subgraph>.graphql`.
 //! `make schema` runs this and then composes `schema/supergraph.graphql`.
 //!
-//!     cargo run -p stack --bin export-schema -- [DIR]     (default: schema/)
+//!     target/debug/export-schema [DIR]     (default: schema/; built by `make bins`)
 
 use std::path::PathBuf;
 

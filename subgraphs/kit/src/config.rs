@@ -107,7 +107,7 @@ pub struct TelemetryConfig {
     /// An `EnvFilter` directive, e.g. `info,lapin=warn`.
     pub log_filter: String,
     pub log_format: LogFormat,
-    /// Where to send traces (OTLP over gRPC); none means tracing stays in-process.
+    /// Where to send traces (OTLP over HTTP, `<endpoint>/v1/traces`); none means tracing stays in-process.
     pub otlp_endpoint: Option<String>,
 }
 

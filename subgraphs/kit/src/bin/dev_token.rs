@@ -1,7 +1,7 @@
 //! Prints a signed development token.
 //!
-//!     cargo run -p subgraph-kit --bin dev-token -- customer [CUSTOMER_ID]
-//!     cargo run -p subgraph-kit --bin dev-token -- operator
+//!     make token ROLE=customer ID=<uuid>     (target/debug/dev-token customer [CUSTOMER_ID])
+//!     make token ROLE=operator               (target/debug/dev-token operator)
 //!
 //! Signs with `JWT_SECRET` (or the dev-only default) and is valid for 30 days.
 

@@ -1,7 +1,7 @@
 //! Rebuilds the customers' rental history from the rental, payment and delivery
 //! databases (configured as for the services: POSTGRES_URL, <SERVICE>_DATABASE).
 //!
-//!     rebuild-history        (cargo run -p rental --bin rebuild-history)
+//!     target/debug/rebuild-history      (built by `make bins`)
 
 use subgraph_kit::config::{ServiceConfig, telemetry_from_env};
 use subgraph_kit::Database;
