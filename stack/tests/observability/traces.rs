@@ -25,6 +25,8 @@ struct ReceivedSpan {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
+    start_unix_nanos: u64,
+    end_unix_nanos: u64,
     attributes: HashMap<String, String>,
 }
 
@@ -84,6 +86,8 @@ impl Collector {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
+                    start_unix_nanos: span.start_time_unix_nano,
+                    end_unix_nanos: span.end_time_unix_nano,
                     attributes: span
                         .attributes
                         .iter()
@@ -194,6 +198,10 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
     below(&trace, ("payment", "graphql request", None), call);
     let publish = below(&trace, ("rental", "publish event", Some("rental.accepted")), rental_request);
     below(&trace, ("delivery", "consume event", Some("rental.accepted")), publish);
+    if let Ok(path) = std::env::var("TRACE_PICTURE") {
+        std::fs::write(&path, waterfall(&trace)).expect("the picture is written");
+        eprintln!("the rent's trace is drawn in {path}");
+    }
     // Variables never become span attributes: neither the card nor the address left.
     for span in &trace {
         for value in span.attributes.values() {
@@ -232,4 +240,60 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
     let unreadable = collector.unreadable.lock().expect("unreadable").clone();
     assert!(unreadable.is_empty(), "exports the receiver could not read: {unreadable:?}");
     observed.finish().await.expect("the cluster stops");
+}
+
+/// The trace as an SVG waterfall (TRACE_PICTURE=<file.svg>): one row per span in start
+/// order, indented by depth, coloured by service: the picture in docs/observability.md.
+fn waterfall(trace: &[ReceivedSpan]) -> String {
+    let by_id: HashMap<&str, &ReceivedSpan> = trace.iter().map(|span| (span.span_id.as_str(), span)).collect();
+    let depth = |span: &ReceivedSpan| {
+        let (mut depth, mut current) = (0, span);
+        while let Some(parent) = by_id.get(current.parent_span_id.as_str()) {
+            depth += 1;
+            current = parent;
+        }
+        depth
+    };
+    let mut spans: Vec<&ReceivedSpan> = trace.iter().collect();
+    spans.sort_by_key(|span| (span.start_unix_nanos, depth(span)));
+    let start = spans.iter().map(|span| span.start_unix_nanos).min().unwrap_or_default();
+    let end = spans.iter().map(|span| span.end_unix_nanos).max().unwrap_or_default().max(start + 1);
+    let (label_width, bar_width, row) = (430.0, 640.0, 22.0);
+    let x = |nanos: u64| label_width + (nanos - start) as f64 / (end - start) as f64 * bar_width;
+    let colour = |service: &str| match service {
+        "router" => "#6b7280",
+        "rental" => "#2563eb",
+        "payment" => "#d97706",
+        "delivery" => "#059669",
+        "inventory" => "#7c3aed",
+        _ => "#9ca3af",
+    };
+    let height = 40.0 + row * spans.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"8\" y=\"18\" font-weight=\"bold\">One rent, one trace: {} spans in {:.1} ms</text>\n",
+        spans.len(),
+        (end - start) as f64 / 1e6,
+        w = label_width + bar_width + 90.0,
+    );
+    for (index, span) in spans.iter().enumerate() {
+        let y = 30.0 + row * index as f64;
+        let event = span.attributes.get("event").map(|event| format!(" {event}")).unwrap_or_default();
+        let label = format!("{}{}: {}{}", "  ".repeat(depth(span)), span.service, span.name, event);
+        let (left, right) = (x(span.start_unix_nanos), x(span.end_unix_nanos.max(span.start_unix_nanos)));
+        svg.push_str(&format!(
+            "<text x=\"8\" y=\"{ty}\" xml:space=\"preserve\">{label}</text>\
+             <rect x=\"{left:.1}\" y=\"{y}\" width=\"{width:.1}\" height=\"14\" fill=\"{fill}\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty}\" fill=\"#374151\">{ms:.2} ms</text>\n",
+            ty = y + 11.0,
+            width = (right - left).max(1.0),
+            fill = colour(&span.service),
+            tx = right + 4.0,
+            ms = (span.end_unix_nanos.saturating_sub(span.start_unix_nanos)) as f64 / 1e6,
+            label = label.replace('&', "&amp;").replace('<', "&lt;"),
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
