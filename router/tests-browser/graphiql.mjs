@@ -14,7 +14,8 @@
 //    prints {"step":"subscribed"}: the caller then ships and delivers that rental's
 //    delivery through the router; the test prints {"step":"saw","status":"SHIPPING"} and
 //    {"step":"saw","status":"DELIVERED"} as the result pane shows them (60 s at most);
-// 6. takes the screenshot, if asked, and prints the load time and the bytes transferred.
+// 6. takes the screenshot, if asked, while SHIPPING is on screen (before telling the
+//    caller), and at the end prints the load time and the bytes transferred.
 //
 // Every line on stdout is one JSON object; the last is {"step":"done",...} or
 // {"step":"failed","error":"..."}. Exit status 0 on success, 1 on a failure, 2 on bad
@@ -176,15 +177,15 @@ async function main() {
       `the result pane did not show ${status} within ${SUBSCRIPTION_TIMEOUT_MS / 1000} s of subscribing`,
     );
     if (/"errors"/.test(seen)) throw new Error(`the subscription answered with errors:\n${seen.slice(0, 800)}`);
+    // -- 6: the picture is taken while the stream is open (SHIPPING on screen, the stop
+    // button showing), before the caller is told to deliver: docs/graphiql.png.
+    if (status === "SHIPPING" && env.screenshot) {
+      await page.getByRole("button", { name: "Hide Documentation Explorer" }).click().catch(() => {});
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: env.screenshot });
+      emit({ step: "screenshot", path: env.screenshot });
+    }
     emit({ step: "saw", status });
-  }
-
-  // -- 6
-  if (env.screenshot) {
-    await page.getByRole("button", { name: "Hide Documentation Explorer" }).click().catch(() => {});
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: env.screenshot });
-    emit({ step: "screenshot", path: env.screenshot });
   }
 
   if (pageErrors.length > 0) problems.push(`errors on the page: ${pageErrors.join(" | ")}`);
