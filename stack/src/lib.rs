@@ -32,6 +32,8 @@ pub mod live_clients;
 pub mod processes;
 pub mod router_process;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod workload;
 
 pub use in_process::Subgraphs;
 pub use router_process::{RouterProcess, RouterSettings};
