@@ -25,11 +25,25 @@ pub struct BenchStack {
     shutdown: CancellationToken,
     _events: TestEvents,
     _databases: Vec<TestDatabase>,
+    /// Flushes the exporter when the stack goes (`BENCH_TELEMETRY=1`).
+    _telemetry: Option<subgraph_kit::telemetry::TelemetryGuard>,
 }
 
 impl BenchStack {
     /// An isolated stack with the router of this build (optimized when the benchmark is).
+    ///
+    /// With `BENCH_TELEMETRY=1` the in-process subgraphs run with the telemetry every
+    /// service process installs (spans recorded, exported when OTEL_EXPORTER_OTLP_ENDPOINT
+    /// is set, which the router reads too): what tracing costs is measured this way.
     pub async fn start() -> anyhow::Result<Self> {
+        let telemetry = if std::env::var("BENCH_TELEMETRY").is_ok_and(|value| value == "1") {
+            let mut config = subgraph_kit::config::telemetry_from_env()?;
+            // Benchmarks print their own report: only warnings and errors go to the log.
+            config.log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+            Some(subgraph_kit::telemetry::init("subgraphs", &config)?)
+        } else {
+            None
+        };
         let IsolatedStack { subgraphs, router, secret, events, shutdown, databases, .. } =
             IsolatedStack::start(IsolatedOptions {
                 rental: rental::Config::from_env()?,
@@ -48,6 +62,7 @@ impl BenchStack {
             shutdown,
             _events: events,
             _databases: databases,
+            _telemetry: telemetry,
         })
     }
 
