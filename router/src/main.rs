@@ -46,7 +46,8 @@ async fn main() -> Result<(), RouterInitError> {
 /// Sets, before hive-router reads its configuration:
 /// - `LOG_FILTER`: whatever the operator asked for, followed by [`QUIET_TARGETS`];
 /// - with `OTEL_EXPORTER_OTLP_ENDPOINT` (the one variable that turns tracing on, as for
-///   the subgraphs): the router's OTLP endpoint and a sampling rate of 1.
+///   the subgraphs): the router's OTLP endpoint and, unless `TELEMETRY_TRACING_SAMPLING_RATE`
+///   is set, a sampling rate of 1.
 fn configure_environment() {
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let filter = match std::env::var("LOG_FILTER") {
@@ -61,7 +62,11 @@ fn configure_environment() {
         if let Some(endpoint) = otlp {
             let traces = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
             std::env::set_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces);
-            std::env::set_var("TELEMETRY_TRACING_SAMPLING_RATE", "1");
+            // Every request, unless the operator chose a rate (0.0 to 1.0): the subgraphs
+            // follow the router's decision, so one variable samples the whole system.
+            if std::env::var_os("TELEMETRY_TRACING_SAMPLING_RATE").is_none() {
+                std::env::set_var("TELEMETRY_TRACING_SAMPLING_RATE", "1");
+            }
         }
     }
 }
