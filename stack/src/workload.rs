@@ -727,11 +727,18 @@ pub async fn product(
         .json()
         .await?;
     let id: Uuid = body["data"]["createProduct"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("{body}"))?.parse()?;
+    rental_knows_product(rental, id).await?;
+    Ok(id)
+}
+
+/// Waits until rental's copy of the catalog has product `id` (it learns of new products
+/// from inventory's events), so that a rent of it can succeed.
+pub async fn rental_knows_product(rental: &Database, id: Uuid) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let mut connection = rental.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
         if rental::storage::catalog::entry(&mut connection, id).await?.is_some() {
-            return Ok(id);
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

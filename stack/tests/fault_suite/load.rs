@@ -220,13 +220,6 @@ pub async fn product(client: &Client, rental: &subgraph_kit::Database, name: &st
         .await
         .map_err(anyhow::Error::msg)?;
     let id: Uuid = answer["data"]["createProduct"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("{answer}"))?.parse()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let mut connection = rental.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
-        if rental::storage::catalog::entry(&mut connection, id).await?.is_some() {
-            return Ok(id);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("rental never learned of product {id}")
+    stack::workload::rental_knows_product(rental, id).await?;
+    Ok(id)
 }

@@ -89,15 +89,8 @@ impl Observed {
         let data = self.graphql(&self.operator(), None, create, input).await?;
         let id: Uuid = data["createProduct"]["id"].as_str().context("a product id")?.parse()?;
         let rental = self.cluster.database(rental::SERVICE)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let mut connection = rental.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
-            if rental::storage::catalog::entry(&mut connection, id).await?.is_some() {
-                return Ok(id);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("rental never learned of product {id}")
+        stack::workload::rental_knows_product(&rental, id).await?;
+        Ok(id)
     }
 
     /// Rents `product` for `customer`; the rental's id.
