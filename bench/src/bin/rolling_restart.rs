@@ -240,24 +240,13 @@ fn table(result: &Value) -> String {
         rate("/latencyMs/before/requests", "/seconds/before"),
         rate("/latencyMs/duringRestarts/requests", "/seconds/restarts")
     );
-    let _ = writeln!(
-        text,
-        "| all requests p50 ms | {} | {} |",
-        number("/latencyMs/before/p50", 1),
-        number("/latencyMs/duringRestarts/p50", 1)
-    );
-    let _ = writeln!(
-        text,
-        "| all requests p99 ms | {} | {} |",
-        number("/latencyMs/before/p99", 1),
-        number("/latencyMs/duringRestarts/p99", 1)
-    );
-    let _ = writeln!(
-        text,
-        "| rent p99 ms | {} | {} |",
-        number("/latencyMs/rentBefore/p99", 1),
-        number("/latencyMs/rentDuringRestarts/p99", 1)
-    );
+    for (label, before, during) in [
+        ("all requests p50 ms", "/latencyMs/before/p50", "/latencyMs/duringRestarts/p50"),
+        ("all requests p99 ms", "/latencyMs/before/p99", "/latencyMs/duringRestarts/p99"),
+        ("rent p99 ms", "/latencyMs/rentBefore/p99", "/latencyMs/rentDuringRestarts/p99"),
+    ] {
+        let _ = writeln!(text, "| {label} | {} | {} |", number(before, 1), number(during, 1));
+    }
     text.push_str("\n| outcome over the whole run | value | target |\n|---|---|---|\n");
     let _ = writeln!(text, "| requests | {} | |", number("/requests", 0));
     let _ = writeln!(text, "| failed requests | {} | 0 |", number("/failed", 0));
