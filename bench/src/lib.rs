@@ -8,10 +8,11 @@ pub mod websocket;
 
 use std::time::Duration;
 
+use event_bus::testing::TestEvents;
 use serde_json::{Value, json};
 use stack::isolated::{IsolatedOptions, IsolatedStack};
 use stack::{RouterProcess, RouterSettings, Subgraphs};
-use subgraph_kit::testing::{TestDatabase, TestEvents};
+use subgraph_kit::testing::TestDatabase;
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

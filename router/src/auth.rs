@@ -28,8 +28,8 @@ use hive_router::{
         plugin_trait::{RouterPlugin, StartHookPayload},
     },
 };
+use identity::{AuthError, ErrorCode, TokenVerifier};
 use serde::Deserialize;
-use subgraph_kit::{ErrorCode, TokenVerifier, auth::AuthError};
 
 /// `plugins.auth.config` in router.config.yaml.
 #[derive(Debug, Deserialize)]

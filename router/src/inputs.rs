@@ -235,7 +235,10 @@ impl RouterPlugin for Inputs {
         payload.proceed()
     }
 
-    async fn on_execute<'exec>(&'exec self, payload: OnExecuteStartHookPayload<'exec>) -> OnExecuteStartHookResult<'exec> {
+    async fn on_execute<'exec>(
+        &'exec self,
+        payload: OnExecuteStartHookPayload<'exec>,
+    ) -> OnExecuteStartHookResult<'exec> {
         let types = self.types.load();
         let values = payload.variable_values.as_ref();
         for definition in payload.operation_for_plan.variable_definitions.iter().flatten() {
@@ -268,7 +271,8 @@ mod tests {
                               idempotencyKey: String! note: String = "none" }
             input Filter { statuses: [RentalStatus!] }
         "#;
-        let document: Document = hive_router::graphql_tools::parser::parse_schema(schema).expect("schema").into_static();
+        let document: Document =
+            hive_router::graphql_tools::parser::parse_schema(schema).expect("schema").into_static();
         InputTypes::of(&document)
     }
 
@@ -280,7 +284,8 @@ mod tests {
         Ty::NonNull(Box::new(Ty::Named("RentInput".into())))
     }
 
-    const GOOD: &str = r#"{"productId":"p","months":12,"deliveryAddress":"a","cardNumber":"4242","idempotencyKey":"k"}"#;
+    const GOOD: &str =
+        r#"{"productId":"p","months":12,"deliveryAddress":"a","cardNumber":"4242","idempotencyKey":"k"}"#;
 
     #[test]
     fn a_well_formed_input_object_passes() {

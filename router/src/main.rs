@@ -36,10 +36,8 @@ async fn main() -> Result<(), RouterInitError> {
     init_rustls_crypto_provider();
     // A plugin runs only if it is both registered here and enabled under `plugins:` in
     // router.config.yaml; enabling one that is not registered stops the router at startup.
-    let plugins = PluginRegistry::new()
-        .register::<auth::Auth>()
-        .register::<inputs::Inputs>()
-        .register::<graphiql::Graphiql>();
+    let plugins =
+        PluginRegistry::new().register::<auth::Auth>().register::<inputs::Inputs>().register::<graphiql::Graphiql>();
     router_entrypoint(plugins).await
 }
 

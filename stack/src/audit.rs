@@ -193,7 +193,11 @@ pub async fn audit(
         let charges = payments_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
         match charges {
             [payment] if payment.id == rental.payment_id => {}
-            _ => violations.push(format!("rental {} has {} charges (expected exactly its own)", rental.id, charges.len())),
+            _ => violations.push(format!(
+                "rental {} has {} charges (expected exactly its own)",
+                rental.id,
+                charges.len()
+            )),
         }
         let found = deliveries_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
         let [delivery] = found else {
@@ -234,8 +238,10 @@ pub async fn audit(
             )),
             "SHIPPING" if !matches!(shipment, Some("TAKEN" | "SHORT")) => violations
                 .push(format!("delivery {} is SHIPPING but inventory's shipment is {shipment:?}", delivery.id)),
-            "CANCELLED" if matches!(shipment, Some("TAKEN" | "SHORT")) => violations
-                .push(format!("delivery {} is CANCELLED but inventory still holds its shipment {shipment:?}", delivery.id)),
+            "CANCELLED" if matches!(shipment, Some("TAKEN" | "SHORT")) => violations.push(format!(
+                "delivery {} is CANCELLED but inventory still holds its shipment {shipment:?}",
+                delivery.id
+            )),
             "REQUESTED" if shipment.is_some_and(|state| state != "CANCELLED") => violations
                 .push(format!("delivery {} is REQUESTED but inventory has a shipment {shipment:?}", delivery.id)),
             _ => {}

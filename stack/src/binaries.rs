@@ -19,5 +19,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         }
         dir = candidate.parent().map(PathBuf::from);
     }
-    bail!("the {name} binary is not built next to {}: run `cargo build --workspace --bins` first (`make test` and `make run` do)", current.display())
+    bail!(
+        "the {name} binary is not built next to {}: run `cargo build --workspace --bins` first (`make test` and `make run` do)",
+        current.display()
+    )
 }

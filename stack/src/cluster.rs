@@ -113,11 +113,8 @@ impl PostgresControl {
 
     /// Starts (or starts again) the server and waits until it accepts connections.
     pub fn resume(&self) -> anyhow::Result<()> {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
-            self.port,
-            self.dir.display()
-        );
+        let options =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300", self.port, self.dir.display());
         run(
             self.pg_ctl().args(["-o", &options, "-l"]).arg(self.dir.join("log")).args(["-w", "-t", "60", "start"]),
             "pg_ctl start",
@@ -351,13 +348,9 @@ impl ProcessCluster {
             }
             addresses.push((service, replicas));
         }
-        let balancer = if balanced {
-            Some(Balancer::start(&addresses, &spec.log_dir.join("haproxy.log")).await?)
-        } else {
-            None
-        };
-        let mut cluster =
-            Self { spec, namespace, secret, databases, services: Vec::new(), router: None, balancer };
+        let balancer =
+            if balanced { Some(Balancer::start(&addresses, &spec.log_dir.join("haproxy.log")).await?) } else { None };
+        let mut cluster = Self { spec, namespace, secret, databases, services: Vec::new(), router: None, balancer };
         for (service, replicas) in addresses {
             let mut processes = Vec::new();
             for (replica, address) in replicas.into_iter().enumerate() {
@@ -428,7 +421,10 @@ impl ProcessCluster {
                 let started = Instant::now();
                 let status = self.replica(service, replica).terminate(stop_limit).await?;
                 if !status.success() {
-                    bail!("{service}-{replica} exited with {status} after SIGTERM{}", self.replica(service, replica).log_tail());
+                    bail!(
+                        "{service}-{replica} exited with {status} after SIGTERM{}",
+                        self.replica(service, replica).log_tail()
+                    );
                 }
                 self.replica(service, replica).restart(START_LIMIT).await?;
                 if let Some(balancer) = &self.balancer {

@@ -6,8 +6,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use event_bus::testing::TestEvents;
 use subgraph_kit::ServiceConfig;
-use subgraph_kit::testing::{TestDatabase, TestEvents};
+use subgraph_kit::testing::TestDatabase;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

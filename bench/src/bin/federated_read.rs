@@ -168,7 +168,9 @@ async fn floor_once(client: &reqwest::Client, urls: &Floor, token: &str, catalog
         ),
     );
     let all_found = |data: &Value| {
-        data["_entities"].as_array().is_some_and(|found| found.len() == RENTALS_EACH && found.iter().all(|e| !e.is_null()))
+        data["_entities"]
+            .as_array()
+            .is_some_and(|found| found.len() == RENTALS_EACH && found.iter().all(|e| !e.is_null()))
     };
     correct(a, all_found).await && correct(b, all_found).await && correct(c, all_found).await
 }

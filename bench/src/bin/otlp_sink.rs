@@ -54,7 +54,11 @@ async fn main() -> anyhow::Result<()> {
             reporter.print();
         }
     });
-    axum::serve(listener, app).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     received.print();
     Ok(())
 }

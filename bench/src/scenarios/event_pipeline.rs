@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use diesel::sql_query;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use event_bus::BusStop;
+use event_bus::outbox::enqueue_all;
+use event_bus::testing::TestEvents;
+use event_bus::{Event, EventBus, EventHandler, EventMeta, HandlerError, Subscription};
 use serde_json::{Value, json};
 use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
-use subgraph_kit::events::bus::BusStop;
-use subgraph_kit::events::outbox::enqueue_all;
-use subgraph_kit::events::{Event, EventBus, EventHandler, EventMeta, HandlerError, Subscription};
-use subgraph_kit::testing::{TestDatabase, TestEvents};
+use subgraph_kit::testing::TestDatabase;
 use subgraph_kit::{Database, Tx};
 use uuid::Uuid;
 
@@ -39,7 +40,7 @@ impl Event for Tick {
     }
 }
 
-subgraph_kit::inbox! {
+event_bus::inbox! {
     enum ForPipeline for "pipeline" {
         Tick(Tick),
     }
@@ -100,7 +101,9 @@ pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
         tick.tick().await;
         let ticks = vec![Tick { at: Utc::now() }; per_tick];
         database
-            .transaction(async |tx: &mut Tx<'_>| Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, SERVICE, &ticks).await?))
+            .transaction(async |tx: &mut Tx<'_>| {
+                Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, SERVICE, &ticks).await?)
+            })
             .await
             .map_err(error)?;
         produced += per_tick;

@@ -11,12 +11,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
+use identity::{DEV_CUSTOMER_ID, jwt_secret_from_env};
 use stack::binaries::binary;
 use stack::processes::{Output, ProcessSpec, ServiceProcess};
 use stack::{RouterProcess, RouterSettings};
-use subgraph_kit::auth::DEV_CUSTOMER_ID;
 use subgraph_kit::backoff::Backoff;
-use subgraph_kit::config::{env_or, jwt_secret_from_env, telemetry_from_env};
+use subgraph_kit::config::{env_or, telemetry_from_env};
 use subgraph_kit::{Identity, TokenIssuer};
 
 /// In start order: rental calls payment, so payment comes first.
@@ -34,7 +34,7 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 async fn main() -> anyhow::Result<()> {
     let _telemetry = subgraph_kit::telemetry::init("stack", &telemetry_from_env()?)?;
     let jwt_secret = jwt_secret_from_env();
-    subgraph_kit::auth::warn_if_dev_secret(&jwt_secret);
+    identity::warn_if_dev_secret(&jwt_secret);
     let shutdown = subgraph_kit::shutdown::on_signal();
 
     let mut subgraphs = Vec::new();

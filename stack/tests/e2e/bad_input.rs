@@ -1,15 +1,13 @@
 //! Bad input gets a clear error with a code, and changes nothing.
 
-
-
 use std::time::Duration;
 
+use crate::support::fixtures::create_product;
+use crate::support::{TestStack, error_codes, first_message, post_graphql};
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use subgraph_kit::{Identity, TokenIssuer};
-use crate::support::fixtures::create_product;
-use crate::support::{TestStack, error_codes, first_message, post_graphql};
 use uuid::Uuid;
 
 const CATALOG: &str = "{ products(first: 100) { edges { node { id name monthlyFee stock } } } }";

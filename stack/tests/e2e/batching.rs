@@ -1,11 +1,9 @@
 //! Entity lookups are batched: however many entities a query fans out to, each
 //! subgraph answers with one SQL statement.
 
-
-
-use serde_json::json;
 use crate::support::fixtures::{create_product, insert_rental};
 use crate::support::{TestStack, post_graphql};
+use serde_json::json;
 use uuid::Uuid;
 
 const FAN_OUT: usize = 100;

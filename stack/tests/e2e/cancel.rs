@@ -2,13 +2,11 @@
 //! shipped unit returned, on every service; a cancel racing a shipment ends in one
 //! consistent state.
 
-
-
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use crate::support::fixtures::{delivery_id, operator_step, rent, rentable_product};
 use crate::support::{TestStack, count, error_codes, eventually};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -12,15 +12,15 @@ use subgraph_kit::{Identity, TokenIssuer};
 use uuid::Uuid;
 
 use crate::support::fixtures::{RENT, create_product, rent_input, rentable_product};
-use stack::live_clients::WsClient;
 use crate::support::{TestStack, count, error_codes, first_message, post_graphql};
+use stack::live_clients::WsClient;
 
 const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { id status } }";
 
 /// A correctly signed token whose role is not one of ours.
 fn token_with_role(secret: &str, role: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({ "sub": Uuid::now_v7(), "role": role, "iss": subgraph_kit::auth::ISSUER, "iat": now, "exp": now + 600 });
+    let claims = json!({ "sub": Uuid::now_v7(), "role": role, "iss": identity::ISSUER, "iat": now, "exp": now + 600 });
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).expect("signed")
 }
@@ -29,7 +29,8 @@ fn token_with_role(secret: &str, role: &str) -> String {
 async fn every_transport_refuses_a_bad_token_with_the_same_code_and_sentence() {
     let stack = TestStack::start().await;
     let url = stack.router.as_ref().expect("router").websocket_url();
-    let forged = TokenIssuer::new("another-secret").issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(60));
+    let forged =
+        TokenIssuer::new("another-secret").issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(60));
 
     // graphql-transport-ws: no token, then a forged one.
     for (token, sentence) in [(None, "authentication required"), (Some(forged.as_str()), "signature does not match")] {
@@ -97,7 +98,8 @@ async fn a_cursor_works_only_in_the_list_it_came_from() {
     create_product(&stack, "Cursor model A", 19_900, 1).await;
     create_product(&stack, "Cursor model B", 19_900, 1).await;
     let operator = stack.operator_token();
-    let (_, page) = stack.graphql(Some(&operator), "{ products(first: 1) { pageInfo { endCursor } } }", json!({})).await;
+    let (_, page) =
+        stack.graphql(Some(&operator), "{ products(first: 1) { pageInfo { endCursor } } }", json!({})).await;
     let cursor = page["data"]["products"]["pageInfo"]["endCursor"].clone();
     assert!(cursor.is_string(), "{page}");
     let customer = stack.customer_token(Uuid::now_v7());
@@ -152,9 +154,13 @@ async fn production_configuration_turns_introspection_off() {
     let (_, refused) = post_graphql(&stack.client, &router.graphql_url(), Some(&operator), &body).await;
     assert_eq!(error_codes(&refused), ["INTROSPECTION_DISABLED"], "{refused}");
     // Ordinary queries still work.
-    let (_, answered) =
-        post_graphql(&stack.client, &router.graphql_url(), Some(&operator), &json!({ "query": "{ products { edges { node { id } } } }" }))
-            .await;
+    let (_, answered) = post_graphql(
+        &stack.client,
+        &router.graphql_url(),
+        Some(&operator),
+        &json!({ "query": "{ products { edges { node { id } } } }" }),
+    )
+    .await;
     assert_eq!(answered.get("errors"), None, "{answered}");
     router.stop().await.expect("router stops");
     stack.stop().await;
@@ -183,7 +189,13 @@ fn every_example_in_the_readme_selects_the_id_of_each_entity() {
             }
         }
     }
-    fn check(set: &SelectionSet, ty: &str, fields: &HashMap<String, HashMap<String, String>>, path: &str, missing: &mut Vec<String>) {
+    fn check(
+        set: &SelectionSet,
+        ty: &str,
+        fields: &HashMap<String, HashMap<String, String>>,
+        path: &str,
+        missing: &mut Vec<String>,
+    ) {
         let Some(own) = fields.get(ty) else { return };
         let names: Vec<String> = set
             .items
@@ -193,7 +205,11 @@ fn every_example_in_the_readme_selects_the_id_of_each_entity() {
                 _ => None,
             })
             .collect();
-        if own.contains_key("id") && !names.iter().any(|name| name == "id") && !ty.ends_with("Connection") && !ty.ends_with("Edge") {
+        if own.contains_key("id")
+            && !names.iter().any(|name| name == "id")
+            && !ty.ends_with("Connection")
+            && !ty.ends_with("Edge")
+        {
             missing.push(format!("{path} ({ty})"));
         }
         for item in &set.items {
@@ -201,7 +217,13 @@ fn every_example_in_the_readme_selects_the_id_of_each_entity() {
                 && let Some(child) = own.get(field.node.name.node.as_str())
                 && !field.node.selection_set.node.items.is_empty()
             {
-                check(&field.node.selection_set.node, child, fields, &format!("{path}.{}", field.node.name.node), missing);
+                check(
+                    &field.node.selection_set.node,
+                    child,
+                    fields,
+                    &format!("{path}.{}", field.node.name.node),
+                    missing,
+                );
             }
         }
     }
@@ -212,7 +234,9 @@ fn every_example_in_the_readme_selects_the_id_of_each_entity() {
         let document = async_graphql::parser::parse_query(text).unwrap_or_else(|error| panic!("{error}: {text}"));
         let operations: Vec<_> = match &document.operations {
             DocumentOperations::Single(operation) => vec![operation.node.clone()],
-            DocumentOperations::Multiple(operations) => operations.values().map(|operation| operation.node.clone()).collect(),
+            DocumentOperations::Multiple(operations) => {
+                operations.values().map(|operation| operation.node.clone()).collect()
+            }
         };
         for operation in operations {
             let root = match operation.ty {

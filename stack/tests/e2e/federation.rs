@@ -1,11 +1,9 @@
 //! Reading across subgraphs through the real router, as customers and operators do.
 
-
-
-use reqwest::StatusCode;
-use serde_json::json;
 use crate::support::fixtures::{create_product, insert_rental};
 use crate::support::{TestStack, error_codes};
+use reqwest::StatusCode;
+use serde_json::json;
 use uuid::Uuid;
 
 const RENTAL_WITH_EVERYTHING: &str = r#"

@@ -1,16 +1,14 @@
 //! The customer's history (CQRS): one indexed read per page, converging under
 //! duplicated and reordered events, and rebuilt identically from the records.
 
-
-
 use std::time::Duration;
 
+use crate::support::fixtures::{operator_step, rent_input, rentable_product};
+use crate::support::{TestStack, eventually};
 use diesel_async::RunQueryDsl;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde_json::{Value, json};
-use crate::support::fixtures::{operator_step, rent_input, rentable_product};
-use crate::support::{TestStack, eventually};
 use uuid::Uuid;
 
 const APPROVED: &str = "4242424242424242";
@@ -156,11 +154,14 @@ async fn history_shows_each_rentals_timeline_converges_and_rebuilds_the_same() {
         diesel::sql_query("DELETE FROM rental_timeline").execute(&mut connection).await.expect("emptied");
     }
     assert!(whole_history(&stack, &customer, 10).await.is_empty());
-    let rebuilt =
-        rental::service::rebuild::rebuild(rental_db, &stack.subgraphs.payment.database, &stack.subgraphs.delivery.database)
-            .await
-            .map_err(|error| error.message)
-            .expect("rebuilt");
+    let rebuilt = rental::service::rebuild::rebuild(
+        rental_db,
+        &stack.subgraphs.payment.database,
+        &stack.subgraphs.delivery.database,
+    )
+    .await
+    .map_err(|error| error.message)
+    .expect("rebuilt");
     assert_eq!(rebuilt, 4);
     assert_eq!(whole_history(&stack, &customer, 10).await, history, "the rebuild gives the same history");
     stack.stop().await;

@@ -2,13 +2,11 @@
 //! shipped (stock taken) → delivered (rental active); shortages held, not lost; an
 //! inventory outage blocks nothing.
 
-
-
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use crate::support::fixtures::{rent, rentable_product, stock};
 use crate::support::{TestStack, error_codes, eventually};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -251,8 +249,12 @@ async fn stock_news_never_holds_a_delivery_that_is_not_shipping() {
         product_id,
         at: chrono::Utc::now(),
     };
-    crate::support::publish(&stack, "stock.shortage", &crate::support::envelope("inventory", &contracts::StockShortage(news)))
-        .await;
+    crate::support::publish(
+        &stack,
+        "stock.shortage",
+        &crate::support::envelope("inventory", &contracts::StockShortage(news)),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, response) = stack.graphql(Some(&customer), query, json!({ "id": rental_id })).await;
     assert_eq!(response["data"]["rental"]["delivery"]["waitingForStock"], false, "{response}");

@@ -1,14 +1,12 @@
 //! Live delivery tracking through the router, over WebSocket and SSE.
 
-
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use crate::support::fixtures::{operator_step, rent, rentable_product};
-use stack::live_clients::{SseClient, WsClient};
 use crate::support::{TestStack, eventually};
+use serde_json::{Value, json};
+use stack::live_clients::{SseClient, WsClient};
 use uuid::Uuid;
 
 const TRACK: &str =
@@ -81,7 +79,10 @@ async fn only_the_owner_or_an_operator_may_subscribe() {
     let mut anonymous = WsClient::connect(&url, None).await;
     anonymous.subscribe("peek", TRACK, json!({ "id": rental_id })).await;
     let refused = anonymous.next_message().await.expect("an answer");
-    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "no token, no events: {refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "no token, no events: {refused}"
+    );
     assert_eq!(refused["payload"]["data"], json!(null), "{refused}");
 
     let mut operator = WsClient::connect(&url, Some(&stack.operator_token())).await;

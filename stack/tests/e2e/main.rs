@@ -5,9 +5,9 @@
 mod support;
 
 mod bad_input;
-mod contract;
 mod batching;
 mod cancel;
+mod contract;
 mod faults;
 mod federation;
 mod graphiql;

@@ -1,15 +1,13 @@
 //! Renting through the router: paid or nothing (N1), idempotent, shielded from a
 //! failing payment service by a circuit breaker (N3).
 
-
-
 use std::time::Duration;
 
+use crate::support::fixtures::{RENT, rent_input, rentable_product};
+use crate::support::{StackOptions, TestStack, count, error_codes, eventually, first_message, post_graphql};
 use reqwest::StatusCode;
 use serde_json::json;
 use subgraph_kit::{Identity, TokenIssuer};
-use crate::support::fixtures::{RENT, rent_input, rentable_product};
-use crate::support::{StackOptions, TestStack, count, error_codes, eventually, first_message, post_graphql};
 use uuid::Uuid;
 
 const APPROVED: &str = "4242424242424242";

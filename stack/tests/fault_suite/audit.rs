@@ -8,11 +8,7 @@ use crate::load::Record;
 
 pub use stack::audit::Audit;
 
-pub async fn audit(
-    cluster: &ProcessCluster,
-    rabbit: &PrivateRabbit,
-    record: &Record,
-) -> anyhow::Result<Audit> {
+pub async fn audit(cluster: &ProcessCluster, rabbit: &PrivateRabbit, record: &Record) -> anyhow::Result<Audit> {
     let queues = rabbit.queue_depths(&cluster.namespace)?;
     let rents: Vec<RentTold> = record
         .rents

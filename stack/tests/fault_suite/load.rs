@@ -81,7 +81,8 @@ impl Client {
 
     /// Runs one operation and records its answer under `operation`.
     pub async fn call(&self, operation: &str, token: &str, query: &str, variables: Value) -> Result<Value, String> {
-        let sent = self.http.post(&self.url).bearer_auth(token).json(&json!({ "query": query, "variables": variables }));
+        let sent =
+            self.http.post(&self.url).bearer_auth(token).json(&json!({ "query": query, "variables": variables }));
         let answer = match sent.send().await {
             Err(error) if error.is_timeout() => Err("timeout".to_owned()),
             Err(_) => Err("transport".to_owned()),
@@ -159,12 +160,15 @@ pub async fn customer(client: Client, products: Vec<Uuid>, stop: CancellationTok
 /// One operator working the delivery queue until `until`.
 pub async fn operator(client: Client, number: usize, stop: CancellationToken) {
     let token = client.token(&Identity::Operator { subject: format!("operator-{number}") });
-    let queue = "query($status: DeliveryStatus) { deliveries(status: $status, first: 10) { edges { node { id status } } } }";
+    let queue =
+        "query($status: DeliveryStatus) { deliveries(status: $status, first: 10) { edges { node { id status } } } }";
     let mut round = 0usize;
     while !stop.is_cancelled() {
         round += 1;
         for (status, step) in [("REQUESTED", "startDelivery"), ("SHIPPING", "completeDelivery")] {
-            let Ok(page) = client.call("deliveries", &token, queue, json!({ "status": status })).await else { continue };
+            let Ok(page) = client.call("deliveries", &token, queue, json!({ "status": status })).await else {
+                continue;
+            };
             let ids: Vec<String> = page["data"]["deliveries"]["edges"]
                 .as_array()
                 .map(|edges| edges.iter().filter_map(|edge| edge["node"]["id"].as_str().map(str::to_owned)).collect())
@@ -216,10 +220,16 @@ pub async fn product(client: &Client, rental: &subgraph_kit::Database, name: &st
     let token = client.token(&Identity::Operator { subject: "setup".into() });
     let create = "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }";
     let answer = client
-        .call("createProduct", &token, create, json!({ "input": { "name": name, "monthlyFee": 19_900, "initialStock": stock } }))
+        .call(
+            "createProduct",
+            &token,
+            create,
+            json!({ "input": { "name": name, "monthlyFee": 19_900, "initialStock": stock } }),
+        )
         .await
         .map_err(anyhow::Error::msg)?;
-    let id: Uuid = answer["data"]["createProduct"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("{answer}"))?.parse()?;
+    let id: Uuid =
+        answer["data"]["createProduct"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("{answer}"))?.parse()?;
     stack::workload::rental_knows_product(rental, id).await?;
     Ok(id)
 }

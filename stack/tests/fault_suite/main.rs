@@ -118,7 +118,13 @@ async fn inject(fault: Fault, cluster: &mut ProcessCluster) -> anyhow::Result<In
     Ok(Instant::now())
 }
 
-async fn run(fault: Fault, postgres: &PrivatePostgres, rabbit: &PrivateRabbit, intensity: Intensity, long: bool) -> anyhow::Result<RunReport> {
+async fn run(
+    fault: Fault,
+    postgres: &PrivatePostgres,
+    rabbit: &PrivateRabbit,
+    intensity: Intensity,
+    long: bool,
+) -> anyhow::Result<RunReport> {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite").join(fault.name());
     let _ = std::fs::remove_dir_all(&log_dir);
     let mut cluster = ProcessCluster::start(ClusterSpec {
@@ -142,8 +148,10 @@ async fn run(fault: Fault, postgres: &PrivatePostgres, rabbit: &PrivateRabbit, i
     .await?;
     let client = Client::new(cluster.router_url(), &cluster.secret);
     let rental_db = cluster.database(rental::SERVICE)?;
-    let products =
-        vec![load::product(&client, &rental_db, "Fault model A", 6).await?, load::product(&client, &rental_db, "Fault model B", 6).await?];
+    let products = vec![
+        load::product(&client, &rental_db, "Fault model A", 6).await?,
+        load::product(&client, &rental_db, "Fault model B", 6).await?,
+    ];
     client.record.lock().expect("record").answers.clear();
 
     let started = Instant::now();
@@ -261,14 +269,17 @@ fn report(runs: &[RunReport], intensity: Intensity, total: Duration) -> String {
     for run in runs {
         let total: u64 = run.answers.values().sum();
         let ok = run.answers.get("ok").copied().unwrap_or(0);
-        let user = ["PAYMENT_DECLINED", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "FORBIDDEN", "IDEMPOTENCY_KEY_REUSED"];
+        let user =
+            ["PAYMENT_DECLINED", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "FORBIDDEN", "IDEMPOTENCY_KEY_REUSED"];
         let later = ["PAYMENT_UNAVAILABLE", "SERVICE_UNAVAILABLE", "WAITING_FOR_STOCK"];
         let sum = |codes: &[&str]| codes.iter().map(|code| run.answers.get(*code).copied().unwrap_or(0)).sum::<u64>();
         let (refused, retry) = (sum(&user), sum(&later));
         let other: Vec<String> = run
             .answers
             .iter()
-            .filter(|(kind, _)| kind.as_str() != "ok" && !user.contains(&kind.as_str()) && !later.contains(&kind.as_str()))
+            .filter(|(kind, _)| {
+                kind.as_str() != "ok" && !user.contains(&kind.as_str()) && !later.contains(&kind.as_str())
+            })
             .map(|(kind, count)| format!("{kind} {count}"))
             .collect();
         let seconds = |duration: Option<Duration>| duration.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
@@ -309,13 +320,14 @@ async fn every_fault_keeps_every_invariant() {
         ALL.into_iter().filter(|fault| only.as_ref().is_none_or(|names| names.contains(&fault.name()))).collect();
 
     let started = Instant::now();
-    let postgres = tokio::task::spawn_blocking(PrivatePostgres::start).await.expect("joined").expect("a private PostgreSQL");
+    let postgres =
+        tokio::task::spawn_blocking(PrivatePostgres::start).await.expect("joined").expect("a private PostgreSQL");
     let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("joined").expect("a private RabbitMQ");
     let mut runs = Vec::new();
     for fault in faults {
-        let run = run(fault, &postgres, &rabbit, intensity, long).await.unwrap_or_else(|error| {
-            panic!("the {} run could not be carried out: {error:#}", fault.name())
-        });
+        let run = run(fault, &postgres, &rabbit, intensity, long)
+            .await
+            .unwrap_or_else(|error| panic!("the {} run could not be carried out: {error:#}", fault.name()));
         eprintln!("{}: {} violations", fault.name(), run.violations.len());
         runs.push(run);
     }

@@ -11,11 +11,14 @@ use crate::support::{APPROVED_CARD, LIVE, Observed, Settings};
 
 #[tokio::test]
 async fn no_log_at_debug_level_holds_a_card_number_an_address_or_a_token() {
-    let observed = Observed::start("logs", Settings {
-        subgraph_env: vec![("RUST_LOG", "debug".into())],
-        router_log_level: Some("debug"),
-        ..Settings::default()
-    })
+    let observed = Observed::start(
+        "logs",
+        Settings {
+            subgraph_env: vec![("RUST_LOG", "debug".into())],
+            router_log_level: Some("debug"),
+            ..Settings::default()
+        },
+    )
     .await
     .expect("the cluster starts");
     let product = observed.product(3).await.expect("a product");
@@ -33,14 +36,20 @@ async fn no_log_at_debug_level_holds_a_card_number_an_address_or_a_token() {
     );
     observed.graphql(&customer, None, &document, json!({})).await.expect("rented with literals");
 
-    let mut subscriber = WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    let mut subscriber =
+        WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
     subscriber.subscribe("live", LIVE, json!({ "rentalId": rental_id })).await;
     subscriber.next_message().await.expect("the current status");
     subscriber.close().await;
     let log_dir = observed.log_dir.clone();
     observed.finish().await.expect("the cluster stops");
 
-    let secrets = [("card number", APPROVED_CARD), ("address", by_variables.as_str()), ("address", inline.as_str()), ("token", signature.as_str())];
+    let secrets = [
+        ("card number", APPROVED_CARD),
+        ("address", by_variables.as_str()),
+        ("address", inline.as_str()),
+        ("token", signature.as_str()),
+    ];
     let mut logs = 0;
     for entry in std::fs::read_dir(&log_dir).expect("the log directory") {
         let path = entry.expect("an entry").path();

@@ -24,7 +24,8 @@ impl Prometheus {
             .iter()
             .map(|(job, target)| format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"))
             .collect();
-        let config = format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}", jobs.concat());
+        let config =
+            format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}", jobs.concat());
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
@@ -36,7 +37,9 @@ impl Prometheus {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|error| anyhow::anyhow!("prometheus did not start ({error}): .ci/run installs Debian's package"))?;
+            .map_err(|error| {
+                anyhow::anyhow!("prometheus did not start ({error}): .ci/run installs Debian's package")
+            })?;
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -98,7 +101,8 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
     for service in stack::cluster::SERVICES {
         targets.push((service, authority(&observed.cluster.url_of(service, 0).expect("running"))));
     }
-    let prometheus = Prometheus::start(&observed.log_dir.join("prometheus"), &targets).await.expect("prometheus starts");
+    let prometheus =
+        Prometheus::start(&observed.log_dir.join("prometheus"), &targets).await.expect("prometheus starts");
 
     let product = observed.product(5).await.expect("a product");
     let customer_id = Uuid::now_v7();
@@ -107,7 +111,8 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
     let cancelled = observed.rent(&customer, product, "2 Metric-ro, Seoul", None).await.expect("second rent");
     let delivery = observed.delivery_of(&shipped).await.expect("a delivery");
     observed.delivery_of(&cancelled).await.expect("a delivery");
-    let mut subscriber = WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    let mut subscriber =
+        WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
     subscriber.subscribe("live", LIVE, json!({ "rentalId": shipped })).await;
     subscriber.next_message().await.expect("the current status");
     observed.graphql(&observed.operator(), None, START, json!({ "id": delivery })).await.expect("shipped");
@@ -116,7 +121,9 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
     let requests = |service: &str, operation: &str| {
         format!(r#"sum(water_graphql_requests_total{{service="{service}",operation="{operation}",outcome="ok"}})"#)
     };
-    let published = |service: &str, event: &str| format!(r#"sum(water_events_published_total{{service="{service}",event="{event}"}})"#);
+    let published = |service: &str, event: &str| {
+        format!(r#"sum(water_events_published_total{{service="{service}",event="{event}"}})"#)
+    };
     let applied = |service: &str, event: &str| {
         format!(r#"sum(water_events_consumed_total{{service="{service}",event="{event}",outcome="applied"}})"#)
     };
@@ -161,7 +168,8 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
 
     let client = reqwest::Client::new();
     for (job, target) in &targets {
-        let exposition = client.get(format!("http://{target}/metrics")).send().await.expect("metrics").text().await.expect("text");
+        let exposition =
+            client.get(format!("http://{target}/metrics")).send().await.expect("metrics").text().await.expect("text");
         let ids = ids_in_labels(&exposition);
         assert!(ids.is_empty(), "{job} has ids as label values: {ids:?}");
     }

@@ -37,7 +37,9 @@ impl Observed {
         subgraph_kit::telemetry::init_for_tests();
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("observability").join(name);
         let _ = std::fs::remove_dir_all(&log_dir);
-        let owned = |pairs: Vec<(&'static str, String)>| pairs.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+        let owned = |pairs: Vec<(&'static str, String)>| {
+            pairs.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
+        };
         let mut subgraph_env = vec![("RUST_LOG", "warn".to_owned()), ("DB_POOL_SIZE", "4".to_owned())];
         subgraph_env.extend(settings.subgraph_env);
         let cluster = ProcessCluster::start(ClusterSpec {
@@ -70,7 +72,13 @@ impl Observed {
 
     /// Runs an operation through the router, with a `traceparent` when given; fails on
     /// a transport error or any GraphQL error.
-    pub async fn graphql(&self, token: &str, traceparent: Option<&str>, query: &str, variables: Value) -> anyhow::Result<Value> {
+    pub async fn graphql(
+        &self,
+        token: &str,
+        traceparent: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Value> {
         let mut request = self.client.post(self.cluster.router_url()).bearer_auth(token);
         if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
@@ -94,7 +102,13 @@ impl Observed {
     }
 
     /// Rents `product` for `customer`; the rental's id.
-    pub async fn rent(&self, customer: &str, product: Uuid, address: &str, traceparent: Option<&str>) -> anyhow::Result<String> {
+    pub async fn rent(
+        &self,
+        customer: &str,
+        product: Uuid,
+        address: &str,
+        traceparent: Option<&str>,
+    ) -> anyhow::Result<String> {
         let input = json!({ "input": { "productId": product, "months": 12, "deliveryAddress": address,
                                        "cardNumber": APPROVED_CARD, "idempotencyKey": Uuid::now_v7() } });
         let data = self.graphql(customer, traceparent, RENT, input).await?;

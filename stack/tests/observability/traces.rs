@@ -92,7 +92,10 @@ impl Collector {
                         .attributes
                         .iter()
                         .map(|attribute| {
-                            (attribute.key.clone(), text(attribute.value.as_ref().and_then(|value| value.value.as_ref())))
+                            (
+                                attribute.key.clone(),
+                                text(attribute.value.as_ref().and_then(|value| value.value.as_ref())),
+                            )
                         })
                         .collect(),
                 });
@@ -138,7 +141,9 @@ fn hex(bytes: &[u8]) -> String {
 
 fn find<'a>(trace: &'a [ReceivedSpan], (service, name, event): (&str, &str, Option<&str>)) -> Option<&'a ReceivedSpan> {
     trace.iter().find(|span| {
-        span.service == service && span.name == name && event.is_none_or(|event| span.attributes.get("event").map(String::as_str) == Some(event))
+        span.service == service
+            && span.name == name
+            && event.is_none_or(|event| span.attributes.get("event").map(String::as_str) == Some(event))
     })
 }
 
@@ -160,18 +165,27 @@ fn below<'a>(
         current = parent;
         chain.push(current.describe());
     }
-    panic!("{} is not below {}: its ancestry is\n  {}\nthe trace:\n  {}", span.describe(), ancestor.describe(), chain.join("\n  "), listing())
+    panic!(
+        "{} is not below {}: its ancestry is\n  {}\nthe trace:\n  {}",
+        span.describe(),
+        ancestor.describe(),
+        chain.join("\n  "),
+        listing()
+    )
 }
 
 #[tokio::test]
 async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
     let collector = Collector::default();
     let endpoint = collector.clone().start().await.expect("the receiver listens");
-    let observed = Observed::start("traces", Settings {
-        subgraph_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())],
-        router_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
-        ..Settings::default()
-    })
+    let observed = Observed::start(
+        "traces",
+        Settings {
+            subgraph_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())],
+            router_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
+            ..Settings::default()
+        },
+    )
     .await
     .expect("the cluster starts");
     let product = observed.product(3).await.expect("a product");
@@ -183,13 +197,16 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
     let (traceparent, rent_trace) = new_traceparent();
     let rental_id = observed.rent(&customer, product, &address, Some(&traceparent)).await.expect("rented");
     let trace = collector
-        .wait_for(&rent_trace, &[
-            ("rental", "graphql request", None),
-            ("rental", "call payment", None),
-            ("payment", "graphql request", None),
-            ("rental", "publish event", Some("rental.accepted")),
-            ("delivery", "consume event", Some("rental.accepted")),
-        ])
+        .wait_for(
+            &rent_trace,
+            &[
+                ("rental", "graphql request", None),
+                ("rental", "call payment", None),
+                ("payment", "graphql request", None),
+                ("rental", "publish event", Some("rental.accepted")),
+                ("delivery", "consume event", Some("rental.accepted")),
+            ],
+        )
         .await;
     let router = trace.iter().find(|span| span.service == "router" && span.parent_span_id == traceparent[36..52]);
     let router = router.unwrap_or_else(|| panic!("no router span continues the client's trace: {trace:#?}"));
@@ -211,22 +228,29 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
 
     // Shipping, in a trace of its own, down to the update a live subscriber reads.
     let delivery_id = observed.delivery_of(&rental_id).await.expect("a delivery");
-    let mut subscriber = WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
+    let mut subscriber =
+        WsClient::connect(&observed.cluster.router.as_ref().expect("router").websocket_url(), Some(&customer)).await;
     subscriber.subscribe("live", LIVE, json!({ "rentalId": rental_id })).await;
     let first = subscriber.next_message().await.expect("the current status");
     assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["status"], "REQUESTED", "{first}");
     let (traceparent, ship_trace) = new_traceparent();
-    observed.graphql(&observed.operator(), Some(&traceparent), START, json!({ "id": delivery_id })).await.expect("shipped");
+    observed
+        .graphql(&observed.operator(), Some(&traceparent), START, json!({ "id": delivery_id }))
+        .await
+        .expect("shipped");
     let shipped = subscriber.next_message().await.expect("the change");
     assert_eq!(shipped["payload"]["data"]["deliveryStatusChanged"]["status"], "SHIPPING", "{shipped}");
     let trace = collector
-        .wait_for(&ship_trace, &[
-            ("delivery", "graphql request", None),
-            ("delivery", "publish event", Some("delivery.started")),
-            ("delivery", "live status change", Some("delivery.started")),
-            ("delivery", "live update", None),
-            ("inventory", "consume event", Some("delivery.started")),
-        ])
+        .wait_for(
+            &ship_trace,
+            &[
+                ("delivery", "graphql request", None),
+                ("delivery", "publish event", Some("delivery.started")),
+                ("delivery", "live status change", Some("delivery.started")),
+                ("delivery", "live update", None),
+                ("inventory", "consume event", Some("delivery.started")),
+            ],
+        )
         .await;
     let router = trace.iter().find(|span| span.service == "router" && span.parent_span_id == traceparent[36..52]);
     let router = router.unwrap_or_else(|| panic!("no router span continues the client's trace: {trace:#?}"));

@@ -10,10 +10,12 @@
 //! docs/events.md describes each event for people.
 
 use chrono::{DateTime, Utc};
+use event_bus::{Event, Subscription, inbox};
 use serde::{Deserialize, Serialize};
-use subgraph_kit::events::{Event, Subscription};
-use subgraph_kit::inbox;
 use uuid::Uuid;
+
+pub mod card;
+pub use card::CardNumber;
 
 /// Implements [`Event`] for a payload struct with an `at` field.
 macro_rules! event {
@@ -268,8 +270,8 @@ pub const TOPOLOGY: &[Subscription] = &[
 
 #[cfg(test)]
 mod tests {
+    use event_bus::{Envelope, HandlerError, Inbox};
     use serde_json::json;
-    use subgraph_kit::events::{Envelope, HandlerError, Inbox};
 
     use super::*;
 
@@ -330,7 +332,12 @@ mod tests {
 
     #[test]
     fn an_inbox_reads_its_events_and_refuses_other_types_and_versions() {
-        let news = StockNews { delivery_id: Uuid::now_v7(), rental_id: Uuid::now_v7(), product_id: Uuid::now_v7(), at: Utc::now() };
+        let news = StockNews {
+            delivery_id: Uuid::now_v7(),
+            rental_id: Uuid::now_v7(),
+            product_id: Uuid::now_v7(),
+            at: Utc::now(),
+        };
         let envelope = Envelope::wrap("inventory", &StockAllocated(news.clone()));
         assert_eq!(ForDelivery::decode(&envelope), Ok(ForDelivery::StockAllocated(StockAllocated(news.clone()))));
         assert_eq!(ForDelivery::decode(&envelope).expect("decoded").ordering_key(), Some(news.rental_id));
@@ -338,6 +345,8 @@ mod tests {
         let mut old = envelope.clone();
         old.version = 1;
         assert!(matches!(ForDelivery::decode(&old), Err(HandlerError::Poison(reason)) if reason.contains("version 1")));
-        assert!(matches!(ForPayment::decode(&envelope), Err(HandlerError::Poison(reason)) if reason.contains("does not consume")));
+        assert!(
+            matches!(ForPayment::decode(&envelope), Err(HandlerError::Poison(reason)) if reason.contains("does not consume"))
+        );
     }
 }

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use event_bus::ConsumeEvents;
 use subgraph_kit::config::ServiceConfig;
 use subgraph_kit::{Foundation, RunningService};
 use tokio_util::sync::CancellationToken;
 
 use crate::graphql::{self, DeliverySchema, Resolvers};
-use crate::service::live::{LiveHub, listen_until};
+use subgraph_kit::live::LiveHub;
+
+use crate::service::live;
 use crate::{DEFAULT_PORT, MIGRATIONS, SERVICE, events};
 
 /// Everything delivery reads from the environment.
@@ -39,18 +42,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     foundation.consume(contracts::TOPOLOGY, events::DeliveryEvents);
     let hub = Arc::new(LiveHub::default());
     let stopping = foundation.lifecycle.stopping().clone();
-    foundation.spawn(listen_until(hub.clone(), foundation.config.events.clone(), stopping.clone()));
+    foundation.spawn(live::listen(hub.clone(), foundation.config.events.clone(), stopping.clone()));
     let resolvers = Resolvers::new(foundation.database.clone(), hub, stopping, foundation.open_streams.clone());
     Ok(foundation.serve(graphql::schema(Arc::new(resolvers))))
 }
 
 /// The schema with nothing behind it, for exporting its SDL.
 pub fn detached_schema() -> DeliverySchema {
-    let resolvers = Resolvers::new(
-        subgraph_kit::Database::unconnected(),
-        Arc::default(),
-        CancellationToken::new(),
-        Arc::default(),
-    );
+    let resolvers =
+        Resolvers::new(subgraph_kit::Database::unconnected(), Arc::default(), CancellationToken::new(), Arc::default());
     graphql::schema(Arc::new(resolvers))
 }

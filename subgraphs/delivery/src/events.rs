@@ -1,8 +1,8 @@
 //! What delivery does with the events it consumes: one use case each.
 
 use contracts::ForDelivery;
+use event_bus::{EventHandler, EventMeta, HandlerError};
 use subgraph_kit::Tx;
-use subgraph_kit::events::{EventHandler, EventMeta, HandlerError};
 
 use crate::domain::Unit;
 use crate::service;

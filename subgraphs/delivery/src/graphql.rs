@@ -20,7 +20,9 @@ use uuid::Uuid;
 
 use crate::domain::{self, Unit};
 use crate::service;
-use crate::service::live::{LiveHub, OpenStream, rank};
+use subgraph_kit::live::{LiveHub, OpenStream};
+
+use crate::service::live::rank;
 use crate::storage::deliveries::{self, DeliveryRow};
 
 pub type DeliverySchema = Schema<Query, Mutation, Subscription>;
@@ -280,7 +282,7 @@ impl Subscription {
             return Err(not_yours().into());
         }
         Ok(async_stream::stream! {
-            let _open = OpenStream::new(open_streams);
+            let _open = OpenStream::new(crate::SERVICE, open_streams);
             let mut sent = 0;
             let mut current = current;
             loop {

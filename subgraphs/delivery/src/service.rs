@@ -12,9 +12,9 @@ use contracts::{
     DeliveryCancelRefused, DeliveryCancelled, DeliveryChange, DeliveryCompleted, DeliveryRequested, DeliveryStarted,
     RentalAccepted, RentalCancelled, StockNews,
 };
+use event_bus::{HandlerError, outbox};
 use subgraph_kit::db;
 use subgraph_kit::domain::TextEnum;
-use subgraph_kit::events::{HandlerError, outbox};
 use subgraph_kit::{ApiError, Database, Tx};
 use uuid::Uuid;
 

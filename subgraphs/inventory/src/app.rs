@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use event_bus::ConsumeEvents;
 use subgraph_kit::config::{ServiceConfig, env_parse};
 use subgraph_kit::{Foundation, RunningService};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self { service: ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?, demo_catalog: env_parse("DEMO_CATALOG", false)? })
+        Ok(Self {
+            service: ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?,
+            demo_catalog: env_parse("DEMO_CATALOG", false)?,
+        })
     }
 
     /// The common configuration, and nothing seeded.

@@ -56,7 +56,9 @@ pub struct MonthlyFee(i32);
 impl MonthlyFee {
     pub fn parse(won: i32) -> Result<Self, ApiError> {
         if !(1..=MAX_MONTHLY_FEE).contains(&won) {
-            return Err(ApiError::bad_input(format!("monthlyFee must be between 1 and {MAX_MONTHLY_FEE} won, got {won}")));
+            return Err(ApiError::bad_input(format!(
+                "monthlyFee must be between 1 and {MAX_MONTHLY_FEE} won, got {won}"
+            )));
         }
         Ok(Self(won))
     }

@@ -10,14 +10,16 @@
 
 use contracts::{DeliveryCancelled, DeliveryStarted, ProductCreated, StockAllocated, StockNews, StockShortage};
 use diesel::QueryResult;
+use event_bus::HandlerError;
+use event_bus::outbox;
 use subgraph_kit::db;
-use subgraph_kit::events::outbox;
-use subgraph_kit::events::HandlerError;
 use subgraph_kit::{ApiError, Database, Tx};
 use uuid::Uuid;
 
 use crate::SERVICE;
-use crate::domain::{MovementReason, NewProduct, OnCancel, OnStart, RestockQuantity, ShipmentState, on_cancel, on_start};
+use crate::domain::{
+    MovementReason, NewProduct, OnCancel, OnStart, RestockQuantity, ShipmentState, on_cancel, on_start,
+};
 use crate::storage::products::{self, ProductRow};
 use crate::storage::shipments;
 
@@ -122,7 +124,8 @@ async fn serve_waiting(tx: &mut Tx<'_>, product_id: Uuid) -> QueryResult<usize> 
 }
 
 async fn announce(tx: &mut Tx<'_>, row: &ProductRow) -> QueryResult<()> {
-    let event = ProductCreated { product_id: row.id, name: row.name.clone(), monthly_fee: row.monthly_fee, at: db::now() };
+    let event =
+        ProductCreated { product_id: row.id, name: row.name.clone(), monthly_fee: row.monthly_fee, at: db::now() };
     outbox::enqueue(tx, SERVICE, &event).await?;
     Ok(())
 }
@@ -169,7 +172,13 @@ const DEMO_PRODUCTS: [(&str, &str, &str, i32, i32); 5] = [
         29_900,
         8,
     ),
-    ("0192f1a4-0000-7000-8000-000000000003", "IceFlow Pro", "Purifier with an ice maker: up to 1.2 kg of ice a day.", 44_900, 5),
+    (
+        "0192f1a4-0000-7000-8000-000000000003",
+        "IceFlow Pro",
+        "Purifier with an ice maker: up to 1.2 kg of ice a day.",
+        44_900,
+        5,
+    ),
     (
         "0192f1a4-0000-7000-8000-000000000004",
         "SlimLine Direct-Flow",

@@ -3,10 +3,13 @@
 //!
 //! ```text
 //! Foundation::prepare(config, migrations, shutdown)   database created, migrated; port bound
-//!     .consume(topology, handler)                    event bus: relay + consumer
+//!     .consume(topology, handler)                    event bus: relay + consumer (`event-bus`)
 //!     .spawn(task)                                   background tasks (watch `stopping`)
 //!     .serve(schema) -> RunningService               HTTP, WebSocket, probes, metrics
 //! ```
+//!
+//! The event bus is a crate of its own (`event-bus`); it plugs in here as a
+//! [`Pipeline`], so this crate needs no broker client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,21 +17,28 @@ use std::sync::atomic::AtomicUsize;
 
 use async_graphql::Executor;
 use diesel_migrations::EmbeddedMigrations;
+use futures::future::BoxFuture;
+use identity::TokenVerifier;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenVerifier;
 use crate::config::ServiceConfig;
 use crate::db::Database;
-use crate::events::bus::BusStop;
-use crate::events::{EventBus, EventHandler, Subscription};
-use crate::server::{bind, routes};
+use crate::metrics::ScrapeHook;
+use crate::server::{Served, bind, routes};
 use crate::shutdown::Lifecycle;
 
-/// Connections of the pool for background work (relay, consumer, reconcilers), so it
-/// never competes with requests and its statements are not counted as theirs.
-const BACKGROUND_POOL_SIZE: usize = 10;
+/// What carries a service's events beside its server (the `event-bus` crate's bus), as
+/// the skeleton sees it: whether it is connected, and when it has stopped. It stops
+/// consuming when the lifecycle stops, and publishes what is left once
+/// [`Foundation::requests_done`] is cancelled.
+pub trait Pipeline: Send + 'static {
+    fn connection(&self) -> watch::Receiver<bool>;
+    fn stopped(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
 
 /// A service's resources, ready to be wired.
 pub struct Foundation {
@@ -42,8 +52,9 @@ pub struct Foundation {
     /// subscriptions counts them here).
     pub open_streams: Arc<AtomicUsize>,
     listener: TcpListener,
-    bus_stop: BusStop,
-    bus: Option<EventBus>,
+    requests_done: CancellationToken,
+    pipeline: Option<Box<dyn Pipeline>>,
+    scrape_hooks: Vec<ScrapeHook>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -56,10 +67,9 @@ impl Foundation {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let database = Database::connect(&config.database, migrations).await?;
-        let background = database.sibling(BACKGROUND_POOL_SIZE)?;
+        let background = database.sibling(config.database.background_pool_size)?;
         let listener = bind(config.listen).await?;
         let lifecycle = Lifecycle::new(shutdown, config.shutdown.drain);
-        let bus_stop = BusStop { consuming: lifecycle.stopping().clone(), relaying: CancellationToken::new() };
         Ok(Self {
             config,
             database,
@@ -67,18 +77,28 @@ impl Foundation {
             lifecycle,
             open_streams: Arc::default(),
             listener,
-            bus_stop,
-            bus: None,
+            requests_done: CancellationToken::new(),
+            pipeline: None,
+            scrape_hooks: Vec::new(),
             tasks: Vec::new(),
         })
     }
 
-    /// Starts the event bus: declares `topology`, relays this service's outbox, and
-    /// consumes its inbox with `handler`.
-    pub fn consume<H: EventHandler>(&mut self, topology: &'static [Subscription], handler: H) {
-        let bus =
-            EventBus::start(self.config.events.clone(), topology, self.background.clone(), handler, self.bus_stop.clone());
-        self.bus = Some(bus);
+    /// Cancelled once the last request has finished (or the shutdown deadline passed):
+    /// from then on nothing more is committed, so the event pipeline can publish what
+    /// is left and stop.
+    pub fn requests_done(&self) -> CancellationToken {
+        self.requests_done.clone()
+    }
+
+    /// Runs `pipeline` (the event bus) beside the server; `serve` stops it last.
+    pub fn attach_pipeline(&mut self, pipeline: Box<dyn Pipeline>) {
+        self.pipeline = Some(pipeline);
+    }
+
+    /// Runs `hook` before each `/metrics` answer, to refresh gauges read at scrape time.
+    pub fn on_scrape(&mut self, hook: ScrapeHook) {
+        self.scrape_hooks.push(hook);
     }
 
     /// Runs a background task; it should end when `lifecycle.stopping()` is cancelled.
@@ -87,44 +107,66 @@ impl Foundation {
     }
 
     /// Serves `schema` until the service stops, then drains in order: no new
-    /// connections, in-flight requests and consumer batches finish (for at most the
-    /// shutdown timeout), the relay publishes what they committed, background tasks end.
+    /// connections, in-flight requests and consumer batches finish, the relay publishes
+    /// what they committed, background tasks end. All of it shares one deadline, the
+    /// shutdown timeout counted from the moment the service stops (so the pod's grace
+    /// period is drain window + shutdown timeout, whatever is still running).
     pub fn serve<E: Executor + Clone>(self, schema: E) -> RunningService {
-        let Foundation { config, database, background, lifecycle, open_streams, listener, bus_stop, bus, tasks } = self;
+        let Foundation {
+            config,
+            database,
+            background,
+            lifecycle,
+            open_streams,
+            listener,
+            requests_done,
+            pipeline,
+            scrape_hooks,
+            tasks,
+        } = self;
         let service = config.service;
         let address = listener.local_addr().expect("a bound listener has an address");
         let app = routes(
-            service,
             schema,
-            TokenVerifier::new(&config.jwt_secret),
-            database.clone(),
-            background.clone(),
-            lifecycle.clone(),
+            Served {
+                service,
+                verifier: TokenVerifier::new(&config.jwt_secret),
+                database: database.clone(),
+                background: background.clone(),
+                lifecycle: lifecycle.clone(),
+                scrape_hooks: scrape_hooks.into(),
+            },
         );
         let stopping = lifecycle.stopping().clone();
         let timeout = config.shutdown.timeout;
-        let bus_connected = bus.as_ref().map(EventBus::connection);
+        let bus_connected = pipeline.as_ref().map(|pipeline| pipeline.connection());
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
-            let deadline = async {
-                stopping.cancelled().await;
-                tokio::time::sleep(timeout).await;
+            let serve =
+                axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned()).into_future();
+            tokio::pin!(serve);
+            let served = tokio::select! {
+                result = &mut serve => Some(result),
+                () = stopping.cancelled() => None,
             };
-            tokio::select! {
-                result = serve => if let Err(error) = result {
-                    tracing::error!(service, %error, "server stopped with an error");
-                },
-                () = deadline => tracing::warn!(service, "requests still open after the shutdown timeout; closing them"),
+            let deadline = Instant::now() + timeout;
+            let served = match served {
+                Some(result) => Some(result),
+                None => tokio::time::timeout_at(deadline, serve).await.ok(),
+            };
+            match served {
+                Some(Err(error)) => tracing::error!(service, %error, "server stopped with an error"),
+                Some(Ok(())) => {}
+                None => tracing::warn!(service, "requests still open at the shutdown deadline; closing them"),
             }
             // Requests are done: what they committed can be published, then the bus ends.
-            bus_stop.relaying.cancel();
-            if let Some(bus) = bus {
-                if tokio::time::timeout(timeout, bus.stopped()).await.is_err() {
-                    tracing::warn!(service, "the event bus did not stop within the shutdown timeout");
-                }
+            requests_done.cancel();
+            if let Some(pipeline) = pipeline
+                && tokio::time::timeout_at(deadline, pipeline.stopped()).await.is_err()
+            {
+                tracing::warn!(service, "the event bus had not stopped at the shutdown deadline");
             }
             for task in tasks {
-                let _ = tokio::time::timeout(timeout, task).await;
+                let _ = tokio::time::timeout_at(deadline, task).await;
             }
         });
         tracing::info!(service, %address, "listening");
@@ -185,7 +227,7 @@ where
 {
     let config = config()?;
     let _telemetry = crate::telemetry::init(service, &config.as_ref().telemetry)?;
-    crate::auth::warn_if_dev_secret(&config.as_ref().jwt_secret);
+    identity::warn_if_dev_secret(&config.as_ref().jwt_secret);
     let shutdown = crate::shutdown::on_signal();
     let running = start(config, shutdown).await?;
     running.stopped().await;

@@ -7,10 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-
-/// The signing secret used when `JWT_SECRET` is not set. It is public (it is in this
-/// repository), so anything signed with it proves nothing outside a developer machine.
-pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-never-use-in-production";
+use identity::jwt_secret_from_env;
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -35,7 +32,12 @@ pub struct DatabaseConfig {
     pub server_url: String,
     /// The service's own database; created at start when missing.
     pub name: String,
+    /// Connections of the pool that serves requests (`DB_POOL_SIZE`).
     pub pool_size: usize,
+    /// Connections of the pool for background work: the relay, the consumer, the
+    /// schedulers (`DB_BACKGROUND_POOL_SIZE`). It never competes with requests, and its
+    /// statements are not counted as theirs. A replica opens both pools.
+    pub background_pool_size: usize,
 }
 
 impl DatabaseConfig {
@@ -113,6 +115,7 @@ pub struct TelemetryConfig {
 
 impl ServiceConfig {
     /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
+    /// `DB_BACKGROUND_POOL_SIZE`,
     /// `JWT_SECRET`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT` and
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`; every one has a local default.
@@ -121,8 +124,9 @@ impl ServiceConfig {
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
         let listen = listen.parse().with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
         let pool_size: usize = env_parse("DB_POOL_SIZE", 16)?;
-        if pool_size == 0 {
-            bail!("DB_POOL_SIZE must be at least 1");
+        let background_pool_size: usize = env_parse("DB_BACKGROUND_POOL_SIZE", 10)?;
+        if pool_size == 0 || background_pool_size == 0 {
+            bail!("DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE must each be at least 1");
         }
         Ok(Self {
             service,
@@ -131,6 +135,7 @@ impl ServiceConfig {
                 server_url: env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL),
                 name: env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}")),
                 pool_size,
+                background_pool_size,
             },
             jwt_secret: jwt_secret_from_env(),
             events: events_from_env(),
@@ -166,12 +171,6 @@ pub fn telemetry_from_env() -> anyhow::Result<TelemetryConfig> {
         log_format,
         otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|value| !value.trim().is_empty()),
     })
-}
-
-/// The shared signing secret for identity tokens. The default is for development only
-/// and says so in its own text; every process logs a warning when it is used.
-pub fn jwt_secret_from_env() -> String {
-    env_or("JWT_SECRET", DEV_JWT_SECRET)
 }
 
 /// An environment variable, or `default` when it is unset or blank.

@@ -123,7 +123,10 @@ impl Database {
     ///
     /// A caller that is cancelled mid-way leaves its connection inside the transaction;
     /// the pool sees that and discards the connection, so nothing half-done commits.
-    pub async fn transaction<T, E>(&self, work: impl for<'t> AsyncFnOnce(&'t mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    pub async fn transaction<T, E>(
+        &self,
+        work: impl for<'t> AsyncFnOnce(&'t mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<diesel::result::Error> + From<ApiError>,
     {
@@ -145,7 +148,8 @@ impl Database {
         match work(&mut tx).await {
             Ok(value) => {
                 let wrote_events = tx.events_written;
-                <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(tx.connection).await?;
+                <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(tx.connection)
+                    .await?;
                 if wrote_events {
                     events_committed.notify_one();
                 }
@@ -153,7 +157,10 @@ impl Database {
             }
             Err(error) => {
                 // A failed rollback leaves the connection marked broken: the pool drops it.
-                let _ = <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::rollback_transaction(tx.connection).await;
+                let _ = <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::rollback_transaction(
+                    tx.connection,
+                )
+                .await;
                 Err(error)
             }
         }

@@ -17,9 +17,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
-use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::metrics::metrics;
+use identity::Identity;
 
 /// A federated subgraph schema with what every subgraph has: federation, and a
 /// request-metrics extension labelled with the service.
@@ -244,19 +244,26 @@ impl Extension for RequestObserver {
         };
         *self.root_fields.lock().expect("metrics lock") = fields;
         let selects_service = |operation: &OperationDefinition| {
-            operation.selection_set.node.items.iter().any(|selection| {
-                matches!(&selection.node, Selection::Field(field) if field.node.name.node == "_service")
-            })
+            operation.selection_set.node.items.iter().any(
+                |selection| matches!(&selection.node, Selection::Field(field) if field.node.name.node == "_service"),
+            )
         };
         let asks = match &document.operations {
             DocumentOperations::Single(operation) => selects_service(&operation.node),
-            DocumentOperations::Multiple(operations) => operations.values().any(|operation| selects_service(&operation.node)),
+            DocumentOperations::Multiple(operations) => {
+                operations.values().any(|operation| selects_service(&operation.node))
+            }
         };
         self.asks_for_service_sdl.store(asks, std::sync::atomic::Ordering::Relaxed);
         Ok(document)
     }
 
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
         let field = {
             let fields = self.root_fields.lock().expect("metrics lock");
             fields

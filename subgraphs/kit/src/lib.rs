@@ -1,27 +1,27 @@
 //! Plumbing shared by every subgraph, written once: configuration, logs and traces,
-//! metrics, the PostgreSQL pool with migrations and transactions, identity (JWT),
-//! error codes, domain building blocks, pagination, batching, the event bus (outbox,
-//! inbox, topology, dead letters), the HTTP and WebSocket server with probes, graceful
-//! shutdown, and the skeleton each service's start-up is built on.
+//! metrics, the PostgreSQL pool with migrations and transactions, error codes and
+//! identity in GraphQL, domain building blocks, pagination, batching, live streams, the
+//! HTTP and WebSocket server with probes, graceful shutdown, and the skeleton each
+//! service's start-up is built on.
 //!
 //! A subgraph crate supplies only its domain, storage, use cases, GraphQL types and
-//! event dispatch; everything that would otherwise be copied four times lives here.
+//! event dispatch; everything that would otherwise be copied four times lives here. Two
+//! neighbours complete it: `identity` (tokens and error codes, shared with the router)
+//! and `event-bus` (outbox, relay, consumer, inbox, dead letters), which plugs into
+//! [`Foundation`].
 //!
 //! Dependencies point one way: `config` and `error` are leaves; `db` builds on them;
-//! `events` on `db`; `server` and `app` on everything below.
+//! `server` and `app` on everything below.
 
 pub mod app;
-pub mod auth;
 pub mod backoff;
 pub mod batch;
-pub mod breaker;
-pub mod card;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod events;
 pub mod graphql;
+pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
@@ -31,13 +31,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use app::{Foundation, RunningService};
-pub use auth::{Identity, Role, TokenIssuer, TokenVerifier};
 pub use config::ServiceConfig;
 pub use db::{Database, Tx};
 pub use error::{ApiError, ApiResult, ErrorCode};
-
-/// For the macros: paths they expand to, whatever the calling crate depends on.
-#[doc(hidden)]
-pub mod reexport {
-    pub use uuid::Uuid;
-}
+pub use identity::{Identity, Role, TokenIssuer, TokenVerifier};

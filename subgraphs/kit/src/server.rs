@@ -6,6 +6,7 @@
 //! gets an UNAUTHENTICATED error and nothing else.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::{WebSocketProtocols, WsMessage};
@@ -19,14 +20,14 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::{SinkExt, StreamExt};
-use tracing::Instrument;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
-use crate::auth::{AuthError, TokenVerifier};
 use crate::db::Database;
 use crate::error::{ApiError, ErrorCode};
-use crate::metrics::metrics;
+use crate::metrics::{ScrapeHook, metrics};
 use crate::shutdown::Lifecycle;
+use identity::{AuthError, TokenVerifier};
 
 /// Between a stopping service completing its subscriptions and closing their
 /// connections: time for the `complete` messages to leave.
@@ -39,23 +40,32 @@ struct GraphqlState<E> {
     lifecycle: Lifecycle,
 }
 
+/// What the routes serve besides the schema.
+#[derive(Clone)]
+pub struct Served {
+    pub service: &'static str,
+    pub verifier: TokenVerifier,
+    /// The request pool (readiness, pool gauges).
+    pub database: Database,
+    /// The background pool (pool gauges).
+    pub background: Database,
+    pub lifecycle: Lifecycle,
+    /// Run before each `/metrics` answer.
+    pub scrape_hooks: Arc<[ScrapeHook]>,
+}
+
 #[derive(Clone)]
 struct ProbeState {
     service: &'static str,
     database: Database,
     background: Database,
     lifecycle: Lifecycle,
+    scrape_hooks: Arc<[ScrapeHook]>,
 }
 
 /// The routes every subgraph serves.
-pub fn routes<E: Executor + Clone>(
-    service: &'static str,
-    executor: E,
-    verifier: TokenVerifier,
-    database: Database,
-    background: Database,
-    lifecycle: Lifecycle,
-) -> Router {
+pub fn routes<E: Executor + Clone>(executor: E, served: Served) -> Router {
+    let Served { service, verifier, database, background, lifecycle, scrape_hooks } = served;
     let graphql = Router::new()
         .route("/graphql", get(graphql_http::<E>).post(graphql_http::<E>))
         .route("/ws", get(graphql_ws::<E>))
@@ -64,7 +74,7 @@ pub fn routes<E: Executor + Clone>(
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "alive" })) }))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus))
-        .with_state(ProbeState { service, database, background, lifecycle });
+        .with_state(ProbeState { service, database, background, lifecycle, scrape_hooks });
     graphql.merge(probes)
 }
 
@@ -175,12 +185,11 @@ async fn prometheus(State(probe): State<ProbeState>) -> HttpResponse {
         metrics.pool_connections.with_label_values(&[probe.service, pool, "idle"]).set(state.idle as i64);
         metrics.pool_waiting.with_label_values(&[probe.service, pool]).set(state.waiting as i64);
     }
-    let backlog = tokio::time::timeout(Duration::from_millis(500), crate::events::outbox::backlog(&probe.background));
-    if let Ok(Ok(backlog)) = backlog.await {
-        metrics.outbox_backlog.with_label_values(&[probe.service]).set(backlog.rows);
-        metrics.outbox_oldest_age.with_label_values(&[probe.service]).set(backlog.oldest_age.as_secs_f64());
+    for hook in probe.scrape_hooks.iter() {
+        // A hook that cannot answer quickly leaves its gauges as they were.
+        let _ = tokio::time::timeout(Duration::from_millis(500), hook()).await;
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
 }
 
 fn unauthenticated(error: AuthError) -> HttpResponse {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use event_bus::ConsumeEvents;
 use subgraph_kit::config::ServiceConfig;
 use subgraph_kit::{Foundation, RunningService};
 use tokio_util::sync::CancellationToken;

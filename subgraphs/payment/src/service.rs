@@ -5,9 +5,9 @@
 //! logged or sent on: only its last four digits are kept.
 
 use contracts::{DeliveryCancelled, PaymentCharged, PaymentRefunded};
+use event_bus::{HandlerError, outbox};
 use subgraph_kit::db;
 use subgraph_kit::domain::TextEnum;
-use subgraph_kit::events::{HandlerError, outbox};
 use subgraph_kit::{ApiError, Database, ErrorCode, Tx};
 use uuid::Uuid;
 

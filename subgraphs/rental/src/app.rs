@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use subgraph_kit::breaker::BreakerConfig;
+use event_bus::ConsumeEvents;
 use subgraph_kit::config::{ServiceConfig, env_millis, env_or, env_parse};
 use subgraph_kit::{Foundation, RunningService};
 use tokio_util::sync::CancellationToken;
 
 use crate::graphql::{self, RentalSchema, Resolvers};
+use crate::service::breaker::BreakerConfig;
 use crate::service::payments::{PaymentClient, PaymentSettings};
 use crate::service::renting::{Renting, reconcile_until};
 use crate::{DEFAULT_PORT, MIGRATIONS, SERVICE, events};
@@ -75,7 +76,7 @@ pub fn detached_schema() -> RentalSchema {
     };
     let renting = Arc::new(Renting {
         database: database.clone(),
-        payments: PaymentClient::new(settings, subgraph_kit::config::DEV_JWT_SECRET),
+        payments: PaymentClient::new(settings, identity::DEV_JWT_SECRET),
         reconcile_after: Duration::from_secs(30),
     });
     graphql::schema(Arc::new(Resolvers::new(database, renting)))

@@ -12,7 +12,7 @@ use subgraph_kit::domain::{IllegalTransition, TextEnum};
 use subgraph_kit::{ApiError, text_enum};
 use uuid::Uuid;
 
-pub use subgraph_kit::card::CardNumber;
+pub use contracts::CardNumber;
 
 text_enum! {
     pub enum RentalStatus: "rental status" {

@@ -2,8 +2,8 @@
 //! a rental lands in its timeline, at the time the step happened in its own service.
 
 use contracts::ForRental;
+use event_bus::{Event, EventHandler, EventMeta, HandlerError};
 use subgraph_kit::Tx;
-use subgraph_kit::events::{Event, EventHandler, EventMeta, HandlerError};
 
 use crate::domain::TimelineKind;
 use crate::service;
@@ -23,7 +23,8 @@ impl EventHandler for RentalEvents {
                 service::record_step(tx, meta, refunded.rental_id, TimelineKind::Refunded, refunded.at).await
             }
             ForRental::DeliveryRequested(requested) => {
-                service::record_step(tx, meta, requested.rental_id, TimelineKind::DeliveryRequested, requested.at()).await
+                service::record_step(tx, meta, requested.rental_id, TimelineKind::DeliveryRequested, requested.at())
+                    .await
             }
             ForRental::DeliveryStarted(started) => {
                 service::record_step(tx, meta, started.rental_id, TimelineKind::Shipped, started.at()).await

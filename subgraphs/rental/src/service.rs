@@ -8,15 +8,16 @@
 //! - [`rebuild`]: recomputing the history from every service's records;
 //! - here: cancelling, and what the other services' events change.
 
+pub mod breaker;
 pub mod payments;
 pub mod rebuild;
 pub mod renting;
 
 use chrono::{DateTime, Utc};
 use contracts::{ProductCreated, RentalCancelled};
+use event_bus::{EventMeta, HandlerError, outbox};
 use subgraph_kit::db;
 use subgraph_kit::domain::TextEnum;
-use subgraph_kit::events::{EventMeta, HandlerError, outbox};
 use subgraph_kit::{ApiError, Database, Identity, Tx};
 use uuid::Uuid;
 
@@ -63,7 +64,8 @@ pub async fn cancel(database: &Database, caller: &Identity, rental_id: Uuid) -> 
 
 /// `product.created`: rental's price list follows the catalog.
 pub async fn learn_product(tx: &mut Tx<'_>, product: &ProductCreated) -> Result<(), HandlerError> {
-    let entry = CatalogEntry { product_id: product.product_id, name: product.name.clone(), monthly_fee: product.monthly_fee };
+    let entry =
+        CatalogEntry { product_id: product.product_id, name: product.name.clone(), monthly_fee: product.monthly_fee };
     catalog::upsert(tx, &entry, product.at).await?;
     Ok(())
 }
@@ -85,7 +87,12 @@ pub async fn record_step(
 /// `delivery.completed`: the dispenser arrived, the rental starts running. A rental
 /// cancelled meanwhile waits for delivery's verdict on the cancellation
 /// (`delivery.cancel_refused`).
-pub async fn activate(tx: &mut Tx<'_>, meta: EventMeta, rental_id: Uuid, at: DateTime<Utc>) -> Result<(), HandlerError> {
+pub async fn activate(
+    tx: &mut Tx<'_>,
+    meta: EventMeta,
+    rental_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), HandlerError> {
     let rental = locked(tx, rental_id, "delivery completed").await?;
     if let Step::MovesTo(active) = rental.status()?.activate() {
         rentals::set_status(tx, rental_id, active, db::now()).await?;

@@ -7,11 +7,12 @@ pub mod fixtures;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use event_bus::testing::TestEvents;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stack::isolated::{IsolatedOptions, IsolatedStack};
 use stack::{RouterProcess, RouterSettings, Subgraphs};
-use subgraph_kit::testing::{TestDatabase, TestEvents};
+use subgraph_kit::testing::TestDatabase;
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -143,8 +144,9 @@ impl TestStack {
         let mut config =
             self.configs.iter().find(|config| config.service == delivery::SERVICE).expect("delivery").clone();
         config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let second =
-            delivery::start(delivery::Config::new(config), self.shutdown.clone()).await.expect("second delivery starts");
+        let second = delivery::start(delivery::Config::new(config), self.shutdown.clone())
+            .await
+            .expect("second delivery starts");
         let urls = self
             .subgraphs
             .urls()
@@ -278,6 +280,6 @@ pub async fn publish(stack: &TestStack, routing_key: &str, body: &[u8]) {
 }
 
 /// An event as a service's relay would send it.
-pub fn envelope<E: subgraph_kit::events::Event>(source: &str, event: &E) -> Vec<u8> {
-    serde_json::to_vec(&subgraph_kit::events::Envelope::wrap(source, event)).expect("json")
+pub fn envelope<E: event_bus::Event>(source: &str, event: &E) -> Vec<u8> {
+    serde_json::to_vec(&event_bus::Envelope::wrap(source, event)).expect("json")
 }

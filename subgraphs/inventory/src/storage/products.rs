@@ -49,8 +49,11 @@ impl ProductRow {
 
 /// Inserts a product; a name already in the catalog (case-insensitive) is CONFLICT.
 pub async fn insert(connection: &mut AsyncPgConnection, row: &ProductRow) -> Result<ProductRow, ApiError> {
-    let result =
-        diesel::insert_into(products::table).values(row).returning(ProductRow::as_returning()).get_result(connection).await;
+    let result = diesel::insert_into(products::table)
+        .values(row)
+        .returning(ProductRow::as_returning())
+        .get_result(connection)
+        .await;
     match result {
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
             Err(ApiError::conflict(format!("a product named {:?} already exists", row.name)))

@@ -46,7 +46,8 @@ pub async fn lock(connection: &mut AsyncPgConnection, delivery_id: Uuid) -> Quer
         shipments::table.find(delivery_id).select(shipments::state).for_update().first(connection).await.optional()?;
     state
         .map(|text| {
-            ShipmentState::parse(&text).map_err(|unknown| diesel::result::Error::DeserializationError(unknown.to_string().into()))
+            ShipmentState::parse(&text)
+                .map_err(|unknown| diesel::result::Error::DeserializationError(unknown.to_string().into()))
         })
         .transpose()
 }

@@ -3,8 +3,8 @@
 //!
 //!     target/debug/rebuild-history      (built by `make bins`)
 
-use subgraph_kit::config::{ServiceConfig, telemetry_from_env};
 use subgraph_kit::Database;
+use subgraph_kit::config::{ServiceConfig, telemetry_from_env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,14 +2,25 @@
 //! GraphQL calls with a service token, a timeout, and a circuit breaker, so a slow or
 //! dead payment service makes `rent` fail fast instead of piling up requests.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use contracts::CardNumber;
+use prometheus::IntGaugeVec;
 use serde_json::{Value, json};
-use subgraph_kit::breaker::{BreakerConfig, CircuitBreaker};
-use subgraph_kit::card::CardNumber;
-use subgraph_kit::metrics::metrics;
 use subgraph_kit::{ApiError, ErrorCode, Identity, TokenIssuer};
 use uuid::Uuid;
+
+use super::breaker::{BreakerConfig, CircuitBreaker};
+
+/// `water_payment_breaker_open{service}`: 1 while the breaker is open or half-open.
+static BREAKER_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    subgraph_kit::metrics::gauge(
+        "water_payment_breaker_open",
+        "1 while the circuit breaker in front of payment is open or half-open.",
+        &["service"],
+    )
+});
 
 /// Where payment is and how patient to be with it (read by `app::Config`).
 #[derive(Debug, Clone)]
@@ -59,7 +70,7 @@ impl PaymentClient {
 
     /// Keeps `water_payment_breaker_open` in step with the breaker.
     fn report_breaker(&self) {
-        metrics().breaker_open.with_label_values(&[crate::SERVICE]).set(i64::from(self.breaker.is_open()));
+        BREAKER_OPEN.with_label_values(&[crate::SERVICE]).set(i64::from(self.breaker.is_open()));
     }
 
     pub async fn charge(
@@ -122,7 +133,8 @@ impl PaymentClient {
             }
             response.json::<Value>().await.map(Some)
         };
-        let exchange = tracing::Instrument::instrument(exchange, tracing::info_span!("call payment", otel.kind = "client"));
+        let exchange =
+            tracing::Instrument::instrument(exchange, tracing::info_span!("call payment", otel.kind = "client"));
         let answer = match tokio::time::timeout(self.settings.timeout, exchange).await {
             Ok(Ok(body)) => body,
             Ok(Err(error)) => {

@@ -17,14 +17,14 @@
 //! an error is told to retry with the same key (which returns the rental, or completes
 //! it). docs/rent.md has the sequence diagrams.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use contracts::RentalAccepted;
-use subgraph_kit::db;
+use event_bus::outbox;
 use subgraph_kit::backoff::Outage;
+use subgraph_kit::db;
 use subgraph_kit::domain::TextEnum;
-use subgraph_kit::events::outbox;
-use subgraph_kit::metrics::metrics;
 use subgraph_kit::{ApiError, Database, ErrorCode, Tx};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -35,6 +35,16 @@ use crate::domain::{RentRequest, RentalStatus, RequestState, first_charge};
 use crate::storage::rentals::{self, RentalRow};
 use crate::storage::requests::{self, RentRequestRow};
 use crate::storage::{catalog, history};
+
+/// `water_reconciler_actions_total{service, action}`: what the reconciler did with
+/// unfinished rent requests (`called_off`, `failed`).
+static RECONCILER_ACTIONS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    subgraph_kit::metrics::counter(
+        "water_reconciler_actions_total",
+        "What the rent reconciler did with unfinished rent requests.",
+        &["service", "action"],
+    )
+});
 
 /// How often the reconciler looks for unfinished requests.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
@@ -189,12 +199,12 @@ impl Renting {
                 continue;
             }
             if let Err(error) = self.payments.void(request.rental_id).await {
-                metrics().reconciler_actions.with_label_values(&[SERVICE, "failed"]).inc();
+                RECONCILER_ACTIONS.with_label_values(&[SERVICE, "failed"]).inc();
                 return Err(error);
             }
             let mut connection = database.connection().await?;
             requests::set_state(&mut connection, request.rental_id, RequestState::Abandoned).await?;
-            metrics().reconciler_actions.with_label_values(&[SERVICE, "called_off"]).inc();
+            RECONCILER_ACTIONS.with_label_values(&[SERVICE, "called_off"]).inc();
             tracing::warn!(rental_id = %request.rental_id, "a rent request never completed: its charge was called off");
             called_off += 1;
         }

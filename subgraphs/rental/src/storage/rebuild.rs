@@ -50,8 +50,11 @@ pub async fn delivery_steps(delivery: &Database) -> Result<Vec<Step>, ApiError> 
 
 /// Cancellations, from rental's own database.
 pub async fn cancel_steps(rental: &Database) -> Result<Vec<Step>, ApiError> {
-    steps(rental, "SELECT id AS rental_id, 'CANCELLED' AS kind, updated_at AS at FROM rentals WHERE status = 'CANCELLED'")
-        .await
+    steps(
+        rental,
+        "SELECT id AS rental_id, 'CANCELLED' AS kind, updated_at AS at FROM rentals WHERE status = 'CANCELLED'",
+    )
+    .await
 }
 
 /// Every rental's id.

@@ -8,8 +8,8 @@
 //! from `AMQP_URL` and `EVENTS_NAMESPACE`, as for the services. A replayed message goes
 //! back to that service's queue only and has exactly one effect (docs/events.md).
 
+use event_bus::dead_letters::{self, Selection};
 use subgraph_kit::config::events_from_env;
-use subgraph_kit::events::dead_letters::{self, Selection};
 
 const SERVICES: [&str; 4] = ["inventory", "rental", "payment", "delivery"];
 

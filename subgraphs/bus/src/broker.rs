@@ -4,8 +4,8 @@ use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOpti
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use super::Subscription;
-use crate::config::EventsConfig;
+use crate::Subscription;
+use subgraph_kit::config::EventsConfig;
 
 pub async fn connect(config: &EventsConfig, service: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());

@@ -37,12 +37,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::outbox::relay;
-use super::{Envelope, EventMeta, HandlerError, Inbox, Subscription, broker, inbox};
-use crate::backoff::{Backoff, Outage};
-use crate::config::EventsConfig;
-use crate::db::{Database, Tx};
 use crate::metrics::metrics;
+use crate::outbox::relay;
+use crate::{Envelope, EventMeta, HandlerError, Inbox, Subscription, broker, inbox};
+use subgraph_kit::backoff::{Backoff, Outage};
+use subgraph_kit::config::EventsConfig;
+use subgraph_kit::db::{Database, Tx};
 
 /// What a consuming service does with the events of its inbox. Implementations are
 /// thin: an exhaustive `match` over the inbox enum, each arm one call into the
@@ -171,7 +171,7 @@ struct Message<I> {
 }
 
 /// The `traceparent` header of a message, if the relay set one.
-fn traceparent_of(delivery: &Delivery) -> Option<String> {
+pub(crate) fn traceparent_of(delivery: &Delivery) -> Option<String> {
     let value = delivery.properties.headers().as_ref()?.inner().get("traceparent")?;
     match value {
         AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
@@ -220,7 +220,12 @@ impl<H: EventHandler> Session<'_, H> {
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
         let tag = format!("{}-{}", self.service, Uuid::new_v4().simple());
         let deliveries = channel
-            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         let mut settled = deliveries
             .ready_chunks(BATCH)
@@ -430,7 +435,7 @@ impl<H: EventHandler> Session<'_, H> {
                             service = self.service,
                             event = message.event.event_type()
                         );
-                        crate::telemetry::continue_trace(&span, message.traceparent.as_deref());
+                        subgraph_kit::telemetry::continue_trace(&span, message.traceparent.as_deref());
                         let meta = EventMeta::from(&message.envelope);
                         self.handler.handle(tx, message.event.clone(), meta).instrument(span).await?;
                         applied.insert(message.envelope.id);
@@ -453,7 +458,7 @@ impl<H: EventHandler> Session<'_, H> {
     }
 }
 
-async fn close(connection: &Connection) {
+pub(crate) async fn close(connection: &Connection) {
     if connection.status().connected() {
         let _ = connection.close(200, "shutting down".into()).await;
     }

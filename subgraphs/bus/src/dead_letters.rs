@@ -12,8 +12,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Confirmation, Connection};
 use uuid::Uuid;
 
-use super::{Envelope, broker};
-use crate::config::EventsConfig;
+use crate::{Envelope, broker};
+use subgraph_kit::config::EventsConfig;
 
 /// One dead letter, as an operator reads it.
 #[derive(Debug, Clone)]
@@ -57,7 +57,8 @@ pub async fn replay(config: &EventsConfig, service: &str, selection: Selection) 
     let dead_letters = config.dead_letter_queue(service);
     let target = config.queue(service);
     let mut replayed = 0;
-    while let Some(message) = channel.basic_get(dead_letters.as_str().into(), BasicGetOptions { no_ack: false }).await? {
+    while let Some(message) = channel.basic_get(dead_letters.as_str().into(), BasicGetOptions { no_ack: false }).await?
+    {
         let delivery = message.delivery;
         let letter = describe(&delivery.data, delivery.properties.headers().as_ref());
         let chosen = match selection {
@@ -99,7 +100,9 @@ fn describe(body: &[u8], headers: Option<&FieldTable>) -> DeadLetter {
     let reason = header("x-poison-reason").or_else(|| broker_reason(headers)).unwrap_or_else(|| "unknown".into());
     DeadLetter {
         id: envelope.as_ref().map(|envelope| envelope.id),
-        event_type: envelope.as_ref().map_or_else(|| "(not an envelope)".into(), |envelope| envelope.event_type.clone()),
+        event_type: envelope
+            .as_ref()
+            .map_or_else(|| "(not an envelope)".into(), |envelope| envelope.event_type.clone()),
         reason,
         at: header("x-poison-at"),
         summary: envelope.as_ref().map(|envelope| summary(&envelope.data)).unwrap_or_default(),

@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use subgraph_kit::auth::DEV_CUSTOMER_ID;
-use subgraph_kit::config::jwt_secret_from_env;
-use subgraph_kit::{Identity, TokenIssuer};
+use identity::{DEV_CUSTOMER_ID, Identity, TokenIssuer, jwt_secret_from_env};
 use uuid::Uuid;
 
 fn main() {

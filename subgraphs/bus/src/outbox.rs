@@ -9,11 +9,11 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
 use uuid::Uuid;
 
-use super::{Envelope, Event};
-use crate::backoff::{Backoff, Outage};
-use crate::config::EventsConfig;
-use crate::db::{Database, Tx};
 use crate::metrics::metrics;
+use crate::{Envelope, Event};
+use subgraph_kit::backoff::{Backoff, Outage};
+use subgraph_kit::config::EventsConfig;
+use subgraph_kit::db::{Database, Tx};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -49,7 +49,7 @@ pub async fn enqueue<E: Event>(tx: &mut Tx<'_>, source: &str, event: &E) -> Quer
 pub async fn enqueue_all<E: Event>(tx: &mut Tx<'_>, source: &str, events: &[E]) -> QueryResult<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(events.len());
     // The trace of the change travels with its events.
-    let trace_context = crate::telemetry::current_traceparent();
+    let trace_context = subgraph_kit::telemetry::current_traceparent();
     let rows: Vec<_> = events
         .iter()
         .map(|event| {
@@ -161,10 +161,13 @@ async fn publish_batch(
                 // A short span per message, in the trace of the change that wrote it; the
                 // message carries this span's context on to its consumers.
                 let span = tracing::info_span!("publish event", otel.kind = "producer", event = %event_type);
-                crate::telemetry::continue_trace(&span, trace_context.as_deref());
-                if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
+                subgraph_kit::telemetry::continue_trace(&span, trace_context.as_deref());
+                if let Some(traceparent) = span.in_scope(subgraph_kit::telemetry::current_traceparent) {
                     let mut headers = lapin::types::FieldTable::default();
-                    headers.insert("traceparent".into(), lapin::types::AMQPValue::LongString(traceparent.into_bytes().into()));
+                    headers.insert(
+                        "traceparent".into(),
+                        lapin::types::AMQPValue::LongString(traceparent.into_bytes().into()),
+                    );
                     properties = properties.with_headers(headers);
                 }
                 let confirm = channel
@@ -260,7 +263,7 @@ pub struct Backlog {
 }
 
 /// The outbox backlog, in one statement (for the metrics).
-pub async fn backlog(database: &Database) -> Result<Backlog, crate::ApiError> {
+pub async fn backlog(database: &Database) -> Result<Backlog, subgraph_kit::ApiError> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use diesel::sql_query;
 use diesel_async::RunQueryDsl;
+use event_bus::BusStop;
+use event_bus::dead_letters::{self, Selection};
+use event_bus::outbox::{enqueue, enqueue_all};
+use event_bus::testing::TestEvents;
+use event_bus::{Envelope, Event, EventBus, EventHandler, EventMeta, HandlerError, Subscription};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde::{Deserialize, Serialize};
 use subgraph_kit::db::{SHARED_MIGRATIONS, SHARED_MIGRATIONS_DIR};
-use subgraph_kit::events::bus::BusStop;
-use subgraph_kit::events::dead_letters::{self, Selection};
-use subgraph_kit::events::outbox::{enqueue, enqueue_all};
-use subgraph_kit::events::{Envelope, Event, EventBus, EventHandler, EventMeta, HandlerError, Subscription};
-use subgraph_kit::testing::{TcpProxy, TestDatabase, TestEvents, server_address, server_url_via};
+use subgraph_kit::testing::{TcpProxy, TestDatabase, server_address, server_url_via};
 use subgraph_kit::{Database, Tx};
 use uuid::Uuid;
 
@@ -50,7 +51,7 @@ fn noted(note: &str) -> Noted {
     Noted { note: note.to_owned(), at: Utc::now() }
 }
 
-subgraph_kit::inbox! {
+event_bus::inbox! {
     /// What the test service consumes.
     enum ForKitcheck for "kitcheck" {
         Noted(Noted),

@@ -1,4 +1,4 @@
-//! Identity: signed JWTs (HS256) carrying a subject and a role.
+//! Signed JWTs (HS256) carrying a subject and a role.
 //!
 //! The router checks every token, and every subgraph checks it again, so a subgraph
 //! reached directly is no back door. Customers' subject is their customer id; operators
@@ -11,7 +11,19 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::config::DEV_JWT_SECRET;
+/// The signing secret used when `JWT_SECRET` is not set. It is public (it is in this
+/// repository), so anything signed with it proves nothing outside a developer machine.
+pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-never-use-in-production";
+
+/// The shared signing secret for identity tokens, from `JWT_SECRET`. The default is
+/// for development only and says so in its own text; every process logs a warning
+/// when it is used.
+pub fn jwt_secret_from_env() -> String {
+    match std::env::var("JWT_SECRET") {
+        Ok(secret) if !secret.trim().is_empty() => secret,
+        _ => DEV_JWT_SECRET.to_owned(),
+    }
+}
 
 /// The customer the launcher and the dev-token command mint tokens for by default, so
 /// the examples in the README line up.
@@ -123,7 +135,8 @@ impl TokenVerifier {
                 // The claims do not fit: an unknown role, a missing subject.
                 jsonwebtoken::errors::ErrorKind::Json(_) | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
                     AuthError::Invalid(
-                        "it does not name a role this service knows (customer, operator or service) and a subject".into(),
+                        "it does not name a role this service knows (customer, operator or service) and a subject"
+                            .into(),
                     )
                 }
                 jsonwebtoken::errors::ErrorKind::InvalidToken
@@ -236,8 +249,9 @@ mod tests {
             exp: i64,
         }
         let claims = Odd { sub: "x", role: "admin", iss: ISSUER, exp: Utc::now().timestamp() + 60 };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"test-secret"))
-            .expect("signed");
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"test-secret"))
+                .expect("signed");
         let (_, verifier) = pair();
         let refused = verifier.verify(&token).unwrap_err().to_string();
         assert!(refused.contains("role this service knows"), "{refused}");

@@ -1,5 +1,8 @@
 //! Events between services over RabbitMQ, without losing or doubling any.
 //!
+//! A service plugs the bus into its start-up with [`ConsumeEvents::consume`]; a service
+//! that streams changes live hears every instance's events with [`listen_until`].
+//!
 //! - An event is a typed payload ([`Event`]: its routing key, version and time), defined
 //!   once in the `contracts` crate. What a service consumes is one enum there
 //!   ([`Inbox`], declared with [`inbox!`]); the broker topology is derived from those
@@ -23,14 +26,27 @@ pub mod broker;
 pub mod bus;
 pub mod dead_letters;
 pub mod inbox;
+pub mod listen;
+mod metrics;
 pub mod outbox;
+mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use bus::{EventBus, EventHandler};
+pub use bus::{BusStop, EventBus, EventHandler};
+pub use listen::{Heard, listen_until};
+pub use service::ConsumeEvents;
+
+/// For the macros: paths they expand to, whatever the calling crate depends on.
+#[doc(hidden)]
+pub mod reexport {
+    pub use uuid::Uuid;
+}
 
 /// One kind of event: a payload struct with its routing key and schema version.
 ///
@@ -80,7 +96,7 @@ impl Subscription {
 /// Declares a service's [`Inbox`]:
 ///
 /// ```ignore
-/// subgraph_kit::inbox! {
+/// event_bus::inbox! {
 ///     /// What delivery consumes.
 ///     pub enum ForDelivery for "delivery" {
 ///         RentalAccepted(RentalAccepted),
@@ -102,17 +118,17 @@ macro_rules! inbox {
             $( $(#[$variant_meta])* $variant($event) ),+
         }
 
-        impl $crate::events::Inbox for $name {
+        impl $crate::Inbox for $name {
             const SERVICE: &'static str = $service;
-            const EVENT_TYPES: &'static [&'static str] = &[$(<$event as $crate::events::Event>::TYPE),+];
+            const EVENT_TYPES: &'static [&'static str] = &[$(<$event as $crate::Event>::TYPE),+];
 
-            fn decode(envelope: &$crate::events::Envelope) -> Result<Self, $crate::events::HandlerError> {
+            fn decode(envelope: &$crate::Envelope) -> Result<Self, $crate::HandlerError> {
                 $(
-                    if envelope.event_type == <$event as $crate::events::Event>::TYPE {
+                    if envelope.event_type == <$event as $crate::Event>::TYPE {
                         return envelope.payload::<$event>().map(Self::$variant);
                     }
                 )+
-                Err($crate::events::HandlerError::Poison(format!(
+                Err($crate::HandlerError::Poison(format!(
                     "{} does not consume {} events",
                     $service, envelope.event_type
                 )))
@@ -120,13 +136,13 @@ macro_rules! inbox {
 
             fn ordering_key(&self) -> Option<$crate::reexport::Uuid> {
                 match self {
-                    $( Self::$variant(event) => $crate::events::Event::ordering_key(event) ),+
+                    $( Self::$variant(event) => $crate::Event::ordering_key(event) ),+
                 }
             }
 
             fn event_type(&self) -> &'static str {
                 match self {
-                    $( Self::$variant(_) => <$event as $crate::events::Event>::TYPE ),+
+                    $( Self::$variant(_) => <$event as $crate::Event>::TYPE ),+
                 }
             }
         }
@@ -202,7 +218,7 @@ pub enum HandlerError {
 
 impl From<diesel::result::Error> for HandlerError {
     fn from(error: diesel::result::Error) -> Self {
-        if crate::error::is_outage(&error) {
+        if subgraph_kit::error::is_outage(&error) {
             HandlerError::Unavailable(format!("database: {error}"))
         } else {
             HandlerError::Transient(format!("database: {error}"))
@@ -210,12 +226,12 @@ impl From<diesel::result::Error> for HandlerError {
     }
 }
 
-impl From<crate::ApiError> for HandlerError {
+impl From<subgraph_kit::ApiError> for HandlerError {
     /// Our unavailability is an outage; our own fault may pass; a refusal the service
     /// would give a client (not found, conflict, bad input) means the event contradicts
     /// what it knows.
-    fn from(error: crate::ApiError) -> Self {
-        use crate::ErrorCode::*;
+    fn from(error: subgraph_kit::ApiError) -> Self {
+        use subgraph_kit::ErrorCode::*;
         match error.code {
             ServiceUnavailable => HandlerError::Unavailable(error.message),
             Internal => HandlerError::Transient(error.message),
@@ -224,9 +240,9 @@ impl From<crate::ApiError> for HandlerError {
     }
 }
 
-impl From<crate::domain::UnknownValue> for HandlerError {
+impl From<subgraph_kit::domain::UnknownValue> for HandlerError {
     /// A stored value this version cannot read: applying anything on top would guess.
-    fn from(unknown: crate::domain::UnknownValue) -> Self {
+    fn from(unknown: subgraph_kit::domain::UnknownValue) -> Self {
         HandlerError::Poison(unknown.to_string())
     }
 }
