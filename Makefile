@@ -22,7 +22,7 @@ run-release:
 	$(TARGET_DIR)/release/stack
 
 # The tests start the services' binaries (the fault suite, the drain tests), so those
-# are built first; the GraphiQL browser test (stack/tests/e2e/graphiql.rs) drives
+# are built first; the GraphiQL browser test (harness/tests/e2e/graphiql.rs) drives
 # Chromium with router/tests-browser's pinned playwright-core.
 test: schema/compose/node_modules router/tests-browser/node_modules bins
 	cargo test --workspace

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use event_bus::testing::TestEvents;
 use serde_json::{Value, json};
-use stack::isolated::{IsolatedOptions, IsolatedStack};
-use stack::{RouterProcess, RouterSettings, Subgraphs};
+use harness::isolated::{IsolatedOptions, IsolatedStack};
+use harness::Subgraphs;
+use stack::{RouterProcess, RouterSettings};
 use subgraph_kit::testing::TestDatabase;
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;

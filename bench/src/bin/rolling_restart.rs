@@ -1,7 +1,7 @@
 //! Rolling restart under load: two replicas of each subgraph, each its own process,
 //! behind HAProxy (standing in for a Kubernetes Service), the router pointed at it; a
 //! steady load of rents, reads and operators' steps through the router
-//! (`stack::workload`) and a few hundred live subscribers that subscribe again when
+//! (`harness::workload`) and a few hundred live subscribers that subscribe again when
 //! their stream completes. After a quiet stretch, every replica of every service is
 //! restarted one after the other (SIGTERM, wait for it to drain and exit, start it,
 //! wait until it is ready and HAProxy sends it requests again).
@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use bench::percentile;
 use bench::report::{format_number, write};
 use serde_json::{Value, json};
-use stack::cluster::{ClusterSpec, PrivatePostgres, ProcessCluster, queue_depths};
-use stack::workload::{Sample, Workload, WorkloadSpec};
+use harness::cluster::{ClusterSpec, PrivatePostgres, ProcessCluster, queue_depths};
+use harness::workload::{Sample, Workload, WorkloadSpec};
 
 /// Longer than HAProxy takes to see a draining replica's `/ready` fail
-/// (`stack::balancer::detection_limit`), so no new request reaches a replica that has
+/// (`harness::balancer::detection_limit`), so no new request reaches a replica that has
 /// stopped listening.
 const DRAIN_SECONDS: u64 = 3;
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -96,7 +96,7 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
     let rental_db = cluster.database(rental::SERVICE)?;
     let mut products = Vec::new();
     for name in ["Rolling model A", "Rolling model B"] {
-        products.push(stack::workload::product(&router, &cluster.secret, &rental_db, name, 1_000_000).await?);
+        products.push(harness::workload::product(&router, &cluster.secret, &rental_db, name, 1_000_000).await?);
     }
     let mut workload = Workload::start(&router, &cluster.secret, &products, load)?;
     let warming = Instant::now();
@@ -147,7 +147,7 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
     let mut quiet_rounds = 0;
     while quiet_rounds < 2 && settling.elapsed() < Duration::from_secs(120) {
         let queues = queue_depths(None, &cluster.namespace)?;
-        quiet_rounds = if stack::audit::quiet(&cluster, &queues).await? { quiet_rounds + 1 } else { 0 };
+        quiet_rounds = if harness::audit::quiet(&cluster, &queues).await? { quiet_rounds + 1 } else { 0 };
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let settled = quiet_rounds == 2;
@@ -155,8 +155,8 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
     let live = workload.finish_watching(&delivery_db, Duration::from_secs(30)).await?;
     let tally = std::mem::take(&mut *workload.tally.lock().expect("tally"));
     let queues = queue_depths(None, &cluster.namespace)?;
-    let audited = stack::audit::audit(&cluster, &queues, &tally.rents, &BTreeMap::new()).await?;
-    let doubled = stack::audit::doubled_effects(&cluster).await?;
+    let audited = harness::audit::audit(&cluster, &queues, &tally.rents, &BTreeMap::new()).await?;
+    let doubled = harness::audit::doubled_effects(&cluster).await?;
 
     let in_before = |sample: &Sample| sample.started >= before_started && sample.started < restarts_started;
     let in_restarts = |sample: &Sample| sample.started >= restarts_started && sample.started < restarts_ended;

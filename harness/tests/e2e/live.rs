@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::support::fixtures::{operator_step, rent, rentable_product};
 use crate::support::{TestStack, eventually};
 use serde_json::{Value, json};
-use stack::live_clients::{SseClient, WsClient};
+use harness::live_clients::{SseClient, WsClient};
 use uuid::Uuid;
 
 const TRACK: &str =

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-use crate::router_process::free_port;
+use stack::router_process::free_port;
 
 /// Where Debian installs HAProxy (`.ci/run` installs the package when it is missing).
 pub const HAPROXY: &str = "/usr/sbin/haproxy";

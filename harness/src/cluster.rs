@@ -14,10 +14,10 @@ use subgraph_kit::Database;
 use uuid::Uuid;
 
 use crate::balancer::Balancer;
-use crate::binaries::binary;
-use crate::processes::{Output, ProcessSpec, ServiceProcess, SubgraphEnv};
-use crate::router_process::free_port;
-use crate::{RouterProcess, RouterSettings};
+use stack::binaries::binary;
+use stack::processes::{Output, ProcessSpec, ServiceProcess, SubgraphEnv};
+use stack::router_process::free_port;
+use stack::{RouterProcess, RouterSettings};
 
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
 

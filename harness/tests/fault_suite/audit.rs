@@ -1,12 +1,12 @@
-//! The invariant audit after a run has settled (`stack::audit`, shared with the
+//! The invariant audit after a run has settled (`harness::audit`, shared with the
 //! operations tests), fed with this run's queues and what its clients were told.
 
-use stack::audit::RentTold;
-use stack::cluster::{PrivateRabbit, ProcessCluster};
+use harness::audit::RentTold;
+use harness::cluster::{PrivateRabbit, ProcessCluster};
 
 use crate::load::Record;
 
-pub use stack::audit::Audit;
+pub use harness::audit::Audit;
 
 pub async fn audit(cluster: &ProcessCluster, rabbit: &PrivateRabbit, record: &Record) -> anyhow::Result<Audit> {
     let queues = rabbit.queue_depths(&cluster.namespace)?;
@@ -22,7 +22,7 @@ pub async fn audit(cluster: &ProcessCluster, rabbit: &PrivateRabbit, record: &Re
             rental_id: rent.rental_id.clone(),
         })
         .collect();
-    let mut audited = stack::audit::audit(cluster, &queues, &rents, &record.restocked).await?;
+    let mut audited = harness::audit::audit(cluster, &queues, &rents, &record.restocked).await?;
     // Broken promises the clients saw themselves come first, as they happened.
     let mut violations = record.violations.clone();
     violations.append(&mut audited.violations);
@@ -34,5 +34,5 @@ pub async fn audit(cluster: &ProcessCluster, rabbit: &PrivateRabbit, record: &Re
 /// unfinished.
 pub async fn quiet(cluster: &ProcessCluster, rabbit: &PrivateRabbit) -> anyhow::Result<bool> {
     let queues = rabbit.queue_depths(&cluster.namespace)?;
-    stack::audit::quiet(cluster, &queues).await
+    harness::audit::quiet(cluster, &queues).await
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use stack::cluster::{ClusterSpec, PrivatePostgres, PrivateRabbit, ProcessCluster};
+use harness::cluster::{ClusterSpec, PrivatePostgres, PrivateRabbit, ProcessCluster};
 
 use crate::load::{Client, Intensity};
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use stack::cluster::{ClusterSpec, PrivatePostgres, ProcessCluster, queue_depths};
+use harness::cluster::{ClusterSpec, PrivatePostgres, ProcessCluster, queue_depths};
 
 /// One cluster at a time on this machine.
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -13,7 +13,7 @@ pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Longer than HAProxy needs to see a draining replica's `/ready` fail
-/// (`stack::balancer::detection_limit`, 2 s), so that no new request reaches a replica
+/// (`harness::balancer::detection_limit`, 2 s), so that no new request reaches a replica
 /// once it stops listening.
 pub const DRAIN_SECONDS: u64 = 3;
 
@@ -21,7 +21,7 @@ pub fn spec(postgres: &PrivatePostgres, test: &str, replicas: usize) -> ClusterS
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("operations").join(test);
     let _ = std::fs::remove_dir_all(&log_dir);
     assert!(
-        stack::balancer::detection_limit() < Duration::from_secs(DRAIN_SECONDS),
+        harness::balancer::detection_limit() < Duration::from_secs(DRAIN_SECONDS),
         "the drain window must outlast HAProxy's detection of a draining replica"
     );
     ClusterSpec {
@@ -56,7 +56,7 @@ pub async fn settle(cluster: &ProcessCluster, limit: Duration) -> bool {
     let started = Instant::now();
     let mut quiet_rounds = 0;
     while started.elapsed() < limit {
-        if stack::audit::quiet(cluster, &queues(cluster)).await.unwrap_or(false) {
+        if harness::audit::quiet(cluster, &queues(cluster)).await.unwrap_or(false) {
             quiet_rounds += 1;
             if quiet_rounds == 2 {
                 return true;

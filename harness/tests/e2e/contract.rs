@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::support::fixtures::{RENT, create_product, rent_input, rentable_product};
 use crate::support::{TestStack, count, error_codes, first_message, post_graphql};
-use stack::live_clients::WsClient;
+use harness::live_clients::WsClient;
 
 const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { id status } }";
 

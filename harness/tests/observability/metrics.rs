@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stack::live_clients::WsClient;
+use harness::live_clients::WsClient;
 use subgraph_kit::Identity;
 use uuid::Uuid;
 
@@ -98,7 +98,7 @@ fn ids_in_labels(exposition: &str) -> Vec<String> {
 async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation() {
     let observed = Observed::start("metrics", Settings::default()).await.expect("the cluster starts");
     let mut targets = vec![("router", authority(&observed.cluster.router_url()))];
-    for service in stack::cluster::SERVICES {
+    for service in harness::cluster::SERVICES {
         targets.push((service, authority(&observed.cluster.url_of(service, 0).expect("running"))));
     }
     let prometheus =

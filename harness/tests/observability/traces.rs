@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::json;
-use stack::live_clients::WsClient;
+use harness::live_clients::WsClient;
 use subgraph_kit::Identity;
 use uuid::Uuid;
 

@@ -1,12 +1,12 @@
 //! Two replicas of every subgraph behind HAProxy, the router pointed at it, under the
-//! steady load of `stack::workload`; once with every replica up throughout, once with
+//! steady load of `harness::workload`; once with every replica up throughout, once with
 //! every replica of every service restarted one after the other during the load.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use stack::cluster::ProcessCluster;
-use stack::workload::{Workload, WorkloadSpec};
+use harness::cluster::ProcessCluster;
+use harness::workload::{Workload, WorkloadSpec};
 
 use crate::support::{ONE_AT_A_TIME, private_postgres, queues, settle, spec};
 
@@ -45,7 +45,7 @@ struct Outcome {
     failed: usize,
     failures: Vec<String>,
     rents_accepted: usize,
-    live: stack::workload::LiveReport,
+    live: harness::workload::LiveReport,
     violations: Vec<String>,
     doubled: Vec<String>,
     /// The most live subscriptions each delivery replica held at once.
@@ -62,7 +62,7 @@ async fn run(test: &str, rolling_restart: bool) -> Outcome {
     let mut products = Vec::new();
     for name in ["Replica model A", "Replica model B"] {
         products
-            .push(stack::workload::product(&router, &cluster.secret, &rental_db, name, 10_000).await.expect("product"));
+            .push(harness::workload::product(&router, &cluster.secret, &rental_db, name, 10_000).await.expect("product"));
     }
     let mut workload = Workload::start(&router, &cluster.secret, &products, LOAD).expect("load started");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
@@ -105,8 +105,8 @@ async fn run(test: &str, rolling_restart: bool) -> Outcome {
 
     let tally = std::mem::take(&mut *workload.tally.lock().expect("tally"));
     let audited =
-        stack::audit::audit(&cluster, &queues(&cluster), &tally.rents, &Default::default()).await.expect("audited");
-    let doubled = stack::audit::doubled_effects(&cluster).await.expect("doubled effects counted");
+        harness::audit::audit(&cluster, &queues(&cluster), &tally.rents, &Default::default()).await.expect("audited");
+    let doubled = harness::audit::doubled_effects(&cluster).await.expect("doubled effects counted");
     let mut violations = tally.violations.clone();
     if !settled {
         violations.push("the system did not settle within 60 s of the load's end".into());

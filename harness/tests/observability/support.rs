@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use stack::cluster::{ClusterSpec, ProcessCluster};
+use harness::cluster::{ClusterSpec, ProcessCluster};
 use subgraph_kit::{Identity, TokenIssuer};
 use uuid::Uuid;
 
@@ -97,7 +97,7 @@ impl Observed {
         let data = self.graphql(&self.operator(), None, create, input).await?;
         let id: Uuid = data["createProduct"]["id"].as_str().context("a product id")?.parse()?;
         let rental = self.cluster.database(rental::SERVICE)?;
-        stack::workload::rental_knows_product(&rental, id).await?;
+        harness::workload::rental_knows_product(&rental, id).await?;
         Ok(id)
     }
 

@@ -3,7 +3,7 @@
 //! of any process holds the card number, the delivery address or the token.
 
 use serde_json::json;
-use stack::live_clients::WsClient;
+use harness::live_clients::WsClient;
 use subgraph_kit::Identity;
 use uuid::Uuid;
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stack::cluster::ProcessCluster;
-use stack::live_clients::WsClient;
+use harness::cluster::ProcessCluster;
+use harness::live_clients::WsClient;
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -57,7 +57,7 @@ async fn a_replica_under_sigterm_drains_and_exits_cleanly() {
 
     let rental_db = cluster.database(rental::SERVICE).expect("rental database");
     let product =
-        stack::workload::product(&router, &cluster.secret, &rental_db, "Drain model", 5).await.expect("product");
+        harness::workload::product(&router, &cluster.secret, &rental_db, "Drain model", 5).await.expect("product");
     let rent = "mutation($input: RentInput!) { rent(input: $input) { id } }";
     let input = json!({ "input": { "productId": product, "months": 12, "deliveryAddress": "1 Drain-ro, Seoul",
         "cardNumber": "4242424242424242", "idempotencyKey": uuid::Uuid::now_v7().to_string() } });
@@ -142,7 +142,7 @@ async fn a_replica_under_sigterm_drains_and_exits_cleanly() {
     let read = graphql(&http, &router, &customer, track, json!({ "id": rental_id })).await;
     assert_eq!(read["data"]["rental"]["delivery"]["status"], "REQUESTED", "{read}");
     assert!(settle(&cluster, Duration::from_secs(30)).await, "settled after the restart");
-    let audited = stack::audit::audit(&cluster, &crate::support::queues(&cluster), &[], &Default::default())
+    let audited = harness::audit::audit(&cluster, &crate::support::queues(&cluster), &[], &Default::default())
         .await
         .expect("audited");
     assert!(audited.violations.is_empty(), "{:#?}", audited.violations);

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::in_process::service_config;
-use crate::{RouterProcess, RouterSettings, Subgraphs};
+use crate::Subgraphs;
+use stack::{RouterProcess, RouterSettings};
 
 pub struct IsolatedOptions {
     /// Rental's own settings (payment timeouts, breaker, reconciler); its service

@@ -230,6 +230,6 @@ pub async fn product(client: &Client, rental: &subgraph_kit::Database, name: &st
         .map_err(anyhow::Error::msg)?;
     let id: Uuid =
         answer["data"]["createProduct"]["id"].as_str().ok_or_else(|| anyhow::anyhow!("{answer}"))?.parse()?;
-    stack::workload::rental_knows_product(rental, id).await?;
+    harness::workload::rental_knows_product(rental, id).await?;
     Ok(id)
 }
