@@ -9,9 +9,9 @@ pub mod websocket;
 use std::time::Duration;
 
 use event_bus::testing::TestEvents;
-use serde_json::{Value, json};
-use harness::isolated::{IsolatedOptions, IsolatedStack};
 use harness::Subgraphs;
+use harness::isolated::{IsolatedOptions, IsolatedStack};
+use serde_json::{Value, json};
 use stack::{RouterProcess, RouterSettings};
 use subgraph_kit::testing::TestDatabase;
 use subgraph_kit::{Identity, TokenIssuer};

@@ -12,8 +12,8 @@ use subgraph_kit::testing::TestDatabase;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::in_process::service_config;
 use crate::Subgraphs;
+use crate::in_process::service_config;
 use stack::{RouterProcess, RouterSettings};
 
 pub struct IsolatedOptions {

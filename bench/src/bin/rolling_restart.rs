@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use bench::percentile;
 use bench::report::{format_number, write};
-use serde_json::{Value, json};
 use harness::cluster::{ClusterSpec, PrivatePostgres, ProcessCluster, queue_depths};
 use harness::workload::{Sample, Workload, WorkloadSpec};
+use serde_json::{Value, json};
 
 /// Longer than HAProxy takes to see a draining replica's `/ready` fail
 /// (`harness::balancer::detection_limit`), so no new request reaches a replica that has

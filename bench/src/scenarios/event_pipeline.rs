@@ -30,6 +30,7 @@ struct Tick {
 impl Event for Tick {
     const TYPE: &'static str = "bench.tick";
     const VERSION: i32 = 1;
+    const PRODUCER: &'static str = "bench";
 
     fn at(&self) -> DateTime<Utc> {
         self.at
@@ -101,9 +102,7 @@ pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
         tick.tick().await;
         let ticks = vec![Tick { at: Utc::now() }; per_tick];
         database
-            .transaction(async |tx: &mut Tx<'_>| {
-                Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, SERVICE, &ticks).await?)
-            })
+            .transaction(async |tx: &mut Tx<'_>| Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, &ticks).await?))
             .await
             .map_err(error)?;
         produced += per_tick;

@@ -204,7 +204,7 @@ async fn a_cancellation_that_reaches_a_delivered_delivery_is_refused_and_the_ren
         payment_id: Uuid::now_v7(),
         at: chrono::Utc::now(),
     };
-    crate::support::publish(&stack, "rental.cancelled", &crate::support::envelope("rental", &cancelled)).await;
+    crate::support::publish(&stack, "rental.cancelled", &crate::support::envelope(&cancelled)).await;
 
     // Delivery refuses; rental is reinstated; nothing is refunded; the unit stays out.
     let settled = settles_to(&stack, &rental_id, ("ACTIVE", "PAID", "DELIVERED", 2)).await;
@@ -228,7 +228,7 @@ async fn a_cancellation_that_overtakes_the_acceptance_leaves_a_cancelled_deliver
         payment_id,
         at: chrono::Utc::now(),
     };
-    crate::support::publish(&stack, "rental.cancelled", &crate::support::envelope("rental", &cancelled)).await;
+    crate::support::publish(&stack, "rental.cancelled", &crate::support::envelope(&cancelled)).await;
     let delivery_db = &stack.subgraphs.delivery.database;
     let sql = format!("SELECT count(*) AS n FROM deliveries WHERE rental_id = '{rental_id}' AND status = 'CANCELLED'");
     assert!(
@@ -246,7 +246,7 @@ async fn a_cancellation_that_overtakes_the_acceptance_leaves_a_cancelled_deliver
         payment_id,
         at: chrono::Utc::now(),
     };
-    crate::support::publish(&stack, "rental.accepted", &crate::support::envelope("rental", &accepted)).await;
+    crate::support::publish(&stack, "rental.accepted", &crate::support::envelope(&accepted)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let all = format!("SELECT count(*) AS n FROM deliveries WHERE rental_id = '{rental_id}'");
     assert_eq!(count(delivery_db, &all).await, 1, "the late acceptance requests nothing");

@@ -93,7 +93,7 @@ async fn a_redelivered_event_has_one_effect_and_poison_is_dead_lettered() {
         payment_id: Uuid::now_v7(),
         at: chrono::Utc::now(),
     };
-    let envelope = serde_json::to_value(event_bus::Envelope::wrap("rental", &accepted)).expect("json");
+    let envelope = serde_json::to_value(event_bus::Envelope::wrap(&accepted)).expect("json");
     let body = serde_json::to_vec(&envelope).expect("json");
     publish(&stack, "rental.accepted", &body).await;
     publish(&stack, "rental.accepted", &body).await;

@@ -249,12 +249,7 @@ async fn stock_news_never_holds_a_delivery_that_is_not_shipping() {
         product_id,
         at: chrono::Utc::now(),
     };
-    crate::support::publish(
-        &stack,
-        "stock.shortage",
-        &crate::support::envelope("inventory", &contracts::StockShortage(news)),
-    )
-    .await;
+    crate::support::publish(&stack, "stock.shortage", &crate::support::envelope(&contracts::StockShortage(news))).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, response) = stack.graphql(Some(&customer), query, json!({ "id": rental_id })).await;
     assert_eq!(response["data"]["rental"]["delivery"]["waitingForStock"], false, "{response}");

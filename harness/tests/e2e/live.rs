@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::support::fixtures::{operator_step, rent, rentable_product};
 use crate::support::{TestStack, eventually};
-use serde_json::{Value, json};
 use harness::live_clients::{SseClient, WsClient};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const TRACK: &str =

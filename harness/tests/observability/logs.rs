@@ -2,8 +2,8 @@
 //! variables, and as literals inside the document), a live subscription: then no log
 //! of any process holds the card number, the delivery address or the token.
 
-use serde_json::json;
 use harness::live_clients::WsClient;
+use serde_json::json;
 use subgraph_kit::Identity;
 use uuid::Uuid;
 

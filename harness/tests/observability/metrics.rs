@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use harness::live_clients::WsClient;
+use serde_json::{Value, json};
 use subgraph_kit::Identity;
 use uuid::Uuid;
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
 use harness::cluster::{ClusterSpec, ProcessCluster};
+use serde_json::{Value, json};
 use subgraph_kit::{Identity, TokenIssuer};
 use uuid::Uuid;
 

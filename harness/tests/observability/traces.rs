@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use harness::live_clients::WsClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::json;
-use harness::live_clients::WsClient;
 use subgraph_kit::Identity;
 use uuid::Uuid;
 

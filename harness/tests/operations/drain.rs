@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use harness::cluster::ProcessCluster;
 use harness::live_clients::WsClient;
+use serde_json::{Value, json};
 use subgraph_kit::{Identity, TokenIssuer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

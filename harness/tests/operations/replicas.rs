@@ -61,8 +61,9 @@ async fn run(test: &str, rolling_restart: bool) -> Outcome {
     let rental_db = cluster.database(rental::SERVICE).expect("rental database");
     let mut products = Vec::new();
     for name in ["Replica model A", "Replica model B"] {
-        products
-            .push(harness::workload::product(&router, &cluster.secret, &rental_db, name, 10_000).await.expect("product"));
+        products.push(
+            harness::workload::product(&router, &cluster.secret, &rental_db, name, 10_000).await.expect("product"),
+        );
     }
     let mut workload = Workload::start(&router, &cluster.secret, &products, LOAD).expect("load started");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");

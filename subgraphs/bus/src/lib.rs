@@ -57,6 +57,8 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The routing key, e.g. `rental.accepted`.
     const TYPE: &'static str;
     const VERSION: i32;
+    /// The one service that publishes it (the envelope's `source`).
+    const PRODUCER: &'static str;
 
     /// When the step happened in the producer's own records (every payload's `at`).
     fn at(&self) -> DateTime<Utc>;
@@ -168,13 +170,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Wraps `event` from `source` with a fresh id.
-    pub fn wrap<E: Event>(source: &str, event: &E) -> Self {
+    /// Wraps `event` with a fresh id.
+    pub fn wrap<E: Event>(event: &E) -> Self {
         Self {
             id: Uuid::now_v7(),
             event_type: E::TYPE.to_owned(),
             version: E::VERSION,
-            source: source.to_owned(),
+            source: E::PRODUCER.to_owned(),
             occurred_at: event.at(),
             data: serde_json::to_value(event).expect("event payloads serialize"),
         }

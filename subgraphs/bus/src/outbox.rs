@@ -38,22 +38,22 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Writes `event` into the outbox, inside the transaction that makes the change it
 /// describes: both commit, or neither. The commit wakes the relay. Returns the
 /// event's id.
-pub async fn enqueue<E: Event>(tx: &mut Tx<'_>, source: &str, event: &E) -> QueryResult<Uuid> {
-    let ids = enqueue_all(tx, source, std::slice::from_ref(event)).await?;
+pub async fn enqueue<E: Event>(tx: &mut Tx<'_>, event: &E) -> QueryResult<Uuid> {
+    let ids = enqueue_all(tx, std::slice::from_ref(event)).await?;
     Ok(ids[0])
 }
 
 /// Writes several events of one type into the outbox in a single statement, in order,
 /// for a transaction that emits many (a round trip per event would dominate it).
 /// Returns their ids.
-pub async fn enqueue_all<E: Event>(tx: &mut Tx<'_>, source: &str, events: &[E]) -> QueryResult<Vec<Uuid>> {
+pub async fn enqueue_all<E: Event>(tx: &mut Tx<'_>, events: &[E]) -> QueryResult<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(events.len());
     // The trace of the change travels with its events.
     let trace_context = subgraph_kit::telemetry::current_traceparent();
     let rows: Vec<_> = events
         .iter()
         .map(|event| {
-            let envelope = Envelope::wrap(source, event);
+            let envelope = Envelope::wrap(event);
             let payload = serde_json::to_value(&envelope).expect("envelopes serialize");
             ids.push(envelope.id);
             (

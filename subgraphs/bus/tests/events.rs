@@ -37,6 +37,7 @@ struct Noted {
 impl Event for Noted {
     const TYPE: &'static str = "test.noted";
     const VERSION: i32 = 1;
+    const PRODUCER: &'static str = "notebook";
 
     fn at(&self) -> DateTime<Utc> {
         self.at
@@ -139,7 +140,7 @@ impl Fixture {
         self.database
             .transaction(async |tx: &mut Tx<'_>| {
                 for note in &notes {
-                    enqueue(tx, SERVICE, &noted(note)).await?;
+                    enqueue(tx, &noted(note)).await?;
                 }
                 Ok::<_, subgraph_kit::ApiError>(())
             })
@@ -246,7 +247,7 @@ async fn events_written_in_one_statement_each_get_their_own_id_and_are_applied_o
     let events: Vec<Noted> = sent.iter().map(|note| noted(note)).collect();
     let ids = fixture
         .database
-        .transaction(async |tx: &mut Tx<'_>| Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, SERVICE, &events).await?))
+        .transaction(async |tx: &mut Tx<'_>| Ok::<_, subgraph_kit::ApiError>(enqueue_all(tx, &events).await?))
         .await
         .expect("outbox rows");
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
@@ -259,7 +260,7 @@ async fn events_written_in_one_statement_each_get_their_own_id_and_are_applied_o
 #[tokio::test]
 async fn the_same_message_delivered_twice_has_one_effect() {
     let fixture = start().await;
-    let body = serde_json::to_vec(&Envelope::wrap("elsewhere", &noted("only once"))).expect("json");
+    let body = serde_json::to_vec(&Envelope::wrap(&noted("only once"))).expect("json");
     fixture.publish_raw("test.noted", &body).await;
     fixture.publish_raw("test.noted", &body).await;
     assert_eq!(fixture.settle(1).await, ["only once"]);
@@ -271,7 +272,7 @@ async fn poison_is_dead_lettered_with_its_reason_and_the_consumer_keeps_going() 
     let fixture = start().await;
     fixture.publish_raw("test.noted", b"{ this is not json").await;
     // A version this consumer does not read is poison too, never misread.
-    let mut future = Envelope::wrap("elsewhere", &noted("from the future"));
+    let mut future = Envelope::wrap(&noted("from the future"));
     future.version = 2;
     fixture.publish_raw("test.noted", &serde_json::to_vec(&future).expect("json")).await;
     fixture.write_notes(["poison".to_owned(), "after the poison".to_owned()]).await;
@@ -292,7 +293,7 @@ async fn poison_is_dead_lettered_with_its_reason_and_the_consumer_keeps_going() 
 async fn a_dead_letter_replayed_after_the_cause_is_fixed_has_exactly_one_effect() {
     let fixture = start().await;
     fixture.flaky.store(true, Ordering::SeqCst);
-    let flaky = Envelope::wrap("elsewhere", &noted("flaky"));
+    let flaky = Envelope::wrap(&noted("flaky"));
     let body = serde_json::to_vec(&flaky).expect("json");
     fixture.publish_raw("test.noted", &body).await;
     fixture.wait_for_dead_letters(1).await;
@@ -326,7 +327,7 @@ async fn a_database_outage_longer_than_the_delivery_limit_allows_dead_letters_no
     let mut sent = vec!["before the outage".to_owned()];
     for index in 0..20 {
         let note = format!("during the outage {index}");
-        let body = serde_json::to_vec(&Envelope::wrap("elsewhere", &noted(&note))).expect("json");
+        let body = serde_json::to_vec(&Envelope::wrap(&noted(&note))).expect("json");
         fixture.publish_raw("test.noted", &body).await;
         sent.push(note);
     }

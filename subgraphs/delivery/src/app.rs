@@ -39,17 +39,24 @@ impl AsRef<ServiceConfig> for Config {
 /// events and listens for live status changes until `shutdown`.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
     let mut foundation = Foundation::prepare(config.service, MIGRATIONS, &shutdown).await?;
-    foundation.consume(contracts::TOPOLOGY, events::DeliveryEvents);
+    let calendar = foundation.config.calendar;
+    foundation.consume(contracts::TOPOLOGY, events::DeliveryEvents { calendar });
     let hub = Arc::new(LiveHub::default());
     let stopping = foundation.lifecycle.stopping().clone();
     foundation.spawn(live::listen(hub.clone(), foundation.config.events.clone(), stopping.clone()));
-    let resolvers = Resolvers::new(foundation.database.clone(), hub, stopping, foundation.open_streams.clone());
+    let resolvers =
+        Resolvers::new(foundation.database.clone(), calendar, hub, stopping, foundation.open_streams.clone());
     Ok(foundation.serve(graphql::schema(Arc::new(resolvers))))
 }
 
 /// The schema with nothing behind it, for exporting its SDL.
 pub fn detached_schema() -> DeliverySchema {
-    let resolvers =
-        Resolvers::new(subgraph_kit::Database::unconnected(), Arc::default(), CancellationToken::new(), Arc::default());
+    let resolvers = Resolvers::new(
+        subgraph_kit::Database::unconnected(),
+        subgraph_kit::clock::Calendar::CALENDAR,
+        Arc::default(),
+        CancellationToken::new(),
+        Arc::default(),
+    );
     graphql::schema(Arc::new(resolvers))
 }

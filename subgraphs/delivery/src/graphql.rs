@@ -1,6 +1,8 @@
-//! The delivery part of the graph: `Delivery`, the operators' queue, the live status
-//! subscription, and `Rental.delivery` on the rental entity. A thin layer: it checks
-//! who asks, parses the input, and calls the use cases in `service`.
+//! The field-service part of the graph: `Delivery` (the installation) with the
+//! operators' queue and the live status subscription, `Visit` (care visits, pickups)
+//! with the technicians' queue, and `Rental.delivery` / `Rental.visits` on the rental
+//! entity. It checks who asks and parses the input; changes go through `service`,
+//! reads go to `storage` directly (batched per request).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,20 +20,26 @@ use subgraph_kit::{ApiError, Database};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::{self, Unit};
-use crate::service;
+use subgraph_kit::clock::Calendar;
 use subgraph_kit::live::{LiveHub, OpenStream};
 
+use crate::domain::{self, DeliveryMoves, Unit, parse_notes};
+use crate::service;
 use crate::service::live::rank;
+use crate::service::visits;
 use crate::storage::deliveries::{self, DeliveryRow};
+use crate::storage::visits::{QueueFilter, VisitRow};
 
 pub type DeliverySchema = Schema<Query, Mutation, Subscription>;
 
 /// What the resolvers work with.
 pub struct Resolvers {
     database: Database,
+    calendar: Calendar,
     by_id: BatchLoader<DeliveryLoader>,
     by_rental: BatchLoader<DeliveryByRentalLoader>,
+    visits: BatchLoader<VisitLoader>,
+    visits_by_rental: BatchLoader<VisitsByRentalLoader>,
     hub: Arc<LiveHub>,
     /// Cancelled when the service stops: live streams end (with `complete`).
     stopping: CancellationToken,
@@ -41,6 +49,7 @@ pub struct Resolvers {
 impl Resolvers {
     pub fn new(
         database: Database,
+        calendar: Calendar,
         hub: Arc<LiveHub>,
         stopping: CancellationToken,
         open_streams: Arc<AtomicUsize>,
@@ -48,7 +57,10 @@ impl Resolvers {
         Self {
             by_id: BatchLoader::new(DeliveryLoader(database.clone())),
             by_rental: BatchLoader::new(DeliveryByRentalLoader(database.clone())),
+            visits: BatchLoader::new(VisitLoader(database.clone())),
+            visits_by_rental: BatchLoader::new(VisitsByRentalLoader(database.clone())),
             database,
+            calendar,
             hub,
             stopping,
             open_streams,
@@ -114,8 +126,7 @@ pub struct Delivery {
 
 impl Delivery {
     fn from_row(row: DeliveryRow) -> Result<Self, ApiError> {
-        let status: domain::DeliveryStatus = row.status()?;
-        let unit = row.unit()?;
+        let (status, unit) = (row.status, row.unit);
         Ok(Self {
             id: ID(row.id.to_string()),
             rental: Rental(EntityRef::new(row.rental_id)),
@@ -150,6 +161,123 @@ impl Rental {
         let key = self.0.key;
         Ok(visible(identity(ctx)?, delivery, |delivery| delivery.owner, || no_such_rental(key))?)
     }
+
+    /// The technicians' visits of the rental after its installation, by date: each
+    /// filter-care visit (upcoming, done, or called off when the rental ended) and the
+    /// pickup that collects the unit at the end.
+    async fn visits(&self, ctx: &Context<'_>) -> Result<Vec<Visit>> {
+        let visits = resolvers(ctx).visits_by_rental.load_one(self.0.key).await?.unwrap_or_default();
+        let caller = identity(ctx)?;
+        if visits.iter().any(|visit| !caller.may_see_customer(visit.owner)) {
+            return Err(no_such_rental(self.0.key).into());
+        }
+        Ok(visits)
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::VisitKind")]
+pub enum VisitKind {
+    /// Filter change and cleaning, at the product's care interval.
+    Care,
+    /// Collecting the unit when the rental has ended.
+    Pickup,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::VisitStatus")]
+pub enum VisitStatus {
+    /// Planned for `scheduledFor`.
+    Scheduled,
+    /// The technician is there.
+    InProgress,
+    /// Done (a pickup: the unit is collected and goes back to stock).
+    Done,
+    /// Will not happen (a care visit after the rental ended).
+    Cancelled,
+}
+
+/// A technician's visit to a rental's customer after the installation.
+#[derive(SimpleObject, Clone)]
+pub struct Visit {
+    pub id: ID,
+    pub kind: VisitKind,
+    pub status: VisitStatus,
+    /// Care visits are numbered from 1 along the term; a pickup is 1.
+    pub number: i32,
+    pub scheduled_for: DateTime<Utc>,
+    /// The date the plan gave it (a customer may move a care visit within 14 days of it).
+    pub planned_for: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The technician's notes.
+    pub notes: Option<String>,
+    /// Where the technician goes.
+    pub address: String,
+    pub rental: Rental,
+    pub product: Product,
+    #[graphql(skip)]
+    pub key: Uuid,
+    #[graphql(skip)]
+    pub owner: Uuid,
+}
+
+impl From<VisitRow> for Visit {
+    fn from(row: VisitRow) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            kind: row.kind.into(),
+            status: row.status.into(),
+            number: row.number,
+            scheduled_for: row.scheduled_for,
+            planned_for: row.planned_for,
+            started_at: row.started_at,
+            done_at: row.done_at,
+            cancelled_at: row.cancelled_at,
+            notes: row.notes,
+            address: row.address,
+            rental: Rental(EntityRef::new(row.rental_id)),
+            product: Product { id: ID(row.product_id.to_string()) },
+            key: row.id,
+            owner: row.customer_id,
+        }
+    }
+}
+
+/// Loads visits by id in batches.
+pub struct VisitLoader(Database);
+
+impl BatchFetch for VisitLoader {
+    type Key = Uuid;
+    type Value = Visit;
+
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Visit>, ApiError> {
+        let rows = crate::storage::visits::find_many(&self.0, keys).await?;
+        Ok(rows.into_iter().map(|row| (row.id, row.into())).collect())
+    }
+}
+
+/// Loads the visits of many rentals in one query.
+pub struct VisitsByRentalLoader(Database);
+
+impl BatchFetch for VisitsByRentalLoader {
+    type Key = Uuid;
+    type Value = Vec<Visit>;
+
+    async fn fetch(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<Visit>>, ApiError> {
+        let mut by_rental: HashMap<Uuid, Vec<Visit>> = HashMap::new();
+        for row in crate::storage::visits::find_by_rentals(&self.0, keys).await? {
+            by_rental.entry(row.rental_id).or_default().push(row.into());
+        }
+        Ok(by_rental)
+    }
+}
+
+async fn visible_visit(ctx: &Context<'_>, id: Uuid) -> Result<Visit, ApiError> {
+    let visit = resolvers(ctx).visits.load_one(id).await?;
+    let no_such_visit = || ApiError::not_found(format!("there is no visit with id {id}"));
+    visible(identity(ctx)?, visit, |visit| visit.owner, no_such_visit)?.ok_or_else(no_such_visit)
 }
 
 fn no_such_rental(id: Uuid) -> ApiError {
@@ -218,6 +346,37 @@ impl Query {
         Ok(Some(visible_delivery(ctx, id).await?))
     }
 
+    /// The technicians' queue, oldest due first (operators only), with each visit's
+    /// product and rental (`product { name stock }`, `rental { customerId
+    /// deliveryAddress }`) from their own subgraphs.
+    async fn visits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only visits of this kind.")] kind: Option<VisitKind>,
+        #[graphql(desc = "Only visits in this status.")] status: Option<VisitStatus>,
+        #[graphql(desc = "Only visits scheduled before this time.")] due_before: Option<DateTime<Utc>>,
+        #[graphql(desc = "How many visits to return (1-100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+    ) -> Result<Connection<String, Visit>> {
+        require_operator(ctx, "list the technicians' visits")?;
+        let page = PageRequest::parse("visits", first, after.as_deref())?;
+        let filter = QueueFilter { kind: kind.map(Into::into), status: status.map(Into::into), due_before };
+        let rows = crate::storage::visits::page(&resolvers(ctx).database, filter, &page).await?;
+        Ok(connection(&page, rows.into_iter().map(Visit::from).collect(), |visit| visit.key))
+    }
+
+    /// One visit: customers see their own, operators see any.
+    async fn visit(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Visit>> {
+        let id = parse_id(&id, "visit")?;
+        Ok(Some(visible_visit(ctx, id).await?))
+    }
+
+    #[graphql(entity)]
+    async fn find_visit_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Visit> {
+        let id = parse_id(&id, "visit")?;
+        Ok(visible_visit(ctx, id).await?)
+    }
+
     #[graphql(entity)]
     async fn find_delivery_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Delivery> {
         let id = parse_id(&id, "delivery")?;
@@ -250,6 +409,34 @@ impl Mutation {
         require_operator(ctx, "complete deliveries")?;
         let id = parse_id(&id, "delivery")?;
         Ok(Delivery::from_row(service::complete(&resolvers(ctx).database, id).await?)?)
+    }
+
+    /// A technician starts a visit (operators only): SCHEDULED → IN_PROGRESS. Starting
+    /// a started visit returns it as it is; a done or cancelled one is refused.
+    async fn start_visit(&self, ctx: &Context<'_>, id: ID) -> Result<Visit> {
+        require_operator(ctx, "start visits")?;
+        let id = parse_id(&id, "visit")?;
+        Ok(visits::start(&resolvers(ctx).database, id).await?.into())
+    }
+
+    /// A technician completes a visit, with notes (operators only): → DONE. A pickup's
+    /// unit goes back to stock a moment later. Completing a done visit returns it as it
+    /// is; a cancelled one is refused.
+    async fn complete_visit(&self, ctx: &Context<'_>, id: ID, notes: Option<String>) -> Result<Visit> {
+        require_operator(ctx, "complete visits")?;
+        let id = parse_id(&id, "visit")?;
+        let notes = parse_notes(notes.as_deref())?;
+        Ok(visits::complete(&resolvers(ctx).database, id, notes).await?.into())
+    }
+
+    /// Moves a visit to another time: operators any visit not done (a pickup whose
+    /// customer was not there goes back to SCHEDULED); customers their own upcoming care
+    /// visit, within 14 days of its planned date.
+    async fn reschedule_visit(&self, ctx: &Context<'_>, id: ID, scheduled_for: DateTime<Utc>) -> Result<Visit> {
+        let caller = identity(ctx)?;
+        let id = parse_id(&id, "visit")?;
+        let resolvers = resolvers(ctx);
+        Ok(visits::reschedule(&resolvers.database, &resolvers.calendar, caller, id, scheduled_for).await?.into())
     }
 }
 

@@ -1,11 +1,15 @@
-//! Delivery's use cases, one transaction each: operators working the queue (start,
-//! complete) and what other services' events ask of it (request, cancel, stock news).
-//! Each change and its event commit together.
+//! Delivery's use cases, one transaction each: operators working the delivery queue
+//! (start, complete) and what other services' events ask of it (request, cancel, stock
+//! news). Each change and its event commit together.
+//!
+//! - [`visits`]: the field service after the installation (care visits, the pickup);
+//! - [`live`]: the live delivery status on every replica.
 //!
 //! Every operator step is idempotent: repeating the step a delivery is already in
 //! returns it as it is; only a move the state machine forbids is CONFLICT.
 
 pub mod live;
+pub mod visits;
 
 use chrono::{DateTime, Utc};
 use contracts::{
@@ -14,12 +18,10 @@ use contracts::{
 };
 use event_bus::{HandlerError, outbox};
 use subgraph_kit::db;
-use subgraph_kit::domain::TextEnum;
 use subgraph_kit::{ApiError, Database, Tx};
 use uuid::Uuid;
 
-use crate::SERVICE;
-use crate::domain::{DeliveryStatus, Step, Unit};
+use crate::domain::{DeliveryMoves, DeliveryStatus, Step, Unit};
 use crate::storage::deliveries::{self, DeliveryRow};
 
 fn change(row: &DeliveryRow, at: DateTime<Utc>) -> DeliveryChange {
@@ -28,7 +30,7 @@ fn change(row: &DeliveryRow, at: DateTime<Utc>) -> DeliveryChange {
         rental_id: row.rental_id,
         customer_id: row.customer_id,
         product_id: row.product_id,
-        status: row.status.clone(),
+        status: row.status,
         at,
     }
 }
@@ -42,13 +44,13 @@ pub async fn start(database: &Database, id: Uuid) -> Result<DeliveryRow, ApiErro
     database
         .transaction(async |tx: &mut Tx<'_>| {
             let mut row = locked(tx, id).await?;
-            let Step::MovesTo(shipping) = row.status()?.start()? else { return Ok(row) };
+            let Step::MovesTo(shipping) = row.status.start()? else { return Ok(row) };
             let now = db::now();
-            row.status = shipping.as_str().to_owned();
+            row.status = shipping;
             row.shipped_at = Some(now);
-            row.unit = Unit::Pending.as_str().to_owned();
+            row.unit = Unit::Pending;
             deliveries::save(tx, &row).await?;
-            outbox::enqueue(tx, SERVICE, &DeliveryStarted(change(&row, now))).await?;
+            outbox::enqueue(tx, &DeliveryStarted(change(&row, now))).await?;
             Ok(row)
         })
         .await
@@ -60,12 +62,12 @@ pub async fn complete(database: &Database, id: Uuid) -> Result<DeliveryRow, ApiE
     database
         .transaction(async |tx: &mut Tx<'_>| {
             let mut row = locked(tx, id).await?;
-            let Step::MovesTo(delivered) = row.status()?.complete(row.unit()?)? else { return Ok(row) };
+            let Step::MovesTo(delivered) = row.status.complete(row.unit)? else { return Ok(row) };
             let now = db::now();
-            row.status = delivered.as_str().to_owned();
+            row.status = delivered;
             row.delivered_at = Some(now);
             deliveries::save(tx, &row).await?;
-            outbox::enqueue(tx, SERVICE, &DeliveryCompleted(change(&row, now))).await?;
+            outbox::enqueue(tx, &DeliveryCompleted(change(&row, now))).await?;
             Ok(row)
         })
         .await
@@ -83,7 +85,7 @@ pub async fn request(tx: &mut Tx<'_>, rental: &RentalAccepted) -> Result<(), Han
         db::now(),
     );
     if deliveries::insert_once(tx, &row).await? {
-        outbox::enqueue(tx, SERVICE, &DeliveryRequested(change(&row, row.requested_at))).await?;
+        outbox::enqueue(tx, &DeliveryRequested(change(&row, row.requested_at))).await?;
     }
     Ok(())
 }
@@ -104,21 +106,21 @@ pub async fn cancel_for_rental(tx: &mut Tx<'_>, rental: &RentalCancelled) -> Res
             now,
         );
         deliveries::insert(tx, &row).await?;
-        outbox::enqueue(tx, SERVICE, &DeliveryCancelled(change(&row, now))).await?;
+        outbox::enqueue(tx, &DeliveryCancelled(change(&row, now))).await?;
         return Ok(());
     };
-    let status = row.status().map_err(|unknown| HandlerError::Poison(unknown.to_string()))?;
+    let status = row.status;
     match status.cancel() {
         Ok(Step::MovesTo(cancelled)) => {
-            row.status = cancelled.as_str().to_owned();
+            row.status = cancelled;
             row.cancelled_at = Some(now);
             deliveries::save(tx, &row).await?;
-            outbox::enqueue(tx, SERVICE, &DeliveryCancelled(change(&row, now))).await?;
+            outbox::enqueue(tx, &DeliveryCancelled(change(&row, now))).await?;
         }
         Ok(Step::AlreadyThere) => {}
         // Delivered: the delivery stands.
         Err(_) => {
-            outbox::enqueue(tx, SERVICE, &DeliveryCancelRefused(change(&row, now))).await?;
+            outbox::enqueue(tx, &DeliveryCancelRefused(change(&row, now))).await?;
         }
     }
     Ok(())
@@ -130,15 +132,15 @@ pub async fn unit_news(tx: &mut Tx<'_>, news: &StockNews, apply: fn(Unit) -> Uni
     let Some(mut row) = deliveries::lock(tx, news.delivery_id).await? else {
         return Err(HandlerError::Poison(format!("there is no delivery {} to hear stock news of", news.delivery_id)));
     };
-    let status = row.status().map_err(|unknown| HandlerError::Poison(unknown.to_string()))?;
-    let unit = row.unit().map_err(|unknown| HandlerError::Poison(unknown.to_string()))?;
+    let status = row.status;
+    let unit = row.unit;
     if status != DeliveryStatus::Shipping {
         // Cancelled meanwhile (inventory gives the unit back) or already delivered.
         return Ok(());
     }
     let next = apply(unit);
     if next != unit {
-        row.unit = next.as_str().to_owned();
+        row.unit = next;
         deliveries::save(tx, &row).await?;
     }
     Ok(())

@@ -85,6 +85,25 @@ impl InitialStock {
     }
 }
 
+/// Months between two filter-care visits of a product: 1 to 24 (4 when not said).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CareInterval(i32);
+
+impl CareInterval {
+    pub const DEFAULT: CareInterval = CareInterval(contracts::DEFAULT_CARE_INTERVAL_MONTHS);
+
+    pub fn parse(months: i32) -> Result<Self, ApiError> {
+        if !(1..=24).contains(&months) {
+            return Err(ApiError::bad_input(format!("careIntervalMonths must be between 1 and 24, got {months}")));
+        }
+        Ok(Self(months))
+    }
+
+    pub fn months(self) -> i32 {
+        self.0
+    }
+}
+
 /// A product that passed validation and may be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewProduct {
@@ -92,15 +111,23 @@ pub struct NewProduct {
     pub description: Description,
     pub monthly_fee: MonthlyFee,
     pub initial_stock: InitialStock,
+    pub care_interval: CareInterval,
 }
 
 impl NewProduct {
-    pub fn parse(name: &str, description: &str, monthly_fee: i32, initial_stock: i32) -> Result<Self, ApiError> {
+    pub fn parse(
+        name: &str,
+        description: &str,
+        monthly_fee: i32,
+        initial_stock: i32,
+        care_interval_months: Option<i32>,
+    ) -> Result<Self, ApiError> {
         Ok(Self {
             name: ProductName::parse(name)?,
             description: Description::parse(description)?,
             monthly_fee: MonthlyFee::parse(monthly_fee)?,
             initial_stock: InitialStock::parse(initial_stock)?,
+            care_interval: care_interval_months.map_or(Ok(CareInterval::DEFAULT), CareInterval::parse)?,
         })
     }
 }
@@ -137,6 +164,9 @@ text_enum! {
         Returned = "RETURNED",
         /// It was cancelled before its start arrived here; a late start takes nothing.
         Cancelled = "CANCELLED",
+        /// It was delivered, and its unit came back with the pickup at the end of the
+        /// rental.
+        Collected = "COLLECTED",
     }
 }
 
@@ -147,6 +177,7 @@ text_enum! {
         Restocked = "RESTOCKED",
         Taken = "TAKEN",
         Returned = "RETURNED",
+        Collected = "COLLECTED",
     }
 }
 
@@ -183,8 +214,26 @@ pub fn on_cancel(shipment: Option<ShipmentState>) -> OnCancel {
     match shipment {
         Some(ShipmentState::Taken) => OnCancel::ReturnUnit,
         Some(ShipmentState::Short) => OnCancel::LeaveQueue,
-        Some(ShipmentState::Returned | ShipmentState::Cancelled) => OnCancel::Nothing,
+        Some(ShipmentState::Returned | ShipmentState::Cancelled | ShipmentState::Collected) => OnCancel::Nothing,
         None => OnCancel::MarkCancelled,
+    }
+}
+
+/// What a completed pickup does, given what inventory did for the delivery it collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPickup {
+    /// The unit that left with the delivery is back on the shelf.
+    Collect,
+    /// It came back already (a replayed event): nothing, so no unit counts twice.
+    Nothing,
+}
+
+/// Only a unit that left (TAKEN) can come back; anything else contradicts the records.
+pub fn on_pickup(shipment: Option<ShipmentState>) -> Result<OnPickup, String> {
+    match shipment {
+        Some(ShipmentState::Taken) => Ok(OnPickup::Collect),
+        Some(ShipmentState::Collected) => Ok(OnPickup::Nothing),
+        other => Err(format!("a pickup collects a unit that never left for its delivery (shipment {other:?})")),
     }
 }
 
@@ -194,18 +243,19 @@ mod tests {
 
     #[test]
     fn a_sensible_product_passes_and_is_trimmed() {
-        let product = NewProduct::parse("  AquaPure Mini ", "", 19_900, 3).unwrap();
+        let product = NewProduct::parse("  AquaPure Mini ", "", 19_900, 3, None).unwrap();
         assert_eq!(product.name.as_str(), "AquaPure Mini");
     }
 
     #[test]
     fn each_bad_field_is_named_in_its_error() {
         let cases = [
-            (NewProduct::parse(" ", "", 1, 0), "name"),
-            (NewProduct::parse(&"x".repeat(101), "", 1, 0), "name"),
-            (NewProduct::parse("a", &"x".repeat(2001), 1, 0), "description"),
-            (NewProduct::parse("a", "", 0, 0), "monthlyFee"),
-            (NewProduct::parse("a", "", 1, -1), "initialStock"),
+            (NewProduct::parse(" ", "", 1, 0, None), "name"),
+            (NewProduct::parse(&"x".repeat(101), "", 1, 0, None), "name"),
+            (NewProduct::parse("a", &"x".repeat(2001), 1, 0, None), "description"),
+            (NewProduct::parse("a", "", 0, 0, None), "monthlyFee"),
+            (NewProduct::parse("a", "", 1, -1, None), "initialStock"),
+            (NewProduct::parse("a", "", 1, 1, Some(30)), "careIntervalMonths"),
         ];
         for (result, field) in cases {
             let error = result.unwrap_err();
@@ -232,6 +282,17 @@ mod tests {
         assert_eq!(on_cancel(Some(ShipmentState::Short)), OnCancel::LeaveQueue);
         assert_eq!(on_cancel(None), OnCancel::MarkCancelled);
         assert_eq!(on_cancel(Some(ShipmentState::Returned)), OnCancel::Nothing);
+    }
+
+    #[test]
+    fn a_pickup_returns_the_unit_once() {
+        assert_eq!(on_pickup(Some(ShipmentState::Taken)), Ok(OnPickup::Collect));
+        assert_eq!(on_pickup(Some(ShipmentState::Collected)), Ok(OnPickup::Nothing));
+        assert!(on_pickup(Some(ShipmentState::Short)).is_err());
+        assert!(on_pickup(None).is_err());
+        assert_eq!(CareInterval::parse(4), Ok(CareInterval(4)));
+        assert!(CareInterval::parse(0).unwrap_err().message.starts_with("careIntervalMonths"));
+        assert!(CareInterval::parse(25).is_err());
     }
 
     impl ShipmentState {

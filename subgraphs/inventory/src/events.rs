@@ -1,6 +1,6 @@
 //! What inventory does with the events it consumes: one use case each.
 
-use contracts::ForInventory;
+use contracts::{ForInventory, VisitKind};
 use event_bus::{EventHandler, EventMeta, HandlerError};
 use subgraph_kit::Tx;
 
@@ -15,6 +15,11 @@ impl EventHandler for InventoryEvents {
         match event {
             ForInventory::DeliveryStarted(started) => service::take_unit(tx, &started).await,
             ForInventory::DeliveryCancelled(cancelled) => service::give_back(tx, &cancelled).await,
+            ForInventory::VisitDone(visit) if visit.kind == VisitKind::Pickup => {
+                service::collect_unit(tx, &visit).await
+            }
+            // A care visit changes no stock.
+            ForInventory::VisitDone(_) => Ok(()),
         }
     }
 }

@@ -13,7 +13,7 @@ use subgraph_kit::graphql::{PageRequest, connection, identity, parse_id, require
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
-use crate::domain::{NewProduct, RestockQuantity};
+use crate::domain::{CareInterval, NewProduct, RestockQuantity};
 use crate::service;
 use crate::storage::products::{self, ProductRow};
 
@@ -53,6 +53,8 @@ pub struct Product {
     pub monthly_fee: i32,
     /// Units on hand, ready to ship.
     pub stock: i32,
+    /// Months between two filter-care visits of a rented unit (1-24).
+    pub care_interval_months: i32,
     pub created_at: DateTime<Utc>,
     #[graphql(skip)]
     pub key: Uuid,
@@ -66,6 +68,7 @@ impl From<ProductRow> for Product {
             description: row.description,
             monthly_fee: row.monthly_fee,
             stock: row.stock,
+            care_interval_months: row.care_interval_months,
             created_at: row.created_at,
             key: row.id,
         }
@@ -132,6 +135,8 @@ pub struct CreateProductInput {
     /// Units on hand to start with (default 0).
     #[graphql(default)]
     pub initial_stock: i32,
+    /// Months between two filter-care visits of a rented unit, 1-24 (default 4).
+    pub care_interval_months: Option<i32>,
 }
 
 pub struct Mutation;
@@ -141,7 +146,13 @@ impl Mutation {
     /// Adds a dispenser model to the catalog (operators only).
     async fn create_product(&self, ctx: &Context<'_>, input: CreateProductInput) -> Result<Product> {
         require_operator(ctx, "create products")?;
-        let product = NewProduct::parse(&input.name, &input.description, input.monthly_fee, input.initial_stock)?;
+        let product = NewProduct::parse(
+            &input.name,
+            &input.description,
+            input.monthly_fee,
+            input.initial_stock,
+            input.care_interval_months,
+        )?;
         Ok(service::create_product(&resolvers(ctx).database, product).await?.into())
     }
 
@@ -152,6 +163,19 @@ impl Mutation {
         let id = parse_id(&product_id, "product")?;
         let quantity = RestockQuantity::parse(quantity)?;
         let row = service::restock(&resolvers(ctx).database, id, quantity).await?.ok_or_else(|| no_such_product(id))?;
+        Ok(row.into())
+    }
+
+    /// Sets how many months pass between two filter-care visits of the product's units,
+    /// 1-24 (operators only). Rentals that start afterwards are visited on the new
+    /// interval; those running keep their plan.
+    async fn set_care_interval(&self, ctx: &Context<'_>, product_id: ID, months: i32) -> Result<Product> {
+        require_operator(ctx, "change a product's care interval")?;
+        let id = parse_id(&product_id, "product")?;
+        let interval = CareInterval::parse(months)?;
+        let row = service::set_care_interval(&resolvers(ctx).database, id, interval)
+            .await?
+            .ok_or_else(|| no_such_product(id))?;
         Ok(row.into())
     }
 }

@@ -8,7 +8,10 @@
 //! or one returned by a cancellation) serves the oldest waiting shipment first. Every
 //! change of stock is a line in the ledger.
 
-use contracts::{DeliveryCancelled, DeliveryStarted, ProductCreated, StockAllocated, StockNews, StockShortage};
+use contracts::{
+    DeliveryCancelled, DeliveryStarted, ProductCreated, StockAllocated, StockNews, StockShortage, UnitReturned,
+    VisitChange,
+};
 use diesel::QueryResult;
 use event_bus::HandlerError;
 use event_bus::outbox;
@@ -16,9 +19,9 @@ use subgraph_kit::db;
 use subgraph_kit::{ApiError, Database, Tx};
 use uuid::Uuid;
 
-use crate::SERVICE;
 use crate::domain::{
-    MovementReason, NewProduct, OnCancel, OnStart, RestockQuantity, ShipmentState, on_cancel, on_start,
+    CareInterval, MovementReason, NewProduct, OnCancel, OnPickup, OnStart, RestockQuantity, ShipmentState, on_cancel,
+    on_pickup, on_start,
 };
 use crate::storage::products::{self, ProductRow};
 use crate::storage::shipments;
@@ -67,7 +70,7 @@ pub async fn take_unit(tx: &mut Tx<'_>, started: &DeliveryStarted) -> Result<(),
         shipments::set(tx, started.delivery_id, started.product_id, ShipmentState::Taken).await?;
         shipments::record_movement(tx, started.product_id, -1, MovementReason::Taken, Some(started.delivery_id))
             .await?;
-        outbox::enqueue(tx, SERVICE, &StockAllocated(news)).await?;
+        outbox::enqueue(tx, &StockAllocated(news)).await?;
         return Ok(());
     }
     if !products::exists(tx, started.product_id).await? {
@@ -78,7 +81,7 @@ pub async fn take_unit(tx: &mut Tx<'_>, started: &DeliveryStarted) -> Result<(),
     }
     shipments::wait_for_unit(tx, started.delivery_id, started.product_id, started.rental_id).await?;
     shipments::set(tx, started.delivery_id, started.product_id, ShipmentState::Short).await?;
-    outbox::enqueue(tx, SERVICE, &StockShortage(news)).await?;
+    outbox::enqueue(tx, &StockShortage(news)).await?;
     tracing::warn!(product = %started.product_id, delivery = %started.delivery_id, "shipment started without stock: held until a restock");
     Ok(())
 }
@@ -106,6 +109,44 @@ pub async fn give_back(tx: &mut Tx<'_>, cancelled: &DeliveryCancelled) -> Result
     Ok(())
 }
 
+/// Sets how often a product's units get a filter-care visit, and announces the product
+/// again so the other services follow; `None` when the product does not exist. Rentals
+/// that already started keep the plan they started with.
+pub async fn set_care_interval(
+    database: &Database,
+    id: Uuid,
+    interval: CareInterval,
+) -> Result<Option<ProductRow>, ApiError> {
+    database
+        .transaction(async |tx: &mut Tx<'_>| {
+            let Some(row) = products::set_care_interval(tx, id, interval.months()).await? else { return Ok(None) };
+            announce(tx, &row).await?;
+            Ok(Some(row))
+        })
+        .await
+}
+
+/// `visit.done` of a pickup: the unit that left with the delivery is back on the shelf,
+/// once (a replayed event changes nothing), and may serve a shipment waiting for one.
+pub async fn collect_unit(tx: &mut Tx<'_>, visit: &VisitChange) -> Result<(), HandlerError> {
+    let Some(delivery_id) = visit.delivery_id else {
+        return Err(HandlerError::Poison(format!("pickup {} names no delivery", visit.visit_id)));
+    };
+    let product_id = visit.product_id;
+    match on_pickup(shipments::lock(tx, delivery_id).await?).map_err(HandlerError::Poison)? {
+        OnPickup::Nothing => Ok(()),
+        OnPickup::Collect => {
+            products::add_units(tx, product_id, 1).await?;
+            shipments::record_movement(tx, product_id, 1, MovementReason::Collected, Some(delivery_id)).await?;
+            shipments::set(tx, delivery_id, product_id, ShipmentState::Collected).await?;
+            let news = StockNews { delivery_id, rental_id: visit.rental_id, product_id, at: db::now() };
+            outbox::enqueue(tx, &UnitReturned(news)).await?;
+            serve_waiting(tx, product_id).await?;
+            Ok(())
+        }
+    }
+}
+
 /// Serves waiting shipments of `product_id`, oldest first, while units last.
 async fn serve_waiting(tx: &mut Tx<'_>, product_id: Uuid) -> QueryResult<usize> {
     let mut served = 0;
@@ -117,16 +158,21 @@ async fn serve_waiting(tx: &mut Tx<'_>, product_id: Uuid) -> QueryResult<usize> 
         shipments::set(tx, delivery_id, product_id, ShipmentState::Taken).await?;
         shipments::record_movement(tx, product_id, -1, MovementReason::Taken, Some(delivery_id)).await?;
         let news = StockNews { delivery_id, rental_id, product_id, at: db::now() };
-        outbox::enqueue(tx, SERVICE, &StockAllocated(news)).await?;
+        outbox::enqueue(tx, &StockAllocated(news)).await?;
         served += 1;
     }
     Ok(served)
 }
 
 async fn announce(tx: &mut Tx<'_>, row: &ProductRow) -> QueryResult<()> {
-    let event =
-        ProductCreated { product_id: row.id, name: row.name.clone(), monthly_fee: row.monthly_fee, at: db::now() };
-    outbox::enqueue(tx, SERVICE, &event).await?;
+    let event = ProductCreated {
+        product_id: row.id,
+        name: row.name.clone(),
+        monthly_fee: row.monthly_fee,
+        care_interval_months: row.care_interval_months,
+        at: db::now(),
+    };
+    outbox::enqueue(tx, &event).await?;
     Ok(())
 }
 
@@ -141,7 +187,7 @@ pub async fn seed_demo_catalog(database: &Database) -> Result<usize, ApiError> {
         .transaction(async |tx: &mut Tx<'_>| {
             let mut added = 0;
             for &(id, name, description, monthly_fee, stock) in &DEMO_PRODUCTS {
-                let product = NewProduct::parse(name, description, monthly_fee, stock)?;
+                let product = NewProduct::parse(name, description, monthly_fee, stock, None)?;
                 let row = ProductRow::new(Uuid::parse_str(id).expect("demo ids are valid UUIDs"), &product, now);
                 if products::insert_if_missing(tx, &row).await? {
                     shipments::record_movement(tx, row.id, row.stock, MovementReason::Created, None).await?;

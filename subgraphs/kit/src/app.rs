@@ -91,6 +91,13 @@ impl Foundation {
         self.requests_done.clone()
     }
 
+    /// Makes every transaction of both pools project `projection` before it commits
+    /// (see [`crate::db::Projection`]). Call before anything else uses the pools.
+    pub fn project_with(&mut self, projection: Arc<dyn crate::db::Projection>) {
+        self.database = self.database.clone().with_projection(projection.clone());
+        self.background = self.background.clone().with_projection(projection);
+    }
+
     /// Runs `pipeline` (the event bus) beside the server; `serve` stops it last.
     pub fn attach_pipeline(&mut self, pipeline: Box<dyn Pipeline>) {
         self.pipeline = Some(pipeline);

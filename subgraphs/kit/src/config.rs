@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use identity::jwt_secret_from_env;
 
+use crate::clock::Calendar;
+
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -24,6 +26,8 @@ pub struct ServiceConfig {
     pub events: EventsConfig,
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
+    /// How long a month is (`MONTH_SECONDS`; calendar months when unset).
+    pub calendar: Calendar,
 }
 
 #[derive(Debug, Clone)]
@@ -117,8 +121,8 @@ impl ServiceConfig {
     /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
     /// `JWT_SECRET`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
-    /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT` and
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; every one has a local default.
+    /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and `MONTH_SECONDS`; every one has a local default.
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
@@ -144,7 +148,24 @@ impl ServiceConfig {
                 timeout: Duration::from_secs(env_parse("SHUTDOWN_TIMEOUT_SECONDS", 10)?),
             },
             telemetry: telemetry_from_env()?,
+            calendar: calendar_from_env()?,
         })
+    }
+}
+
+/// Calendar months, or months of `MONTH_SECONDS` seconds (30 or more) for tests and
+/// demos. Every service of one deployment must use the same setting.
+pub fn calendar_from_env() -> anyhow::Result<Calendar> {
+    match std::env::var("MONTH_SECONDS") {
+        Ok(text) if !text.trim().is_empty() => {
+            let seconds: u32 =
+                text.trim().parse().map_err(|_| anyhow::anyhow!("MONTH_SECONDS={text} is not a number of seconds"))?;
+            if seconds < 30 {
+                bail!("MONTH_SECONDS must be at least 30 (a day is a thirtieth of a month), got {seconds}");
+            }
+            Ok(Calendar::short(seconds))
+        }
+        _ => Ok(Calendar::CALENDAR),
     }
 }
 

@@ -1,20 +1,23 @@
 //! PostgreSQL: each service owns one database, created when missing and migrated at
 //! start with migrations embedded in its binary, and reached through a pool.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
-use diesel::{ConnectionError, sql_query};
+use diesel::{ConnectionError, QueryResult, sql_query};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 use crate::config::{DatabaseConfig, database_url};
 use crate::error::ApiError;
@@ -38,6 +41,36 @@ pub struct Database {
     url: String,
     statements: Arc<AtomicU64>,
     events_committed: Arc<Notify>,
+    projection: Option<Arc<dyn Projection>>,
+}
+
+/// A read model kept in the same database as what it is projected from, written by
+/// the transaction machinery itself: storage code that changes what the model reads
+/// marks the key with [`Tx::touch`], and every transaction projects the keys it touched
+/// just before it commits. No use case has to remember to, so a new one cannot leave
+/// the model stale.
+///
+/// Before projecting, the transaction takes a lock per key (in key order, held until it
+/// ends). Two transactions that touch the same key therefore project one after the
+/// other, and the second reads what the first committed: a projection computed from an
+/// older snapshot can never be written over a newer one. The lock is an advisory lock on
+/// the key, not a row lock, so it also orders a transaction whose row is not committed
+/// yet (an event that arrives before the rental it is about).
+pub trait Projection: Send + Sync + 'static {
+    /// Names the model; it scopes the per-key locks.
+    fn name(&self) -> &'static str;
+
+    /// A PostgreSQL notification channel told each projected key once the transaction
+    /// commits (every replica that listens hears it, after the change is visible), for
+    /// live streams of the model. None by default.
+    fn notify_channel(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Rewrites the model's rows of `keys` (sorted, distinct, each one's lock held)
+    /// from what this transaction sees.
+    fn project<'c>(&'c self, connection: &'c mut AsyncPgConnection, keys: &'c [Uuid])
+    -> BoxFuture<'c, QueryResult<()>>;
 }
 
 impl Database {
@@ -51,16 +84,29 @@ impl Database {
 
     /// Opens a pool to an existing, migrated database.
     pub fn open_pool(url: &str, size: usize) -> anyhow::Result<Self> {
-        Self::build(url, size, Arc::new(Notify::new()))
+        Self::build(url, size, Arc::new(Notify::new()), None)
     }
 
     /// A second pool of `size` connections to the same database, sharing the commit
     /// signal: for background work that must not compete with requests.
     pub fn sibling(&self, size: usize) -> anyhow::Result<Self> {
-        Self::build(&self.url, size, self.events_committed.clone())
+        Self::build(&self.url, size, self.events_committed.clone(), self.projection.clone())
     }
 
-    fn build(url: &str, size: usize, events_committed: Arc<Notify>) -> anyhow::Result<Self> {
+    /// The same pool, whose transactions project `projection` before they commit
+    /// (see [`Projection`]). A transaction that touches a key on a pool without one
+    /// fails rather than leave a read model behind.
+    pub fn with_projection(mut self, projection: Arc<dyn Projection>) -> Self {
+        self.projection = Some(projection);
+        self
+    }
+
+    fn build(
+        url: &str,
+        size: usize,
+        events_committed: Arc<Notify>,
+        projection: Option<Arc<dyn Projection>>,
+    ) -> anyhow::Result<Self> {
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -96,7 +142,7 @@ impl Database {
         }));
         let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
         let pool = Pool::builder(manager).max_size(size).build().context("building the database pool")?;
-        Ok(Self { pool, url: url.to_owned(), statements, events_committed })
+        Ok(Self { pool, url: url.to_owned(), statements, events_committed, projection })
     }
 
     /// A pool that has not connected and never will unless used: for exporting a
@@ -131,27 +177,32 @@ impl Database {
         E: From<diesel::result::Error> + From<ApiError>,
     {
         let mut connection = self.connection().await?;
-        Self::transaction_on(&mut connection, &self.events_committed, work).await
+        self.transaction_on(&mut connection, work).await
     }
 
-    /// [`Database::transaction`] on a connection the caller already holds.
+    /// [`Database::transaction`] on a connection the caller already holds (one of this
+    /// database's).
     pub async fn transaction_on<T, E>(
+        &self,
         connection: &mut AsyncPgConnection,
-        events_committed: &Notify,
         work: impl for<'t> AsyncFnOnce(&'t mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E>
     where
         E: From<diesel::result::Error>,
     {
         <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(connection).await?;
-        let mut tx = Tx { connection, events_written: false };
-        match work(&mut tx).await {
+        let mut tx = Tx { connection, events_written: false, touched: BTreeSet::new() };
+        let outcome = match work(&mut tx).await {
+            Ok(value) => self.project_touched(&mut tx).await.map(|()| value).map_err(E::from),
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(value) => {
                 let wrote_events = tx.events_written;
                 <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(tx.connection)
                     .await?;
                 if wrote_events {
-                    events_committed.notify_one();
+                    self.events_committed.notify_one();
                 }
                 Ok(value)
             }
@@ -164,6 +215,36 @@ impl Database {
                 Err(error)
             }
         }
+    }
+
+    /// Projects the keys `tx` touched, each under its lock (see [`Projection`]).
+    async fn project_touched(&self, tx: &mut Tx<'_>) -> QueryResult<()> {
+        if tx.touched.is_empty() {
+            return Ok(());
+        }
+        let Some(projection) = &self.projection else {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "this transaction changed what a read model reads, but its pool projects none".into(),
+            ));
+        };
+        let keys: Vec<Uuid> = std::mem::take(&mut tx.touched).into_iter().collect();
+        // unnest yields the keys in array order (sorted), so every transaction takes
+        // them in the same order and none waits for another in a cycle. A notification
+        // is only delivered at commit, so sending it here is sending it after the change.
+        // With no channel, the CASE does not call pg_notify at all.
+        sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended($2 || ':' || key::text, 2)), \
+                    CASE WHEN $3 <> '' THEN pg_notify($3, key::text) END \
+             FROM unnest($1::uuid[]) AS key",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&keys)
+        .bind::<diesel::sql_types::Text, _>(projection.name())
+        .bind::<diesel::sql_types::Text, _>(projection.notify_channel().unwrap_or(""))
+        .execute(&mut *tx.connection)
+        .await?;
+        // A statement of its own, started after the locks are held: under READ
+        // COMMITTED it reads everything committed before them.
+        projection.project(tx.connection, &keys).await
     }
 
     /// The signal a commit that wrote events gives; the relay waits on it.
@@ -218,12 +299,19 @@ pub struct PoolState {
 pub struct Tx<'c> {
     connection: &'c mut AsyncPgConnection,
     events_written: bool,
+    touched: BTreeSet<Uuid>,
 }
 
 impl Tx<'_> {
     /// Notes that this transaction wrote outbox rows, so its commit wakes the relay.
     pub fn record_event(&mut self) {
         self.events_written = true;
+    }
+
+    /// Notes that this transaction changed what the read model's row `key` is made of,
+    /// so it is projected before the commit ([`Projection`]).
+    pub fn touch(&mut self, key: Uuid) {
+        self.touched.insert(key);
     }
 }
 

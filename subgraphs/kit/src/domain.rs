@@ -1,7 +1,9 @@
 //! Building blocks of every service's domain: state-machine refusals, and the one way
 //! an enum is written as text (in a status column, an event payload).
 //!
-//! Nothing here knows GraphQL or SQL.
+//! Nothing here knows GraphQL or SQL, except that [`text_enum!`] lets each enum it
+//! declares be a text column and a JSON string directly (so no row or payload holds a
+//! status as a `String`); a crate that declares one depends on `diesel` and `serde`.
 
 use std::fmt;
 
@@ -21,7 +23,8 @@ pub struct IllegalTransition {
 
 impl fmt::Display for IllegalTransition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a {} that is {} cannot be {}", self.entity, self.from, self.action)
+        let article = if self.entity.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        write!(f, "{article} {} that is {} cannot be {}", self.entity, self.from, self.action)
     }
 }
 
@@ -44,6 +47,8 @@ impl fmt::Display for UnknownValue {
         write!(f, "unknown {} {:?}", self.kind, self.text)
     }
 }
+
+impl std::error::Error for UnknownValue {}
 
 impl From<UnknownValue> for ApiError {
     fn from(unknown: UnknownValue) -> Self {
@@ -69,7 +74,9 @@ pub trait TextEnum: Copy + Eq + 'static {
     }
 }
 
-/// Declares an enum and its [`TextEnum`] spelling in one place:
+/// Declares an enum and its [`TextEnum`] spelling in one place. The enum is also a
+/// PostgreSQL `text` column (diesel `AsExpression`, `ToSql`, `FromSql`: stored text it
+/// does not know fails the read, never guessed) and a JSON string (serde):
 ///
 /// ```
 /// subgraph_kit::text_enum! {
@@ -93,9 +100,44 @@ macro_rules! text_enum {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[diesel(sql_type = diesel::sql_types::Text)]
         $vis enum $name {
             $( $(#[$variant_meta])* $variant ),+
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    $crate::domain::TextEnum::as_str(*self),
+                    out,
+                )
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(
+                    value,
+                )?;
+                Ok(<Self as $crate::domain::TextEnum>::parse(&text)?)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str($crate::domain::TextEnum::as_str(*self))
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+                <Self as $crate::domain::TextEnum>::parse(&text).map_err(serde::de::Error::custom)
+            }
         }
 
         impl $crate::domain::TextEnum for $name {

@@ -16,6 +16,7 @@
 pub mod app;
 pub mod backoff;
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,22 +1,34 @@
-//! Payment's use cases, one transaction each: charging a rental's first month, calling
-//! a charge off, and refunding when a delivery is cancelled. All are idempotent per
-//! rental: rental may retry after a timeout or a crash without charging or refunding
-//! twice. A full card number is used for the one authorization and never stored,
-//! logged or sent on: only its last four digits are kept.
+//! Payment's use cases, one transaction each: charging a rental's first month (which
+//! puts the card on file and pays period 1), calling a charge off, refunding when a
+//! delivery is cancelled, and following the contract (its term, due periods, its end).
+//! The charge and the void are idempotent per rental: rental may retry after a timeout
+//! or a crash without charging or refunding twice. A full card number is used for the
+//! one authorization and its token and never stored, logged or sent on.
+//!
+//! - [`billing`]: charging invoices from the card on file (the collector, dunning,
+//!   `payInvoice`), replacing the card, voiding an invoice.
 
-use contracts::{DeliveryCancelled, PaymentCharged, PaymentRefunded};
+pub mod billing;
+
+use contracts::{DeliveryCancelled, PaymentCharged, PaymentRefunded, RentalActivated, RentalEnded, RentalPeriodDue};
 use event_bus::{HandlerError, outbox};
-use subgraph_kit::db;
-use subgraph_kit::domain::TextEnum;
-use subgraph_kit::{ApiError, Database, ErrorCode, Tx};
+use subgraph_kit::{ApiError, Database, ErrorCode, Tx, db};
 use uuid::Uuid;
 
-use crate::SERVICE;
-use crate::domain::{Authorization, ChargeRequest, PaymentStatus, authorize};
+use crate::domain::network::{self, Presence};
+use crate::domain::{ChargeRequest, InvoiceKind, InvoiceStatus, PaymentStatus};
+use crate::storage::invoices::{self, AttemptRow, InvoiceRow};
+use crate::storage::methods::{self, MethodRow};
+use crate::storage::network::{Capture, NetworkCard, rent_key};
 use crate::storage::payments::{self, PaymentRow};
 
-/// Charges the rental's first month, once. A repeated request for the same rental gets
-/// the existing payment back; a request for a rental that was voided is refused.
+/// Charges the rental's first month, once, and keeps the card on file (its token only)
+/// for the months after. A repeated request for the same rental gets the existing
+/// payment back; a request for a rental that was voided is refused.
+///
+/// The network's capture is written in this same transaction (the simulated network
+/// shares payment's database): the charge at rent, its capture, the payment, the first
+/// invoice and the card on file commit together or not at all.
 pub async fn charge(database: &Database, request: ChargeRequest) -> Result<PaymentRow, ApiError> {
     database
         .transaction(async |tx: &mut Tx<'_>| {
@@ -34,22 +46,71 @@ pub async fn charge(database: &Database, request: ChargeRequest) -> Result<Payme
                     Err(ApiError::conflict("this rental was already charged with different details"))
                 };
             }
-            // The simulated network answers at once; a real one would be called outside
-            // this transaction, with the attempt recorded first.
-            if authorize(&request.card) == Authorization::Declined {
-                return Err(ApiError::new(ErrorCode::PaymentDeclined, "the card was declined; nothing was charged"));
+            let now = db::now();
+            let behaviour = network::behaviour_of(&request.card);
+            if let Err(reason) = network::decide(behaviour, request.expiry, Presence::Customer, now) {
+                return Err(ApiError::new(ErrorCode::PaymentDeclined, format!("{reason}; nothing was charged")));
             }
+            let card = NetworkCard {
+                token: network::new_token(),
+                brand: network::brand_of(&request.card).to_owned(),
+                last4: request.card.last4(),
+                exp_month: request.expiry.month,
+                exp_year: request.expiry.year,
+                behaviour,
+            };
+            crate::storage::network::insert_card(tx, &card).await?;
+            let key = rent_key(request.rental_id);
+            let capture = Capture {
+                idempotency_key: key.clone(),
+                token: card.token.clone(),
+                amount: request.amount.won(),
+                approved: true,
+                decline_reason: None,
+                captured_at: now,
+            };
+            crate::storage::network::record_captures(tx, std::slice::from_ref(&capture)).await?;
             let row = PaymentRow {
                 id: Uuid::now_v7(),
                 rental_id: request.rental_id,
                 customer_id: request.customer_id,
                 amount: request.amount.won(),
-                card_last4: request.card.last4(),
-                status: PaymentStatus::Paid.as_str().to_owned(),
-                paid_at: db::now(),
+                card_last4: card.last4.clone(),
+                status: PaymentStatus::Paid,
+                paid_at: now,
                 refunded_at: None,
             };
             payments::insert(tx, &row).await?;
+            let mut first =
+                InvoiceRow::due(row.rental_id, row.customer_id, InvoiceKind::Period, Some(1), None, row.amount, now);
+            first.status = InvoiceStatus::Paid;
+            first.attempts = 1;
+            first.next_attempt_at = None;
+            first.paid_at = Some(now);
+            first.payment_id = Some(row.id);
+            invoices::insert_once(tx, &first).await?;
+            let attempt = AttemptRow {
+                invoice_id: first.id,
+                attempt: 1,
+                idempotency_key: key,
+                token: card.token.clone(),
+                started_at: now,
+                outcome: Some(invoices::APPROVED.to_owned()),
+                decline_reason: None,
+                finished_at: Some(now),
+            };
+            invoices::insert_attempts(tx, std::slice::from_ref(&attempt)).await?;
+            let method = MethodRow {
+                rental_id: row.rental_id,
+                customer_id: row.customer_id,
+                token: card.token,
+                brand: card.brand,
+                last4: card.last4,
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                updated_at: now,
+            };
+            methods::put(tx, &method).await?;
             let event = PaymentCharged {
                 payment_id: row.id,
                 rental_id: row.rental_id,
@@ -57,7 +118,7 @@ pub async fn charge(database: &Database, request: ChargeRequest) -> Result<Payme
                 amount: row.amount,
                 at: row.paid_at,
             };
-            outbox::enqueue(tx, SERVICE, &event).await?;
+            outbox::enqueue(tx, &event).await?;
             Ok(row)
         })
         .await
@@ -95,16 +156,23 @@ pub async fn refund_cancelled_delivery(tx: &mut Tx<'_>, cancelled: &DeliveryCanc
     Ok(())
 }
 
-/// Refunds a payment inside a transaction that holds the rental's lock; a payment
-/// refunded already is returned as it is.
+/// Refunds a payment (at the network too, and its first-month invoice with it) inside a
+/// transaction that holds the rental's lock; a payment refunded already is returned as
+/// it is.
 async fn refund(tx: &mut Tx<'_>, mut payment: PaymentRow) -> Result<PaymentRow, ApiError> {
-    let refunded = match payment.status()?.refund() {
+    let refunded = match payment.status.refund() {
         Ok(refunded) => refunded,
         Err(_) => return Ok(payment),
     };
     let now = db::now();
     payments::mark_refunded(tx, payment.id, now).await?;
-    payment.status = refunded.as_str().to_owned();
+    crate::storage::network::refund(tx, &rent_key(payment.rental_id), now).await?;
+    if let Some(mut first) = invoices::lock_first(tx, payment.rental_id).await? {
+        first.status = InvoiceStatus::Refunded;
+        first.refunded_at = Some(now);
+        invoices::save_all(tx, std::slice::from_ref(&first), now).await?;
+    }
+    payment.status = refunded;
     payment.refunded_at = Some(now);
     let event = PaymentRefunded {
         payment_id: payment.id,
@@ -113,6 +181,53 @@ async fn refund(tx: &mut Tx<'_>, mut payment: PaymentRow) -> Result<PaymentRow, 
         amount: payment.amount,
         at: now,
     };
-    outbox::enqueue(tx, SERVICE, &event).await?;
+    outbox::enqueue(tx, &event).await?;
     Ok(payment)
+}
+
+/// `rental.activated`: the term started, so the first month (paid at rent) now covers
+/// a known span.
+pub async fn date_first_period(tx: &mut Tx<'_>, activated: &RentalActivated) -> Result<(), HandlerError> {
+    payments::lock_rental(tx, activated.rental_id).await?;
+    if let Some(mut first) = invoices::lock_first(tx, activated.rental_id).await? {
+        first.period_start = Some(activated.starts_at);
+        first.period_end = Some(activated.first_period_ends_at);
+        invoices::save_all(tx, std::slice::from_ref(&first), db::now()).await?;
+    }
+    Ok(())
+}
+
+/// `rental.period_due`: a period of a running contract started; it is invoiced once,
+/// ever (a repeated announcement finds its invoice there), and the collector charges it
+/// at once.
+pub async fn invoice_period(tx: &mut Tx<'_>, due: &RentalPeriodDue) -> Result<(), HandlerError> {
+    let span = Some((due.starts_at, due.ends_at));
+    let invoice = InvoiceRow::due(
+        due.rental_id,
+        due.customer_id,
+        InvoiceKind::Period,
+        Some(due.period),
+        span,
+        due.amount,
+        db::now(),
+    );
+    invoices::insert_once(tx, &invoice).await?;
+    Ok(())
+}
+
+/// `rental.ended`: an early termination's fee is invoiced, once, and charged at once.
+pub async fn invoice_termination_fee(tx: &mut Tx<'_>, ended: &RentalEnded) -> Result<(), HandlerError> {
+    if ended.termination_fee > 0 {
+        let fee = InvoiceRow::due(
+            ended.rental_id,
+            ended.customer_id,
+            InvoiceKind::TerminationFee,
+            None,
+            None,
+            ended.termination_fee,
+            db::now(),
+        );
+        invoices::insert_once(tx, &fee).await?;
+    }
+    Ok(())
 }

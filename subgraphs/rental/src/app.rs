@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_bus::ConsumeEvents;
+use subgraph_kit::clock::Calendar;
 use subgraph_kit::config::{ServiceConfig, env_millis, env_or, env_parse};
+use subgraph_kit::live::LiveHub;
 use subgraph_kit::{Foundation, RunningService};
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +14,8 @@ use crate::graphql::{self, RentalSchema, Resolvers};
 use crate::service::breaker::BreakerConfig;
 use crate::service::payments::{PaymentClient, PaymentSettings};
 use crate::service::renting::{Renting, reconcile_until};
+use crate::service::{activity, contract};
+use crate::storage::history::HistoryProjection;
 use crate::{DEFAULT_PORT, MIGRATIONS, SERVICE, events};
 
 /// Everything rental reads from the environment.
@@ -51,18 +55,25 @@ impl AsRef<ServiceConfig> for Config {
 }
 
 /// Creates and migrates the database if needed, then serves the subgraph, consumes its
-/// events and reconciles unfinished rent requests until `shutdown`.
+/// events, reconciles unfinished rent requests, runs the contract clock and listens for
+/// rentals' activity until `shutdown`.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
     let mut foundation = Foundation::prepare(config.service, MIGRATIONS, &shutdown).await?;
-    foundation.consume(contracts::TOPOLOGY, events::RentalEvents);
+    foundation.project_with(Arc::new(HistoryProjection));
+    let calendar = foundation.config.calendar;
+    foundation.consume(contracts::TOPOLOGY, events::RentalEvents { calendar });
     let renting = Arc::new(Renting {
         database: foundation.database.clone(),
         payments: PaymentClient::new(config.payments, &foundation.config.jwt_secret),
         reconcile_after: config.reconcile_after,
     });
     let stopping = foundation.lifecycle.stopping().clone();
-    foundation.spawn(reconcile_until(renting.clone(), foundation.background.clone(), stopping));
-    let resolvers = Resolvers::new(foundation.database.clone(), renting);
+    foundation.spawn(reconcile_until(renting.clone(), foundation.background.clone(), stopping.clone()));
+    foundation.spawn(contract::run_clock_until(foundation.background.clone(), calendar, stopping.clone()));
+    let hub = Arc::new(LiveHub::default());
+    foundation.spawn(activity::listen_until(hub.clone(), foundation.config.database.url(), stopping.clone()));
+    let resolvers =
+        Resolvers::new(foundation.database.clone(), calendar, renting, hub, stopping, foundation.open_streams.clone());
     Ok(foundation.serve(graphql::schema(Arc::new(resolvers))))
 }
 
@@ -79,5 +90,7 @@ pub fn detached_schema() -> RentalSchema {
         payments: PaymentClient::new(settings, identity::DEV_JWT_SECRET),
         reconcile_after: Duration::from_secs(30),
     });
-    graphql::schema(Arc::new(Resolvers::new(database, renting)))
+    let resolvers =
+        Resolvers::new(database, Calendar::CALENDAR, renting, Arc::default(), CancellationToken::new(), Arc::default());
+    graphql::schema(Arc::new(resolvers))
 }

@@ -42,21 +42,26 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
     };
     let address = "12 Teheran-ro, Gangnam-gu, Seoul";
 
-    let mut connection = stack.subgraphs.rental.database.connection().await.expect("rental db");
-    let rental = rental::storage::rentals::RentalRow {
-        id: fixture.rental_id,
+    let rental = rental::storage::rentals::RentalRow::accepted(
+        fixture.rental_id,
         customer_id,
         product_id,
-        months: 12,
+        12,
         monthly_fee,
-        delivery_address: address.into(),
-        status: "ACCEPTED".into(),
-        created_at: now,
-        updated_at: now,
-        payment_id: fixture.payment_id,
-    };
-    rental::storage::rentals::insert(&mut connection, &rental).await.expect("rental row");
-    rental::storage::history::project(&mut connection, rental.id).await.expect("history row");
+        address.into(),
+        fixture.payment_id,
+        now,
+    );
+    // Its history row is projected as the transaction commits.
+    stack
+        .subgraphs
+        .rental
+        .database
+        .transaction(async |tx: &mut subgraph_kit::Tx<'_>| {
+            Ok::<_, subgraph_kit::ApiError>(rental::storage::rentals::insert(tx, &rental).await?)
+        })
+        .await
+        .expect("rental row");
 
     let mut connection = stack.subgraphs.payment.database.connection().await.expect("payment db");
     let payment = payment::storage::payments::PaymentRow {
@@ -65,7 +70,7 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
         customer_id,
         amount: monthly_fee,
         card_last4: "4242".into(),
-        status: "PAID".into(),
+        status: payment::domain::PaymentStatus::Paid,
         paid_at: now,
         refunded_at: None,
     };
@@ -78,13 +83,13 @@ pub async fn insert_rental(stack: &TestStack, customer_id: Uuid, product_id: Uui
         customer_id,
         product_id,
         address: address.into(),
-        status: "REQUESTED".into(),
+        status: contracts::DeliveryStatus::Requested,
         requested_at: now,
         shipped_at: None,
         delivered_at: None,
         cancelled_at: None,
         updated_at: now,
-        unit: "NONE".into(),
+        unit: delivery::domain::Unit::NotAsked,
     };
     delivery::storage::deliveries::insert(&mut connection, &delivery).await.expect("delivery row");
     fixture

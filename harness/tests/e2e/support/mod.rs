@@ -8,10 +8,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use event_bus::testing::TestEvents;
+use harness::Subgraphs;
+use harness::isolated::{IsolatedOptions, IsolatedStack};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use harness::isolated::{IsolatedOptions, IsolatedStack};
-use harness::Subgraphs;
 use stack::{RouterProcess, RouterSettings};
 use subgraph_kit::testing::TestDatabase;
 use subgraph_kit::{Identity, TokenIssuer};
@@ -281,6 +281,6 @@ pub async fn publish(stack: &TestStack, routing_key: &str, body: &[u8]) {
 }
 
 /// An event as a service's relay would send it.
-pub fn envelope<E: event_bus::Event>(source: &str, event: &E) -> Vec<u8> {
-    serde_json::to_vec(&event_bus::Envelope::wrap(source, event)).expect("json")
+pub fn envelope<E: event_bus::Event>(event: &E) -> Vec<u8> {
+    serde_json::to_vec(&event_bus::Envelope::wrap(event)).expect("json")
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use subgraph_kit::domain::{TextEnum, UnknownValue};
+use subgraph_kit::domain::TextEnum;
 use subgraph_kit::graphql::PageRequest;
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
@@ -35,13 +35,13 @@ pub struct DeliveryRow {
     pub customer_id: Uuid,
     pub product_id: Uuid,
     pub address: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub requested_at: DateTime<Utc>,
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
-    pub unit: String,
+    pub unit: Unit,
 }
 
 impl DeliveryRow {
@@ -61,22 +61,14 @@ impl DeliveryRow {
             customer_id,
             product_id,
             address,
-            status: status.as_str().to_owned(),
+            status,
             requested_at: now,
             shipped_at: None,
             delivered_at: None,
             cancelled_at: (status == DeliveryStatus::Cancelled).then_some(now),
             updated_at: now,
-            unit: Unit::NotAsked.as_str().to_owned(),
+            unit: Unit::NotAsked,
         }
-    }
-
-    pub fn status(&self) -> Result<DeliveryStatus, UnknownValue> {
-        DeliveryStatus::parse(&self.status)
-    }
-
-    pub fn unit(&self) -> Result<Unit, UnknownValue> {
-        Unit::parse(&self.unit)
     }
 }
 

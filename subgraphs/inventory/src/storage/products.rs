@@ -18,6 +18,7 @@ diesel::table! {
         stock -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        care_interval_months -> Int4,
     }
 }
 
@@ -31,6 +32,7 @@ pub struct ProductRow {
     pub stock: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub care_interval_months: i32,
 }
 
 impl ProductRow {
@@ -43,6 +45,7 @@ impl ProductRow {
             stock: product.initial_stock.units(),
             created_at: now,
             updated_at: now,
+            care_interval_months: product.care_interval.months(),
         }
     }
 }
@@ -115,4 +118,18 @@ pub async fn take_unit(connection: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .execute(connection)
         .await?;
     Ok(taken == 1)
+}
+
+/// Sets a product's care interval; the product as it is now, or none if it does not exist.
+pub async fn set_care_interval(
+    connection: &mut AsyncPgConnection,
+    id: Uuid,
+    months: i32,
+) -> QueryResult<Option<ProductRow>> {
+    diesel::update(products::table.find(id))
+        .set((products::care_interval_months.eq(months), products::updated_at.eq(chrono::Utc::now())))
+        .returning(ProductRow::as_returning())
+        .get_result(connection)
+        .await
+        .optional()
 }

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use subgraph_kit::domain::{TextEnum, UnknownValue};
 use subgraph_kit::{ApiError, Database};
 use uuid::Uuid;
 
@@ -37,15 +36,9 @@ pub struct PaymentRow {
     pub customer_id: Uuid,
     pub amount: i32,
     pub card_last4: String,
-    pub status: String,
+    pub status: PaymentStatus,
     pub paid_at: DateTime<Utc>,
     pub refunded_at: Option<DateTime<Utc>>,
-}
-
-impl PaymentRow {
-    pub fn status(&self) -> Result<PaymentStatus, UnknownValue> {
-        PaymentStatus::parse(&self.status)
-    }
 }
 
 /// Payments by their own ids, in one statement.
@@ -64,11 +57,22 @@ pub async fn find_by_rentals(database: &Database, rental_ids: &[Uuid]) -> Result
         .await?)
 }
 
-/// Serializes every charge and void of one rental: both take this lock first, so a
-/// void and a late charge for the same rental can never interleave.
+/// Serializes every change of one rental's money: a charge, a void, a refund, an
+/// invoice's attempt being recorded, a card replaced. Each takes this lock first (before
+/// any invoice row), so they never interleave, and the account changes of a rental are
+/// numbered (`seq`) in the order they commit.
 pub async fn lock_rental(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(rental_id.to_string())
+    lock_rentals(connection, &[rental_id]).await
+}
+
+/// [`lock_rental`] for several rentals, in a fixed order so that no two transactions wait
+/// for each other in a cycle.
+pub async fn lock_rentals(connection: &mut AsyncPgConnection, rental_ids: &[Uuid]) -> QueryResult<()> {
+    let mut keys: Vec<String> = rental_ids.iter().map(Uuid::to_string).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) FROM unnest($1) AS key")
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(keys)
         .execute(connection)
         .await?;
     Ok(())
@@ -103,7 +107,7 @@ pub async fn insert(connection: &mut AsyncPgConnection, row: &PaymentRow) -> Que
 
 pub async fn mark_refunded(connection: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
     diesel::update(payments::table.find(id))
-        .set((payments::status.eq(PaymentStatus::Refunded.as_str()), payments::refunded_at.eq(at)))
+        .set((payments::status.eq(PaymentStatus::Refunded), payments::refunded_at.eq(at)))
         .execute(connection)
         .await?;
     Ok(())

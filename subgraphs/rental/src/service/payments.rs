@@ -79,6 +79,7 @@ impl PaymentClient {
         customer_id: Uuid,
         amount: i32,
         card: &CardNumber,
+        expiry: Option<(i32, i32)>,
     ) -> Result<ChargeOutcome, ApiError> {
         let query = "mutation($input: ChargeRentalInput!) { chargeRental(input: $input) { id } }";
         let variables = json!({ "input": {
@@ -86,6 +87,8 @@ impl PaymentClient {
             "customerId": customer_id,
             "amount": amount,
             "cardNumber": card.digits(),
+            "expMonth": expiry.map(|(month, _)| month),
+            "expYear": expiry.map(|(_, year)| year),
         }});
         let response = self.call(query, variables).await?;
         if let Some(id) = response.pointer("/data/chargeRental/id").and_then(Value::as_str) {

@@ -24,17 +24,16 @@ use contracts::RentalAccepted;
 use event_bus::outbox;
 use subgraph_kit::backoff::Outage;
 use subgraph_kit::db;
-use subgraph_kit::domain::TextEnum;
 use subgraph_kit::{ApiError, Database, ErrorCode, Tx};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::payments::{ChargeOutcome, PaymentClient};
 use crate::SERVICE;
-use crate::domain::{RentRequest, RentalStatus, RequestState, first_charge};
+use crate::domain::{RentRequest, RequestState, first_charge};
+use crate::storage::catalog;
 use crate::storage::rentals::{self, RentalRow};
 use crate::storage::requests::{self, RentRequestRow};
-use crate::storage::{catalog, history};
 
 /// `water_reconciler_actions_total{service, action}`: what the reconciler did with
 /// unfinished rent requests (`called_off`, `failed`).
@@ -74,31 +73,29 @@ impl Renting {
         };
 
         let amount = first_charge(product.monthly_fee);
-        let payment_id = match self.payments.charge(rental_id, customer_id, amount, &request.card).await? {
-            ChargeOutcome::Charged { payment_id } => payment_id,
-            ChargeOutcome::Refused(error) => {
-                // Nothing was charged for this attempt. Another attempt under the same
-                // key could still be on its way to payment, so the request is not simply
-                // forgotten: its charge is called off for good (refunded if that other
-                // attempt got through), and the key is free for a fresh try.
-                self.call_off(rental_id).await;
-                return Err(error);
-            }
-        };
+        let payment_id =
+            match self.payments.charge(rental_id, customer_id, amount, &request.card, request.card_expiry).await? {
+                ChargeOutcome::Charged { payment_id } => payment_id,
+                ChargeOutcome::Refused(error) => {
+                    // Nothing was charged for this attempt. Another attempt under the same
+                    // key could still be on its way to payment, so the request is not simply
+                    // forgotten: its charge is called off for good (refunded if that other
+                    // attempt got through), and the key is free for a fresh try.
+                    self.call_off(rental_id).await;
+                    return Err(error);
+                }
+            };
 
-        let now = db::now();
-        let rental = RentalRow {
-            id: rental_id,
+        let rental = RentalRow::accepted(
+            rental_id,
             customer_id,
-            product_id: product.product_id,
-            months: request.months.get(),
-            monthly_fee: product.monthly_fee,
-            delivery_address: request.delivery_address.as_str().to_owned(),
-            status: RentalStatus::Accepted.as_str().to_owned(),
-            created_at: now,
-            updated_at: now,
+            product.product_id,
+            request.months.get(),
+            product.monthly_fee,
+            request.delivery_address.as_str().to_owned(),
             payment_id,
-        };
+            db::now(),
+        );
         match self.database.transaction(async |tx: &mut Tx<'_>| commit(tx, &rental).await).await {
             Ok(()) => Ok(rental),
             // The database went away around the commit, which may or may not have
@@ -251,8 +248,7 @@ async fn commit(tx: &mut Tx<'_>, rental: &RentalRow) -> Result<(), ApiError> {
         payment_id: rental.payment_id,
         at: rental.created_at,
     };
-    outbox::enqueue(tx, SERVICE, &event).await?;
-    history::project(tx, rental.id).await?;
+    outbox::enqueue(tx, &event).await?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ diesel::table! {
         name -> Text,
         monthly_fee -> Int4,
         updated_at -> Timestamptz,
+        care_interval_months -> Int4,
     }
 }
 
@@ -22,6 +23,7 @@ pub struct CatalogEntry {
     pub product_id: Uuid,
     pub name: String,
     pub monthly_fee: i32,
+    pub care_interval_months: i32,
 }
 
 pub async fn entry(connection: &mut AsyncPgConnection, product_id: Uuid) -> QueryResult<Option<CatalogEntry>> {
@@ -36,14 +38,17 @@ pub async fn upsert(
     announced_at: DateTime<Utc>,
 ) -> QueryResult<()> {
     diesel::sql_query(
-        "INSERT INTO catalog (product_id, name, monthly_fee, updated_at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO catalog (product_id, name, monthly_fee, updated_at, care_interval_months) \
+         VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, monthly_fee = EXCLUDED.monthly_fee, \
-         updated_at = EXCLUDED.updated_at WHERE catalog.updated_at <= EXCLUDED.updated_at",
+         care_interval_months = EXCLUDED.care_interval_months, updated_at = EXCLUDED.updated_at \
+         WHERE catalog.updated_at <= EXCLUDED.updated_at",
     )
     .bind::<diesel::sql_types::Uuid, _>(entry.product_id)
     .bind::<diesel::sql_types::Text, _>(&entry.name)
     .bind::<diesel::sql_types::Integer, _>(entry.monthly_fee)
     .bind::<diesel::sql_types::Timestamptz, _>(announced_at)
+    .bind::<diesel::sql_types::Integer, _>(entry.care_interval_months)
     .execute(connection)
     .await?;
     Ok(())

@@ -3,6 +3,7 @@
 //! read model), and the reads a rebuild of that history makes.
 
 pub mod catalog;
+pub mod extensions;
 pub mod history;
 pub mod rebuild;
 pub mod rentals;

@@ -1,0 +1,1 @@
+ALTER TABLE catalog DROP COLUMN care_interval_months;
