@@ -85,6 +85,35 @@ def compose(path, prometheus_path):
     services = spec["services"]
     for name in ("postgres", "rabbitmq"):
         check("healthcheck" in services.get(name, {}), f"compose: {name} has a healthcheck")
+    check("check_port_connectivity" in " ".join(services["rabbitmq"]["healthcheck"]["test"]),
+          "compose: RabbitMQ is healthy once its AMQP port accepts connections (check_port_connectivity, not ping)")
+    for name, default in (("postgres", "postgres:15"), ("rabbitmq", "rabbitmq:3.13-management")):
+        image = services[name]["image"]
+        check(image.startswith("${") and image.endswith(f":-{default}}}"),
+              f"compose: {name}'s image is a variable defaulting to the official {default}", image)
+    for name, s in services.items():
+        if s.get("profiles"):
+            continue
+        check(s.get("init") is True, f"compose: {name} runs with init: true (a PID-1 shell ignores SIGTERM)")
+        for port in s.get("ports", []):
+            check(str(port).split(":")[-1] not in ("5432", "5672"),
+                  f"compose: {name} does not publish PostgreSQL's or RabbitMQ's port", str(port))
+    # The connection budget and the shutdown deadline, as in Kubernetes (check_platform).
+    subgraph_envs = [env_of(services[n]) for n in SUBGRAPHS if n in services]
+    pools = sum(int(e.get("DB_POOL_SIZE", 16)) + int(e.get("DB_BACKGROUND_POOL_SIZE", 10)) for e in subgraph_envs)
+    command = " ".join(services["postgres"].get("command", []))
+    found = re.search(r"max_connections=(\d+)", command)
+    limit = int(found.group(1)) if found else 100
+    check(all("DB_POOL_SIZE" in e and "DB_BACKGROUND_POOL_SIZE" in e for e in subgraph_envs),
+          "compose: every subgraph sets DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE")
+    check(pools + 3 + 10 <= limit, f"compose: connection budget {pools} + 3 reserved + 10 for tools <= max_connections {limit}")
+    for name in SUBGRAPHS:
+        if name not in services:
+            continue
+        env = env_of(services[name])
+        grace = duration_seconds(services[name].get("stop_grace_period", "10s"))
+        need = int(env.get("DRAIN_SECONDS", 0)) + int(env.get("SHUTDOWN_TIMEOUT_SECONDS", 10)) + 5
+        check(grace >= need, f"compose: {name} stop_grace_period {grace:g}s >= DRAIN_SECONDS + SHUTDOWN_TIMEOUT_SECONDS + 5")
     for name, port in PROCESSES.items():
         s = services.get(name)
         if not check(s is not None, f"compose: service {name}"):
@@ -103,7 +132,7 @@ def compose(path, prometheus_path):
             for sub, sub_port in SUBGRAPHS.items():
                 check(deps.get(sub, {}).get("condition") == "service_healthy", f"compose: router waits for {sub} to be healthy")
                 check(env.get(f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql", f"compose: router {sub.upper()}_URL")
-            check("4000:4000" in [str(p) for p in s.get("ports", [])], "compose: router publishes 4000")
+            check(any(str(p).endswith(":4000") for p in s.get("ports", [])), "compose: router publishes its port 4000")
         else:
             check(env.get(f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"compose: {name} listens on 0.0.0.0:{port}")
             for var in ("POSTGRES_URL", "AMQP_URL", "DRAIN_SECONDS"):
@@ -114,6 +143,9 @@ def compose(path, prometheus_path):
         prom = yaml.safe_load(f)
     targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
     check(targets == {f"{n}:{p}" for n, p in PROCESSES.items()}, "prometheus.yml scrapes the five compose services", str(sorted(targets)))
+    jobs = {job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]] for job in prom["scrape_configs"]}
+    check(all(jobs.get(n) == [f"{n}:{p}"] for n, p in PROCESSES.items()),
+          "prometheus.yml: one job per process, named after it (the NoTargetUp alerts need it)", str(jobs))
     check(all(job.get("metrics_path", "/metrics") == "/metrics" for job in prom["scrape_configs"]), "prometheus.yml scrapes /metrics")
     print(f"  compose: {len(services)} services; the five processes, their healthchecks, env and start order; prometheus targets")
 
@@ -143,7 +175,7 @@ def dockerfile(path, root):
     missing = [b for b in BINARIES if b not in declared]
     if missing:
         warn(f"Dockerfile: not (yet) a binary of the workspace: {', '.join(missing)}; `docker build` fails until it is")
-    print(f"  Dockerfile: stages, user, cache mounts, the {len(BINARIES)} binaries, config files")
+    print(f"  Dockerfile: base images as arguments, targets release and prebuilt, user, cache mounts, the {len(BINARIES)} binaries, config files")
 
 
 def contract(root):
