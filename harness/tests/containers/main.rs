@@ -29,7 +29,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// Every service of compose.yaml's default profile, and the one-shot `tokens`.
 const LONG_RUNNING: [&str; 7] = ["postgres", "rabbitmq", "inventory", "payment", "rental", "delivery", "router"];
 const APPROVED_CARD: &str = "4242424242424242";
-const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
+const TRACK: &str =
+    "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
 
 /// One compose project of this run, removed with everything it made when dropped.
 struct Project {
@@ -145,7 +146,10 @@ impl Project {
         let lines: Vec<&str> =
             logs.lines().map(|line| line.split_once("| ").map_or(line, |(_, rest)| rest).trim()).collect();
         let after = |label: &str| {
-            let at = lines.iter().position(|line| line.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{logs}"));
+            let at = lines
+                .iter()
+                .position(|line| line.starts_with(label))
+                .unwrap_or_else(|| panic!("no {label:?} in:\n{logs}"));
             let token = lines[at + 1].to_owned();
             assert!(token.starts_with("eyJ"), "not a token after {label:?}: {token}");
             token
@@ -265,7 +269,11 @@ fn streamed_status(message: &Value) -> &str {
 async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() {
     let run_started = Instant::now();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
-    let run = format!("{}{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() % 100_000);
+    let run = format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() % 100_000
+    );
     let image = format!("water-rental:ct-{run}");
 
     // 1. Engine and images. A failure here fails the test.
@@ -286,7 +294,9 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         .lines()
         .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    let var = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("prepare gave no {key}"));
+    let var = |key: &str| {
+        vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("prepare gave no {key}"))
+    };
     let router_port = free_port();
     let project = Project {
         repo: repo.clone(),
@@ -332,7 +342,10 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         json!({ "input": { "name": "Compose model", "monthlyFee": 19_900, "initialStock": 3 } }),
     )
     .await;
-    let product_id = product["data"]["createProduct"]["id"].as_str().unwrap_or_else(|| panic!("createProduct: {product}")).to_owned();
+    let product_id = product["data"]["createProduct"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("createProduct: {product}"))
+        .to_owned();
 
     let rent = |key: &'static str| {
         let (client, url, customer, product_id) = (&client, &url, &customer, &product_id);
@@ -366,14 +379,23 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let mut live = subscribe(&url, &customer, "track", TRACK, json!({ "id": delivered_rental })).await;
     let first = next_message(&mut live).await.expect("the current status over WebSocket");
     assert_eq!(streamed_status(&first), "REQUESTED", "{first}");
-    assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["rental"]["product"]["name"], "Compose model", "{first}");
+    assert_eq!(
+        first["payload"]["data"]["deliveryStatusChanged"]["rental"]["product"]["name"], "Compose model",
+        "{first}"
+    );
 
     let delivery_of = |rental: String| {
         let (client, url, operator) = (&client, &url, &operator);
         async move {
             until(Duration::from_secs(60), "the delivery request", || async {
-                let response =
-                    graphql(client, url, operator, "query($id: ID!) { rental(id: $id) { delivery { id } } }", json!({ "id": rental })).await;
+                let response = graphql(
+                    client,
+                    url,
+                    operator,
+                    "query($id: ID!) { rental(id: $id) { delivery { id } } }",
+                    json!({ "id": rental }),
+                )
+                .await;
                 let id = &response["data"]["rental"]["delivery"]["id"];
                 if id.is_null() { Err(response.to_string()) } else { Ok(id.clone()) }
             })
@@ -408,7 +430,14 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let _ = live.close(None).await;
 
     let cancelled_rental = rent("cancelled").await;
-    let cancelled = graphql(&client, &url, &customer, "mutation($id: ID!) { cancelRental(id: $id) { id status } }", json!({ "id": cancelled_rental })).await;
+    let cancelled = graphql(
+        &client,
+        &url,
+        &customer,
+        "mutation($id: ID!) { cancelRental(id: $id) { id status } }",
+        json!({ "id": cancelled_rental }),
+    )
+    .await;
     assert_eq!(cancelled["data"]["cancelRental"]["status"], "CANCELLED", "{cancelled}");
     until(Duration::from_secs(60), "the refund and the cancelled delivery", || async {
         let response = graphql(
@@ -431,12 +460,23 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         let (client, url) = (&client, &url);
         async move {
             until(Duration::from_secs(60), "myRentals", || async {
-                let response =
-                    graphql(client, url, &token, "{ myRentals(first: 10) { edges { node { id status } } } }", json!({})).await;
+                let response = graphql(
+                    client,
+                    url,
+                    &token,
+                    "{ myRentals(first: 10) { edges { node { id status } } } }",
+                    json!({}),
+                )
+                .await;
                 match response["data"]["myRentals"]["edges"].as_array() {
                     Some(edges) if response.get("errors").is_none() => Ok(edges
                         .iter()
-                        .map(|edge| (edge["node"]["id"].as_str().unwrap_or_default().to_owned(), edge["node"]["status"].as_str().unwrap_or_default().to_owned()))
+                        .map(|edge| {
+                            (
+                                edge["node"]["id"].as_str().unwrap_or_default().to_owned(),
+                                edge["node"]["status"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
                         .collect::<Vec<_>>()),
                     _ => Err(response.to_string()),
                 }
@@ -445,7 +485,8 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         }
     };
     let expected = {
-        let mut rentals = vec![(delivered_rental.clone(), "ACTIVE".to_owned()), (cancelled_rental.clone(), "CANCELLED".to_owned())];
+        let mut rentals =
+            vec![(delivered_rental.clone(), "ACTIVE".to_owned()), (cancelled_rental.clone(), "CANCELLED".to_owned())];
         rentals.sort();
         rentals
     };
@@ -476,7 +517,10 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let after_crash = my_rentals(customer.clone()).await;
     assert_eq!(after_crash.len(), 2, "{after_crash:?}");
     let crash = crash_started.elapsed();
-    println!("rental killed, restarted by its restart policy ({before} -> {} restarts), answering again: {crash:.1?}", restarts());
+    println!(
+        "rental killed, restarted by its restart policy ({before} -> {} restarts), answering again: {crash:.1?}",
+        restarts()
+    );
 
     // 6. down (the volumes stay) and up again: the rentals are still there.
     let again_started = Instant::now();
@@ -497,7 +541,11 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let docker = project.docker.clone();
     drop(project);
     let label = format!("label=com.docker.compose.project={name}");
-    for what in [&["ps", "-a", "-q", "--filter"][..], &["volume", "ls", "-q", "--filter"][..], &["network", "ls", "-q", "--filter"][..]] {
+    for what in [
+        &["ps", "-a", "-q", "--filter"][..],
+        &["volume", "ls", "-q", "--filter"][..],
+        &["network", "ls", "-q", "--filter"][..],
+    ] {
         let mut args = what.to_vec();
         args.push(&label);
         let left = Command::new(&docker).args(&args).output().expect("docker");
