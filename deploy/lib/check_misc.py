@@ -212,6 +212,16 @@ def contract(root):
         warn("router/router.config.yaml does not read ROUTER_INTROSPECTION yet: production cannot turn introspection off")
     if "prometheus" not in config:
         warn("router/router.config.yaml has no Prometheus exporter yet: the router's /metrics (scraped on 4000) is missing")
+    # What the Kubernetes manifests assume of the subgraphs (docs/deployment.md, last section).
+    sources = ""
+    for path in glob.glob(f"{root}/subgraphs/**/*.rs", recursive=True):
+        with open(path, encoding="utf-8") as f:
+            sources += f.read()
+    for needle, what in (("DB_BACKGROUND_POOL_SIZE", "DB_BACKGROUND_POOL_SIZE (the connection budget counts it)"),
+                         ("DB_MIGRATE_ON_START", "DB_MIGRATE_ON_START (the Deployments set it to false)"),
+                         ('"migrate"', "a `migrate` command (the Job `migrate` runs `<service> migrate`)")):
+        if needle not in sources:
+            warn(f"the subgraphs do not read {what} yet: Kubernetes needs it")
 
 
 def main():
