@@ -1,9 +1,7 @@
-# syntax=docker/dockerfile:1.7
-#
 # One image holds every binary of the system: the four subgraphs, the router and the
 # operator tools. Each compose service and each Kubernetes Deployment runs the same image
 # with its own command. Why one image and not one target per service:
-#   - one build: the binaries share most of their code (subgraph-kit, async-graphql,
+#   - one build: the binaries share most of their code (the kit, async-graphql,
 #     diesel, lapin, tokio), so building them together costs little more than building
 #     the router alone, and one cache serves all;
 #   - one version: every service, the router config and the supergraph it was composed
@@ -15,8 +13,20 @@
 #
 # The final image also has curl, for the compose healthchecks (the binaries have no
 # health-check mode of their own). Kubernetes probes use HTTP and do not need it.
+#
+# Targets (BuildKit; `docker build` with buildx, or DOCKER_BUILDKIT=1 on Docker 20.10):
+#   release   (the default, last) compiles the release binaries in the Rust image.
+#   prebuilt  takes binaries already built elsewhere from `prebuilt-bin/` in the build
+#             context instead, and needs no Rust image at all. deploy/containers/prepare
+#             uses it where no image registry is reachable (CI on these machines): the
+#             binaries come from the host's `cargo build`, so RUNTIME_IMAGE must be the
+#             host's distribution (same glibc).
+# Base images are build arguments, so a machine without a registry can substitute local
+# ones (deploy/containers/prepare: `--build-arg RUNTIME_IMAGE=local/bookworm`).
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM rust:1.95-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 # Node.js and npm: the router embeds a GraphiQL page built from an npm package
 # (router/graphiql) at build time. Debian bookworm's Node.js is 18: enough for `npm ci`.
 RUN apt-get update \
@@ -28,23 +38,20 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
-      -p inventory -p rental -p payment -p delivery -p router -p subgraph-kit \
-      --bin inventory --bin rental --bin payment --bin delivery --bin router \
-      --bin dev-token --bin dead-letters --bin rebuild-history \
+    cargo build --release --locked --workspace --bins \
  && mkdir -p /out \
  && cd target/release \
  && cp inventory rental payment delivery router dev-token dead-letters rebuild-history /out/
 
-FROM debian:bookworm-slim
+# What every target shares: the runtime, the user, the router's files.
+FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl passwd \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 water \
  && useradd --system --uid 10001 --gid water --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin water
 WORKDIR /app
-COPY --from=build /out/ /app/bin/
 COPY router/router.config.yaml /app/config/router.config.yaml
 COPY schema/supergraph.graphql /app/config/supergraph.graphql
 ENV PATH=/app/bin:$PATH \
@@ -54,3 +61,10 @@ USER 10001:10001
 EXPOSE 4000 4001 4002 4003 4004
 # No service is started by default: compose and the Kubernetes manifests set the command.
 CMD ["sh", "-c", "echo 'usage: run one of: inventory | rental | payment | delivery | router | dev-token customer [UUID] | dev-token operator | dead-letters | rebuild-history' >&2; exit 64"]
+
+# Binaries built outside the image (see above).
+FROM runtime AS prebuilt
+COPY prebuilt-bin/ /app/bin/
+
+FROM runtime AS release
+COPY --from=build /out/ /app/bin/

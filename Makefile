@@ -1,7 +1,10 @@
 # The two commands: `make run` starts the whole system, `make test` runs every test.
 # Both need PostgreSQL and RabbitMQ on their default local ports.
 
-.PHONY: run run-release test schema token bins
+.PHONY: run run-release test setup schema token bins
+
+# Prerequisites are made one after the other, in the order written: `setup` first.
+.NOTPARALLEL:
 
 # Where cargo puts what it builds (CARGO_TARGET_DIR, as cargo itself reads it). The
 # binaries are run from there, not with `cargo run -p ...`: selecting one package
@@ -21,11 +24,18 @@ run-release:
 	cargo build --release --workspace --bins
 	$(TARGET_DIR)/release/stack
 
-# The tests start the services' binaries (the fault suite, the drain tests), so those
-# are built first; the GraphiQL browser test (harness/tests/e2e/graphiql.rs) drives
-# Chromium with router/tests-browser's pinned playwright-core.
-test: schema/compose/node_modules router/tests-browser/node_modules bins
+# The tests start the services' binaries (the fault suite, the drain tests, the compose
+# test's image), so those are built first; the GraphiQL browser test
+# (harness/tests/e2e/graphiql.rs) drives Chromium with router/tests-browser's pinned
+# playwright-core. `setup` comes before any build.
+test: setup schema/compose/node_modules router/tests-browser/node_modules bins
 	cargo test --workspace
+
+# What the tests drive besides PostgreSQL and RabbitMQ (HAProxy, Prometheus, Chromium,
+# a container engine with compose, debootstrap, shellcheck): installed when missing
+# (as root or with password-less sudo), or a stop at once with the list and the command.
+setup:
+	@.ci/setup
 
 # A dev token: make token ROLE=customer ID=<uuid>, or make token ROLE=operator.
 ROLE ?= customer

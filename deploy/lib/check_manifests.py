@@ -17,14 +17,13 @@ import sys
 
 import yaml
 
+import check_platform
+
 SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
 PROCESSES = {**SUBGRAPHS, "router": 4000}
-# Defaults of the runtime contract, used when a Deployment does not set them.
-DEFAULT_DRAIN_SECONDS = 0
-DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 10
 CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
 # Secrets production creates outside these manifests: documented in deploy/README.md.
-OUT_OF_BAND_SECRETS = {"water-jwt": {"secret", "jwks.json"}}
+OUT_OF_BAND_SECRETS = {"water-jwt": {"secret", "jwks.json"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
 CNPG_APP_SECRET_KEYS = {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
 RABBITMQ_DEFAULT_USER_KEYS = {"username", "password", "host", "port", "default_user.conf", "provider", "type"}
 HASHED = re.compile(r"^(?P<base>[a-z0-9-]+)-[a-z0-9]{10}$")
@@ -118,6 +117,20 @@ CNPG_DATABASE = {
     "ensure": Enum("present", "absent"),
     "databaseReclaimPolicy": Enum("retain", "delete"),
 }
+CNPG_SCHEDULED_BACKUP = {
+    "schedule!": str,
+    "cluster!": {"name!": str},
+    "immediate": bool,
+    "suspend": bool,
+    "backupOwnerReference": Enum("none", "self", "cluster"),
+    "method": Enum("barmanObjectStore", "volumeSnapshot", "plugin"),
+    "target": Enum("primary", "prefer-standby"),
+}
+PROMETHEUS_RULE = {
+    "groups!": [{"name!": str, "interval": Duration, "rules!": [{
+        "alert": str, "record": str, "expr!": str, "for": Duration, "keep_firing_for": Duration,
+        "labels": MapOf(str), "annotations": MapOf(str)}]}],
+}
 SERVICE_MONITOR = {
     "selector!": LABEL_SELECTOR,
     "endpoints!": [{"port!": str, "path": str, "interval": Duration, "scrapeTimeout": Duration,
@@ -129,7 +142,9 @@ CUSTOM_KINDS = {
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): RABBITMQ_CLUSTER,
     ("postgresql.cnpg.io/v1", "Cluster"): CNPG_CLUSTER,
     ("postgresql.cnpg.io/v1", "Database"): CNPG_DATABASE,
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): CNPG_SCHEDULED_BACKUP,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
 }
 
 
@@ -198,16 +213,6 @@ def selects(selector, labels):
     return bool(match or selector.get("matchExpressions"))
 
 
-def prestop_seconds(container):
-    pre = container.get("lifecycle", {}).get("preStop", {})
-    if "sleep" in pre:
-        return int(pre["sleep"]["seconds"])
-    command = pre.get("exec", {}).get("command", [])
-    if len(command) == 2 and command[0].endswith("sleep"):
-        return int(command[1])
-    return 0
-
-
 def check_deployment(r, d, docs, repo):
     name = d["metadata"]["name"]
     pod = d["spec"]["template"]["spec"]
@@ -253,14 +258,9 @@ def check_deployment(r, d, docs, repo):
     r.check(pod.get("enableServiceLinks") is False,
             f"{name}: service links off (they would inject ROUTER_PORT=tcp://... and the like)")
 
-    # Shutdown budget.
-    drain = int(env_value(c, "DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS))
-    timeout = int(env_value(c, "SHUTDOWN_TIMEOUT_SECONDS", DEFAULT_SHUTDOWN_TIMEOUT_SECONDS))
-    pre = prestop_seconds(c)
-    grace = pod.get("terminationGracePeriodSeconds", 30)
-    r.check(grace > drain + timeout + pre,
-            f"{name}: terminationGracePeriodSeconds {grace} > DRAIN_SECONDS {drain} + "
-            f"SHUTDOWN_TIMEOUT_SECONDS {timeout} + preStop {pre}")
+    # Shutdown: one deadline inside the grace period.
+    check_platform.check_shutdown(r, d, repo)
+    pre = check_platform.prestop_seconds(c)
     r.check(pre > 0, f"{name}: preStop sleep")
     if is_router:
         rp = c.get("readinessProbe", {})
@@ -342,7 +342,11 @@ def secret_refs(docs):
     """(secret name, key or None, where) for every Secret a workload reads."""
     refs = []
     for d in docs:
-        if d["kind"] not in ("Deployment", "StatefulSet"):
+        if d["kind"] == "Cluster" and d["apiVersion"].startswith("postgresql.cnpg.io/"):
+            credentials = d["spec"].get("backup", {}).get("barmanObjectStore", {}).get("s3Credentials", {})
+            refs += [(ref["name"], ref["key"], f"Cluster {d['metadata']['name']} backup {field}")
+                     for field, ref in credentials.items() if isinstance(ref, dict) and "name" in ref]
+        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
             continue
         pod = d["spec"]["template"]["spec"]
         for c in pod.get("containers", []) + pod.get("initContainers", []):
@@ -407,9 +411,6 @@ def check_custom_resources(r, build, docs):
         r.check(len(clusters) == 1 and clusters[0]["spec"].get("instances") == 3, "production: CloudNativePG Cluster with 3 instances")
         r.check(len(rabbits) == 1 and rabbits[0]["spec"].get("replicas") == 3, "production: RabbitmqCluster with 3 replicas")
         if clusters:
-            params = clusters[0]["spec"].get("postgresql", {}).get("parameters", {})
-            r.check(int(params.get("max_connections", "100")) >= 4 * 6 * 8,
-                    "production: max_connections covers 4 services x 6 replicas x DB_POOL_SIZE 8")
             owner = clusters[0]["spec"].get("bootstrap", {}).get("initdb", {}).get("owner", "app")
             dbs = {d["spec"]["name"]: d for d in docs if d["kind"] == "Database"}
             for service in SUBGRAPHS:
@@ -470,6 +471,9 @@ def check_network_policies(r, docs):
         sl = labels(sub, "subgraph")
         r.check(allowed_egress(router, port, sl) and allowed_ingress(sl, port, router), f"NetworkPolicy: router -> {sub}:{port}")
         r.check(allowed_egress(sl, 5432, {}) and allowed_egress(sl, 5672, {}), f"NetworkPolicy: {sub} -> PostgreSQL 5432, RabbitMQ 5672")
+    migration = labels("migrate", "migration")
+    r.check(allowed_egress(migration, 5432, {}), "NetworkPolicy: the migration Job -> PostgreSQL 5432")
+    r.check(not allowed_egress(migration, 5672, {}), "NetworkPolicy: the migration Job may not reach RabbitMQ")
     rental, payment = labels("rental", "subgraph"), labels("payment", "subgraph")
     r.check(allowed_egress(rental, 4003, payment) and allowed_ingress(payment, 4003, rental), "NetworkPolicy: rental -> payment:4003")
     r.check(not allowed_ingress(labels("inventory", "subgraph"), 4001, rental), "NetworkPolicy: rental may not call inventory directly")
@@ -516,6 +520,10 @@ def main():
     check_network_policies(r, docs)
     check_secrets(r, args.build, docs)
     check_custom_resources(r, args.build, docs)
+    check_platform.check_connection_budget(r, args.build, docs)
+    check_platform.check_migrations(r, args.build, docs)
+    check_platform.check_phases(r, args.build, docs)
+    check_platform.check_prometheus_rules(r, args.build, docs, args.repo)
 
     if args.build != "base":
         namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
@@ -530,10 +538,12 @@ def main():
                 "production: ROUTER_INTROSPECTION=false")
         r.check("/" in image.split(":")[0], "production: image comes from a registry", image)
         r.check(all("replicas" not in d["spec"] for d in deployments), "production: the HPAs own the replica counts")
+        check_platform.check_production_data(r, docs)
 
     print(f"  {'FAILED' if r.failures else 'passed'} [{args.build}]: {r.passed} checks passed, {r.failures} failed "
-          "(per Deployment: probes, resources, security context, shutdown budget, env, scrape annotations, "
-          "HPA, PDB, Service; router config maps; network policy paths; secret references; custom resources)")
+          "(per Deployment: probes, resources, security context, shutdown deadline, env, scrape annotations, "
+          "HPA, PDB, Service; router config maps; network policy paths; secret references; custom resources; "
+          "connection budget; the migration Job; rollout phases; PrometheusRules; backups and placement)")
     sys.exit(1 if r.failures else 0)
 
 

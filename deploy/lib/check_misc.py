@@ -27,6 +27,12 @@ METRIC_FAMILIES = [
     "water_consumer_lag_seconds_bucket", "water_payment_breaker_open", "water_live_subscriptions",
     "water_reconciler_actions_total",
 ]
+# The router's own families (hive-router 0.2.19's exporter) the dashboard and the alerts use.
+ROUTER_FAMILIES = [
+    "http_server_request_duration_seconds_count", "http_server_request_duration_seconds_bucket",
+    "http_client_request_duration_seconds_bucket", "hive_router_subscriptions_clients_active",
+    "hive_router_subscriptions_subgraphs_dropped_messages_total", "hive_router_subscriptions_clients_lagged_messages_total",
+]
 BINARIES = ["inventory", "rental", "payment", "delivery", "router", "dev-token", "dead-letters", "rebuild-history"]
 
 failures = 0
@@ -49,6 +55,9 @@ def dashboard(path, rules_out):
         dash = json.load(f)
     variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
     check(variables.get("DS_PROMETHEUS", {}).get("type") == "datasource", "dashboard: data source variable DS_PROMETHEUS")
+    namespace = variables.get("namespace", {})
+    check(namespace.get("includeAll") is True and namespace.get("allValue") == ".*",
+          "dashboard: a namespace variable whose All matches no namespace too (compose)")
     panels = [p for p in dash["panels"] if p["type"] != "row"]
     exprs = []
     for p in panels:
@@ -59,17 +68,27 @@ def dashboard(path, rules_out):
     ids = [p["id"] for p in dash["panels"]]
     check(len(ids) == len(set(ids)), "dashboard: panel ids are unique")
     text = " ".join(e for _, e in exprs)
-    for family in METRIC_FAMILIES:
+    for family in METRIC_FAMILIES + ROUTER_FAMILIES:
         check(re.search(rf"\b{family}\b", text) is not None, f"dashboard: a panel shows {family}")
+    for title, expr in exprs:
+        selectors = re.findall(r"\b[a-z_][a-z0-9_]*\{[^}]*\}", expr)
+        check(bool(selectors) and all('namespace=~"$namespace"' in sel for sel in selectors),
+              f"dashboard: every selector of {title!r} is scoped to $namespace", expr)
     # Every query as a recording rule, with Grafana's variables filled in, for promtool.
     rules = []
     for i, (title, expr) in enumerate(exprs):
-        concrete = expr.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$service", ".*")
+        concrete = (expr.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$service", ".*")
+                    .replace("$namespace", ".*"))
         check("$" not in concrete, f"dashboard: {title!r} uses only known variables", expr)
         rules.append({"record": f"dashboard:query_{i}", "expr": concrete})
     with open(rules_out, "w", encoding="utf-8") as f:
         yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
-    print(f"  dashboard: {len(panels)} panels, {len(exprs)} queries, all {len(METRIC_FAMILIES)} metric families of the contract")
+    print(f"  dashboard: {len(panels)} panels, {len(exprs)} queries, all {len(METRIC_FAMILIES)} metric families of the contract "
+          f"and {len(ROUTER_FAMILIES)} of the router, every query scoped to $namespace")
+
+
+def duration_seconds(text):
+    return sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", str(text)))
 
 
 def env_of(service):
@@ -85,6 +104,35 @@ def compose(path, prometheus_path):
     services = spec["services"]
     for name in ("postgres", "rabbitmq"):
         check("healthcheck" in services.get(name, {}), f"compose: {name} has a healthcheck")
+    check("check_port_connectivity" in " ".join(services["rabbitmq"]["healthcheck"]["test"]),
+          "compose: RabbitMQ is healthy once its AMQP port accepts connections (check_port_connectivity, not ping)")
+    for name, default in (("postgres", "postgres:15"), ("rabbitmq", "rabbitmq:3.13-management")):
+        image = services[name]["image"]
+        check(image.startswith("${") and image.endswith(f":-{default}}}"),
+              f"compose: {name}'s image is a variable defaulting to the official {default}", image)
+    for name, s in services.items():
+        if s.get("profiles"):
+            continue
+        check(s.get("init") is True, f"compose: {name} runs with init: true (a PID-1 shell ignores SIGTERM)")
+        for port in s.get("ports", []):
+            check(str(port).split(":")[-1] not in ("5432", "5672"),
+                  f"compose: {name} does not publish PostgreSQL's or RabbitMQ's port", str(port))
+    # The connection budget and the shutdown deadline, as in Kubernetes (check_platform).
+    subgraph_envs = [env_of(services[n]) for n in SUBGRAPHS if n in services]
+    pools = sum(int(e.get("DB_POOL_SIZE", 16)) + int(e.get("DB_BACKGROUND_POOL_SIZE", 10)) for e in subgraph_envs)
+    command = " ".join(services["postgres"].get("command", []))
+    found = re.search(r"max_connections=(\d+)", command)
+    limit = int(found.group(1)) if found else 100
+    check(all("DB_POOL_SIZE" in e and "DB_BACKGROUND_POOL_SIZE" in e for e in subgraph_envs),
+          "compose: every subgraph sets DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE")
+    check(pools + 3 + 10 <= limit, f"compose: connection budget {pools} + 3 reserved + 10 for tools <= max_connections {limit}")
+    for name in SUBGRAPHS:
+        if name not in services:
+            continue
+        env = env_of(services[name])
+        grace = duration_seconds(services[name].get("stop_grace_period", "10s"))
+        need = int(env.get("DRAIN_SECONDS", 0)) + int(env.get("SHUTDOWN_TIMEOUT_SECONDS", 10)) + 5
+        check(grace >= need, f"compose: {name} stop_grace_period {grace:g}s >= DRAIN_SECONDS + SHUTDOWN_TIMEOUT_SECONDS + 5")
     for name, port in PROCESSES.items():
         s = services.get(name)
         if not check(s is not None, f"compose: service {name}"):
@@ -103,7 +151,7 @@ def compose(path, prometheus_path):
             for sub, sub_port in SUBGRAPHS.items():
                 check(deps.get(sub, {}).get("condition") == "service_healthy", f"compose: router waits for {sub} to be healthy")
                 check(env.get(f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql", f"compose: router {sub.upper()}_URL")
-            check("4000:4000" in [str(p) for p in s.get("ports", [])], "compose: router publishes 4000")
+            check(any(str(p).endswith(":4000") for p in s.get("ports", [])), "compose: router publishes its port 4000")
         else:
             check(env.get(f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"compose: {name} listens on 0.0.0.0:{port}")
             for var in ("POSTGRES_URL", "AMQP_URL", "DRAIN_SECONDS"):
@@ -114,6 +162,9 @@ def compose(path, prometheus_path):
         prom = yaml.safe_load(f)
     targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
     check(targets == {f"{n}:{p}" for n, p in PROCESSES.items()}, "prometheus.yml scrapes the five compose services", str(sorted(targets)))
+    jobs = {job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]] for job in prom["scrape_configs"]}
+    check(all(jobs.get(n) == [f"{n}:{p}"] for n, p in PROCESSES.items()),
+          "prometheus.yml: one job per process, named after it (the NoTargetUp alerts need it)", str(jobs))
     check(all(job.get("metrics_path", "/metrics") == "/metrics" for job in prom["scrape_configs"]), "prometheus.yml scrapes /metrics")
     print(f"  compose: {len(services)} services; the five processes, their healthchecks, env and start order; prometheus targets")
 
@@ -121,12 +172,20 @@ def compose(path, prometheus_path):
 def dockerfile(path, root):
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    check(re.search(r"^FROM rust:1\.95-bookworm AS build$", text, re.M) is not None, "Dockerfile: build stage rust:1.95-bookworm")
-    check(re.search(r"^FROM debian:bookworm-slim$", text, re.M) is not None, "Dockerfile: final stage debian:bookworm-slim")
+    check(re.search(r"^ARG RUST_IMAGE=rust:1\.95-bookworm$", text, re.M) is not None, "Dockerfile: ARG RUST_IMAGE defaults to rust:1.95-bookworm")
+    check(re.search(r"^ARG RUNTIME_IMAGE=debian:bookworm-slim$", text, re.M) is not None, "Dockerfile: ARG RUNTIME_IMAGE defaults to debian:bookworm-slim")
+    check(re.search(r"^FROM \$\{RUST_IMAGE\} AS build$", text, re.M) is not None, "Dockerfile: build stage FROM ${RUST_IMAGE}")
+    check(re.search(r"^FROM \$\{RUNTIME_IMAGE\} AS runtime$", text, re.M) is not None, "Dockerfile: runtime stage FROM ${RUNTIME_IMAGE}")
+    stages = re.findall(r"^FROM (\S+) AS (\S+)$", text, re.M)
+    check(stages and stages[-1] == ("runtime", "release"), "Dockerfile: the last (default) target is `release`, the compiled build", str(stages))
+    check(("runtime", "prebuilt") in stages and re.search(r"^COPY prebuilt-bin/ /app/bin/$", text, re.M) is not None,
+          "Dockerfile: target `prebuilt` takes binaries from prebuilt-bin/")
+    check(not re.search(r"^# syntax=", text, re.M), "Dockerfile: no `# syntax=` line (it would pull a frontend image from a registry)")
     check("--locked" in text and "--mount=type=cache" in text, "Dockerfile: cargo build --locked with cache mounts")
     check(re.search(r"^USER 10001", text, re.M) is not None, "Dockerfile: runs as uid 10001")
+    copied = re.search(r"&& cp ([^\n]+) /out/", text)
     for binary in BINARIES:
-        check(f"--bin {binary}" in text, f"Dockerfile: builds {binary}")
+        check(copied is not None and binary in copied.group(1).split(), f"Dockerfile: the release stage copies {binary}")
     for src in ("router/router.config.yaml", "schema/supergraph.graphql"):
         check(f"COPY {src} " in text, f"Dockerfile: copies {src}")
     # The bins the workspace declares now: a missing one would fail the image build.
@@ -143,7 +202,7 @@ def dockerfile(path, root):
     missing = [b for b in BINARIES if b not in declared]
     if missing:
         warn(f"Dockerfile: not (yet) a binary of the workspace: {', '.join(missing)}; `docker build` fails until it is")
-    print(f"  Dockerfile: stages, user, cache mounts, the {len(BINARIES)} binaries, config files")
+    print(f"  Dockerfile: base images as arguments, targets release and prebuilt, user, cache mounts, the {len(BINARIES)} binaries, config files")
 
 
 def contract(root):
@@ -153,6 +212,16 @@ def contract(root):
         warn("router/router.config.yaml does not read ROUTER_INTROSPECTION yet: production cannot turn introspection off")
     if "prometheus" not in config:
         warn("router/router.config.yaml has no Prometheus exporter yet: the router's /metrics (scraped on 4000) is missing")
+    # What the Kubernetes manifests assume of the subgraphs (docs/deployment.md, last section).
+    sources = ""
+    for path in glob.glob(f"{root}/subgraphs/**/*.rs", recursive=True):
+        with open(path, encoding="utf-8") as f:
+            sources += f.read()
+    for needle, what in (("DB_BACKGROUND_POOL_SIZE", "DB_BACKGROUND_POOL_SIZE (the connection budget counts it)"),
+                         ("DB_MIGRATE_ON_START", "DB_MIGRATE_ON_START (the Deployments set it to false)"),
+                         ('"migrate"', "a `migrate` command (the Job `migrate` runs `<service> migrate`)")):
+        if needle not in sources:
+            warn(f"the subgraphs do not read {what} yet: Kubernetes needs it")
 
 
 def main():
