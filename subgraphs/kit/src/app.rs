@@ -221,9 +221,13 @@ impl RunningService {
 }
 
 /// The body of every subgraph binary: tracing, configuration, start, and run until
-/// SIGTERM or Ctrl-C, then drain and exit.
+/// SIGTERM or Ctrl-C, then drain and exit. `<service> migrate` instead creates the
+/// database if needed, runs the pending migrations (within `MIGRATION_LOCK_TIMEOUT_MS`
+/// and `MIGRATION_STATEMENT_TIMEOUT_MS`) and exits: it needs only the database
+/// settings.
 pub async fn run_until_signal<C, F, Fut>(
     service: &'static str,
+    migrations: EmbeddedMigrations,
     config: impl FnOnce() -> anyhow::Result<C>,
     start: F,
 ) -> anyhow::Result<()>
@@ -232,6 +236,17 @@ where
     F: FnOnce(C, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<RunningService>>,
 {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("migrate") => {
+            let _telemetry = crate::telemetry::init(service, &crate::config::telemetry_from_env()?)?;
+            let database = crate::config::database_from_env(service)?;
+            crate::db::migrate(&database, migrations).await?;
+            tracing::info!(service, database = %database.name, "migrations applied");
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}: run `{service}` to serve, or `{service} migrate`"),
+    }
     let config = config()?;
     let _telemetry = crate::telemetry::init(service, &config.as_ref().telemetry)?;
     identity::warn_if_dev_secret(&config.as_ref().jwt_secret);

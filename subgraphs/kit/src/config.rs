@@ -42,6 +42,13 @@ pub struct DatabaseConfig {
     /// schedulers (`DB_BACKGROUND_POOL_SIZE`). It never competes with requests, and its
     /// statements are not counted as theirs. A replica opens both pools.
     pub background_pool_size: usize,
+    /// Whether the service runs its pending migrations when it starts
+    /// (`DB_MIGRATE_ON_START`, true); false leaves them to `<service> migrate`.
+    pub migrate_on_start: bool,
+    /// Limits of a migration run: how long it waits for a lock, and how long one
+    /// statement may take (`MIGRATION_LOCK_TIMEOUT_MS`, `MIGRATION_STATEMENT_TIMEOUT_MS`).
+    pub migration_lock_timeout: Duration,
+    pub migration_statement_timeout: Duration,
 }
 
 impl DatabaseConfig {
@@ -127,20 +134,10 @@ impl ServiceConfig {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
         let listen = listen.parse().with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
-        let pool_size: usize = env_parse("DB_POOL_SIZE", 16)?;
-        let background_pool_size: usize = env_parse("DB_BACKGROUND_POOL_SIZE", 10)?;
-        if pool_size == 0 || background_pool_size == 0 {
-            bail!("DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE must each be at least 1");
-        }
         Ok(Self {
             service,
             listen,
-            database: DatabaseConfig {
-                server_url: env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                name: env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}")),
-                pool_size,
-                background_pool_size,
-            },
+            database: database_from_env(service)?,
             jwt_secret: jwt_secret_from_env(),
             events: events_from_env(),
             shutdown: ShutdownConfig {
@@ -151,6 +148,28 @@ impl ServiceConfig {
             calendar: calendar_from_env()?,
         })
     }
+}
+
+/// The service's database settings: `POSTGRES_URL`, `<SERVICE>_DATABASE`,
+/// `DB_POOL_SIZE`, `DB_BACKGROUND_POOL_SIZE`, `DB_MIGRATE_ON_START`,
+/// `MIGRATION_LOCK_TIMEOUT_MS` and `MIGRATION_STATEMENT_TIMEOUT_MS` (all a migration
+/// run needs).
+pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
+    let pool_size: usize = env_parse("DB_POOL_SIZE", 16)?;
+    let background_pool_size: usize = env_parse("DB_BACKGROUND_POOL_SIZE", 10)?;
+    if pool_size == 0 || background_pool_size == 0 {
+        bail!("DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE must each be at least 1");
+    }
+    let prefix = service.to_ascii_uppercase();
+    Ok(DatabaseConfig {
+        server_url: env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        name: env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}")),
+        pool_size,
+        background_pool_size,
+        migrate_on_start: env_parse("DB_MIGRATE_ON_START", true)?,
+        migration_lock_timeout: env_millis("MIGRATION_LOCK_TIMEOUT_MS", 10_000)?,
+        migration_statement_timeout: env_millis("MIGRATION_STATEMENT_TIMEOUT_MS", 300_000)?,
+    })
 }
 
 /// Calendar months, or months of `MONTH_SECONDS` seconds (30 or more) for tests and

@@ -77,8 +77,9 @@ impl Database {
     /// Creates the database if it does not exist, runs pending migrations, and opens
     /// the pool. Safe to call from several replicas at once.
     pub async fn connect(config: &DatabaseConfig, migrations: EmbeddedMigrations) -> anyhow::Result<Self> {
-        ensure_database_exists(&config.server_url, &config.name).await?;
-        run_migrations(&config.url(), migrations).await?;
+        if config.migrate_on_start {
+            migrate(config, migrations).await?;
+        }
         Self::open_pool(&config.url(), config.pool_size)
     }
 
@@ -418,9 +419,30 @@ pub fn validate_database_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the database when it is missing, then runs its pending migrations within the
+/// configured lock and statement timeouts: what a service does at start, and what
+/// `<service> migrate` does on its own.
+pub async fn migrate(config: &DatabaseConfig, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
+    ensure_database_exists(&config.server_url, &config.name).await?;
+    run_migrations_within(&config.url(), migrations, config.migration_lock_timeout, config.migration_statement_timeout)
+        .await
+}
+
 /// Runs pending migrations under an advisory lock, so replicas starting together do
 /// not run the same migration twice.
 pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
+    run_migrations_within(url, migrations, Duration::ZERO, Duration::ZERO).await
+}
+
+/// [`run_migrations`], with a migration statement giving up after waiting
+/// `lock_timeout` for a lock or running `statement_timeout` (zero: no limit), so a
+/// migration stuck behind live traffic fails the rollout instead of stalling it.
+pub async fn run_migrations_within(
+    url: &str,
+    migrations: EmbeddedMigrations,
+    lock_timeout: Duration,
+    statement_timeout: Duration,
+) -> anyhow::Result<()> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         // The migration harness is synchronous; the wrapper drives the async connection
@@ -430,6 +452,14 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow
         // Advisory locks are scoped to the current database, so one constant key
         // serves every service without them blocking each other.
         diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_lock(7231)"), &mut connection)?;
+        // Set after the advisory lock: a replica waiting for another's migrations waits
+        // as long as they take.
+        let limits = format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            lock_timeout.as_millis(),
+            statement_timeout.as_millis()
+        );
+        diesel::connection::SimpleConnection::batch_execute(&mut connection, &limits)?;
         let applied = || -> anyhow::Result<Vec<String>> {
             let mut versions = Vec::new();
             for source in [SHARED_MIGRATIONS, migrations] {

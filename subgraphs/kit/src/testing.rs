@@ -41,7 +41,17 @@ impl TestDatabase {
             .execute(&mut admin)
             .await
             .with_context(|| format!("cloning {template} into {name}"))?;
-        Ok(Self { config: DatabaseConfig { server_url, name, pool_size: 8, background_pool_size: 10 } })
+        Ok(Self {
+            config: DatabaseConfig {
+                server_url,
+                name,
+                pool_size: 8,
+                background_pool_size: 10,
+                migrate_on_start: true,
+                migration_lock_timeout: Duration::from_secs(10),
+                migration_statement_timeout: Duration::from_secs(300),
+            },
+        })
     }
 
     pub fn url(&self) -> String {
