@@ -53,6 +53,8 @@ impl BenchStack {
                 router_log_level: router_log_level(),
                 router_workers: None,
                 pool_size: 32,
+                calendar: subgraph_kit::clock::Calendar::CALENDAR,
+                dunning: payment::domain::DunningSchedule::default(),
             })
             .await?;
         Ok(Self {

@@ -365,7 +365,7 @@ pub async fn audit(
     if live.len() != rentals.len() {
         violations.push(format!("{} rentals but {} history rows", rentals.len(), live.len()));
     }
-    rental::service::rebuild::rebuild(&rental_db, &payment_db, &delivery_db)
+    rental::service::rebuild::rebuild(&rental_db, &payment_db, &delivery_db, &inventory_db)
         .await
         .map_err(|error| anyhow::anyhow!(error.message))?;
     let rebuilt: Vec<History> = rows(&rental_db, history).await?;

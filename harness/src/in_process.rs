@@ -19,10 +19,13 @@ impl Subgraphs {
     pub async fn start(
         config_for: impl Fn(&'static str) -> anyhow::Result<ServiceConfig>,
         rental: &rental::Config,
+        dunning: &payment::domain::DunningSchedule,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         // Payment first: rental calls it directly, at the address it actually got.
-        let payment = payment::start(payment::Config::new(config_for(payment::SERVICE)?), shutdown.clone()).await?;
+        let payment_config =
+            payment::Config { dunning: dunning.clone(), ..payment::Config::new(config_for(payment::SERVICE)?) };
+        let payment = payment::start(payment_config, shutdown.clone()).await?;
         let mut rental = rental.clone();
         rental.service = config_for(rental::SERVICE)?;
         rental.payments.url = payment.url();

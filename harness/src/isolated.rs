@@ -26,6 +26,10 @@ pub struct IsolatedOptions {
     pub router_workers: Option<usize>,
     /// Connections per service pool.
     pub pool_size: usize,
+    /// How long a month is for every service (the tests of the contract shrink it).
+    pub calendar: subgraph_kit::clock::Calendar,
+    /// When payment retries a declined invoice.
+    pub dunning: payment::domain::DunningSchedule,
 }
 
 pub struct IsolatedStack {
@@ -62,12 +66,16 @@ impl IsolatedStack {
             .iter()
             .zip(&databases)
             .map(|(service, database)| {
-                service_config(service, any_port, database.config.clone(), &secret, events.config.clone())
+                let mut config =
+                    service_config(service, any_port, database.config.clone(), &secret, events.config.clone())?;
+                config.calendar = options.calendar;
+                Ok(config)
             })
             .collect::<anyhow::Result<Vec<ServiceConfig>>>()?;
         let subgraphs = Subgraphs::start(
             |service| Ok(configs.iter().find(|config| config.service == service).expect("a config each").clone()),
             &options.rental,
+            &options.dunning,
             shutdown.clone(),
         )
         .await?;

@@ -158,6 +158,7 @@ async fn history_shows_each_rentals_timeline_converges_and_rebuilds_the_same() {
         rental_db,
         &stack.subgraphs.payment.database,
         &stack.subgraphs.delivery.database,
+        &stack.subgraphs.inventory.database,
     )
     .await
     .map_err(|error| error.message)

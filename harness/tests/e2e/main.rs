@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod batching;
+mod billing;
 mod cancel;
 mod contract;
 mod faults;
@@ -16,3 +17,4 @@ mod lifecycle;
 mod live;
 mod rent;
 mod schema;
+mod visits;

@@ -36,7 +36,10 @@ CREATE TABLE visits (
     -- The date the plan gave it (customers move a care visit within 14 days of it).
     planned_for   timestamptz NOT NULL,
     scheduled_for timestamptz NOT NULL,
+    -- When a technician first started it, and when it was first moved (the history
+    -- keeps one of each per visit).
     started_at    timestamptz,
+    first_rescheduled_at timestamptz,
     done_at       timestamptz,
     cancelled_at  timestamptz,
     notes         text        CHECK (char_length(notes) <= 2000),

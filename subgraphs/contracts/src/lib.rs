@@ -16,7 +16,7 @@ use subgraph_kit::text_enum;
 use uuid::Uuid;
 
 pub mod card;
-pub use card::CardNumber;
+pub use card::{CardNumber, Expiry, ExpiryRefused};
 
 /// One kind of event, as the catalogue lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -147,7 +147,8 @@ pub trait VisitMoves: Sized {
     fn complete(self) -> Result<VisitStep, IllegalTransition>;
     /// It moves to another date: only a visit not done or cancelled.
     fn reschedule(self) -> Result<VisitStep, IllegalTransition>;
-    /// It will not happen: only a scheduled one is called off.
+    /// It will not happen (a care visit of a rental that ended): a visit not done yet is
+    /// called off, the one under way too.
     fn cancel(self) -> VisitStep;
 }
 
@@ -177,8 +178,8 @@ impl VisitMoves for VisitStatus {
 
     fn cancel(self) -> VisitStep {
         match self {
-            VisitStatus::Scheduled => VisitStep::MovesTo(VisitStatus::Cancelled),
-            _ => VisitStep::AlreadyThere,
+            VisitStatus::Scheduled | VisitStatus::InProgress => VisitStep::MovesTo(VisitStatus::Cancelled),
+            VisitStatus::Done | VisitStatus::Cancelled => VisitStep::AlreadyThere,
         }
     }
 }
@@ -280,7 +281,8 @@ mod tests {
         assert_eq!(InProgress.reschedule(), Ok(VisitStep::MovesTo(Scheduled)), "the customer was not there");
         assert!(Done.reschedule().is_err());
         assert_eq!(Scheduled.cancel(), VisitStep::MovesTo(Cancelled));
-        assert_eq!(InProgress.cancel(), VisitStep::AlreadyThere);
+        assert_eq!(InProgress.cancel(), VisitStep::MovesTo(Cancelled), "a care visit under way when the rental ends");
+        assert_eq!(Done.cancel(), VisitStep::AlreadyThere);
         assert!(parse_notes(Some(&"x".repeat(2001))).is_err());
         assert_eq!(parse_notes(Some("  ")), Ok(None));
     }

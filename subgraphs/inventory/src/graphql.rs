@@ -169,10 +169,10 @@ impl Mutation {
     /// Sets how many months pass between two filter-care visits of the product's units,
     /// 1-24 (operators only). Rentals that start afterwards are visited on the new
     /// interval; those running keep their plan.
-    async fn set_care_interval(&self, ctx: &Context<'_>, product_id: ID, months: i32) -> Result<Product> {
+    async fn set_care_interval(&self, ctx: &Context<'_>, product_id: ID, care_interval_months: i32) -> Result<Product> {
         require_operator(ctx, "change a product's care interval")?;
         let id = parse_id(&product_id, "product")?;
-        let interval = CareInterval::parse(months)?;
+        let interval = CareInterval::parse(care_interval_months)?;
         let row = service::set_care_interval(&resolvers(ctx).database, id, interval)
             .await?
             .ok_or_else(|| no_such_product(id))?;

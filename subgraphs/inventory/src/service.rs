@@ -32,7 +32,7 @@ pub async fn create_product(database: &Database, product: NewProduct) -> Result<
     database
         .transaction(async |tx: &mut Tx<'_>| {
             let row = products::insert(tx, &row).await?;
-            shipments::record_movement(tx, row.id, row.stock, MovementReason::Created, None).await?;
+            shipments::record_movement(tx, row.id, row.stock, MovementReason::Created, None, db::now()).await?;
             announce(tx, &row).await?;
             Ok(row)
         })
@@ -47,7 +47,7 @@ pub async fn restock(database: &Database, id: Uuid, quantity: RestockQuantity) -
             if !products::add_units(tx, id, quantity.units()).await? {
                 return Ok(None);
             }
-            shipments::record_movement(tx, id, quantity.units(), MovementReason::Restocked, None).await?;
+            shipments::record_movement(tx, id, quantity.units(), MovementReason::Restocked, None, db::now()).await?;
             serve_waiting(tx, id).await?;
             Ok(products::find(tx, id).await?)
         })
@@ -68,8 +68,15 @@ pub async fn take_unit(tx: &mut Tx<'_>, started: &DeliveryStarted) -> Result<(),
     };
     if products::take_unit(tx, started.product_id).await? {
         shipments::set(tx, started.delivery_id, started.product_id, ShipmentState::Taken).await?;
-        shipments::record_movement(tx, started.product_id, -1, MovementReason::Taken, Some(started.delivery_id))
-            .await?;
+        shipments::record_movement(
+            tx,
+            started.product_id,
+            -1,
+            MovementReason::Taken,
+            Some(started.delivery_id),
+            db::now(),
+        )
+        .await?;
         outbox::enqueue(tx, &StockAllocated(news)).await?;
         return Ok(());
     }
@@ -94,7 +101,8 @@ pub async fn give_back(tx: &mut Tx<'_>, cancelled: &DeliveryCancelled) -> Result
     match on_cancel(shipments::lock(tx, delivery_id).await?) {
         OnCancel::ReturnUnit => {
             products::add_units(tx, product_id, 1).await?;
-            shipments::record_movement(tx, product_id, 1, MovementReason::Returned, Some(delivery_id)).await?;
+            shipments::record_movement(tx, product_id, 1, MovementReason::Returned, Some(delivery_id), db::now())
+                .await?;
             shipments::set(tx, delivery_id, product_id, ShipmentState::Returned).await?;
             // The unit may serve a shipment that is waiting for one.
             serve_waiting(tx, product_id).await?;
@@ -136,10 +144,13 @@ pub async fn collect_unit(tx: &mut Tx<'_>, visit: &VisitChange) -> Result<(), Ha
     match on_pickup(shipments::lock(tx, delivery_id).await?).map_err(HandlerError::Poison)? {
         OnPickup::Nothing => Ok(()),
         OnPickup::Collect => {
+            // The ledger line and the event carry the same time: a rebuild of the
+            // history reads the one, the live history the other.
+            let now = db::now();
             products::add_units(tx, product_id, 1).await?;
-            shipments::record_movement(tx, product_id, 1, MovementReason::Collected, Some(delivery_id)).await?;
+            shipments::record_movement(tx, product_id, 1, MovementReason::Collected, Some(delivery_id), now).await?;
             shipments::set(tx, delivery_id, product_id, ShipmentState::Collected).await?;
-            let news = StockNews { delivery_id, rental_id: visit.rental_id, product_id, at: db::now() };
+            let news = StockNews { delivery_id, rental_id: visit.rental_id, product_id, at: now };
             outbox::enqueue(tx, &UnitReturned(news)).await?;
             serve_waiting(tx, product_id).await?;
             Ok(())
@@ -156,7 +167,7 @@ async fn serve_waiting(tx: &mut Tx<'_>, product_id: Uuid) -> QueryResult<usize> 
         }
         shipments::mark_served(tx, delivery_id).await?;
         shipments::set(tx, delivery_id, product_id, ShipmentState::Taken).await?;
-        shipments::record_movement(tx, product_id, -1, MovementReason::Taken, Some(delivery_id)).await?;
+        shipments::record_movement(tx, product_id, -1, MovementReason::Taken, Some(delivery_id), db::now()).await?;
         let news = StockNews { delivery_id, rental_id, product_id, at: db::now() };
         outbox::enqueue(tx, &StockAllocated(news)).await?;
         served += 1;
@@ -190,7 +201,7 @@ pub async fn seed_demo_catalog(database: &Database) -> Result<usize, ApiError> {
                 let product = NewProduct::parse(name, description, monthly_fee, stock, None)?;
                 let row = ProductRow::new(Uuid::parse_str(id).expect("demo ids are valid UUIDs"), &product, now);
                 if products::insert_if_missing(tx, &row).await? {
-                    shipments::record_movement(tx, row.id, row.stock, MovementReason::Created, None).await?;
+                    shipments::record_movement(tx, row.id, row.stock, MovementReason::Created, None, db::now()).await?;
                     added += 1;
                 }
                 let stored = products::find(tx, row.id).await?.expect("just inserted or already there");

@@ -19,6 +19,9 @@ pub enum MonthLength {
     Seconds(u32),
 }
 
+/// The shortest month the short setting allows, in seconds.
+pub const MIN_MONTH_SECONDS: u32 = 3;
+
 /// Month and day arithmetic under one [`MonthLength`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Calendar {
@@ -28,9 +31,9 @@ pub struct Calendar {
 impl Calendar {
     pub const CALENDAR: Calendar = Calendar { month: MonthLength::Calendar };
 
-    /// A calendar whose month lasts `seconds` (at least 30, so a day is a second or more).
+    /// A calendar whose month lasts `seconds` (at least 3, so a day is 100 ms or more).
     pub fn short(seconds: u32) -> Self {
-        Self { month: MonthLength::Seconds(seconds.max(30)) }
+        Self { month: MonthLength::Seconds(seconds.max(MIN_MONTH_SECONDS)) }
     }
 
     /// `months` months after `start`. Counted from `start` every time, never chained, so

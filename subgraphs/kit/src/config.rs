@@ -172,15 +172,18 @@ pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
     })
 }
 
-/// Calendar months, or months of `MONTH_SECONDS` seconds (30 or more) for tests and
+/// Calendar months, or months of `MONTH_SECONDS` seconds (3 or more) for tests and
 /// demos. Every service of one deployment must use the same setting.
 pub fn calendar_from_env() -> anyhow::Result<Calendar> {
     match std::env::var("MONTH_SECONDS") {
         Ok(text) if !text.trim().is_empty() => {
             let seconds: u32 =
                 text.trim().parse().map_err(|_| anyhow::anyhow!("MONTH_SECONDS={text} is not a number of seconds"))?;
-            if seconds < 30 {
-                bail!("MONTH_SECONDS must be at least 30 (a day is a thirtieth of a month), got {seconds}");
+            if seconds < crate::clock::MIN_MONTH_SECONDS {
+                bail!(
+                    "MONTH_SECONDS must be at least {} (a day is a thirtieth of a month), got {seconds}",
+                    crate::clock::MIN_MONTH_SECONDS
+                );
             }
             Ok(Calendar::short(seconds))
         }

@@ -410,7 +410,8 @@ fn require_service(ctx: &Context<'_>) -> Result<(), ApiError> {
 fn expiry(month: Option<i32>, year: Option<i32>) -> Result<Expiry, ApiError> {
     let now = db::now();
     match (month, year) {
-        (Some(month), Some(year)) => Expiry::parse(month, year, now),
+        (Some(month), Some(year)) => Expiry::parse(month, year, now)
+            .map_err(|refused| ApiError::bad_input(refused.describe("expMonth", "expYear", month, year))),
         (None, None) => Ok(Expiry::assumed(now)),
         _ => Err(ApiError::bad_input("give both expMonth and expYear, or neither")),
     }
@@ -462,7 +463,8 @@ impl Mutation {
         }
         let rental_id = parse_id(&rental_id, "rental")?;
         let card = CardNumber::parse(&card_number).map_err(ApiError::bad_input)?;
-        let expiry = Expiry::parse(exp_month, exp_year, db::now())?;
+        let expiry = Expiry::parse(exp_month, exp_year, db::now())
+            .map_err(|refused| ApiError::bad_input(refused.describe("expMonth", "expYear", exp_month, exp_year)))?;
         let method = resolvers(ctx).billing.replace_card(caller, rental_id, card, expiry).await?;
         Ok(method.into())
     }
@@ -474,7 +476,7 @@ impl Mutation {
         let id = parse_id(&id, "invoice")?;
         let invoice = visible_invoice(ctx, id).await?;
         let status: crate::domain::InvoiceStatus = invoice.status.into();
-        status.pay_now()?;
+        status.pay_now().map_err(ApiError::from)?;
         Ok(resolvers(ctx).billing.collect_one(id).await?.into())
     }
 

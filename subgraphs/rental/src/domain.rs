@@ -17,7 +17,7 @@
 //! each later one is charged when it starts, while the rental runs.
 
 use chrono::{DateTime, Utc};
-pub use contracts::{CardNumber, DEFAULT_CARE_INTERVAL_MONTHS, EndReason};
+pub use contracts::{CardNumber, DEFAULT_CARE_INTERVAL_MONTHS, EndReason, Expiry};
 use sha2::{Digest, Sha256};
 use subgraph_kit::clock::Calendar;
 use subgraph_kit::domain::{IllegalTransition, TextEnum};
@@ -301,7 +301,12 @@ impl RentRequest {
         idempotency_key: &str,
     ) -> Result<Self, ApiError> {
         let card_expiry = match card_expiry {
-            (Some(month), Some(year)) => Some((month, year)),
+            (Some(month), Some(year)) => {
+                Expiry::parse(month, year, chrono::Utc::now()).map_err(|refused| {
+                    ApiError::bad_input(refused.describe("cardExpMonth", "cardExpYear", month, year))
+                })?;
+                Some((month, year))
+            }
             (None, None) => None,
             _ => return Err(ApiError::bad_input("cardExpMonth and cardExpYear go together: give both, or neither")),
         };

@@ -50,15 +50,7 @@ impl EventHandler for RentalEvents {
             // A care visit's plan is in `Rental.visits`; the timeline tells what happened.
             ForRental::VisitScheduled(_) | ForRental::VisitCancelled(_) => Ok(()),
             ForRental::VisitRescheduled(visit) => {
-                let occurrence = format!("visit:{}:{}", visit.visit_id, visit.scheduled_for.timestamp_micros());
-                let moved = Step::of_visit(
-                    visit.rental_id,
-                    TimelineKind::VisitRescheduled,
-                    visit.visit_id,
-                    occurrence,
-                    visit.at,
-                );
-                service::record_step(tx, meta, moved).await
+                service::record_step(tx, meta, visit_step(&visit, TimelineKind::VisitRescheduled)).await
             }
             ForRental::VisitStarted(visit) => {
                 service::record_step(tx, meta, visit_step(&visit, TimelineKind::VisitStarted)).await
@@ -77,7 +69,8 @@ impl EventHandler for RentalEvents {
     }
 }
 
-/// A step about one visit, once per visit.
+/// A step about one visit, once per visit (a visit moved twice shows when it was first
+/// moved; `Rental.visits` has its date now).
 fn visit_step(visit: &VisitChange, kind: TimelineKind) -> Step {
     Step::of_visit(visit.rental_id, kind, visit.visit_id, format!("visit:{}", visit.visit_id), visit.at)
 }

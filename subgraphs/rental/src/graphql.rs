@@ -65,7 +65,11 @@ impl Resolvers {
 }
 
 pub fn schema(resolvers: Arc<Resolvers>) -> RentalSchema {
-    schema_builder(crate::SERVICE, Query, Mutation, Subscription).data(resolvers).finish()
+    // The subscription is part of the supergraph (the router streams it).
+    schema_builder(crate::SERVICE, Query, Mutation, Subscription)
+        .data(resolvers)
+        .enable_subscription_in_federation()
+        .finish()
 }
 
 fn resolvers<'a>(ctx: &Context<'a>) -> &'a Resolvers {
@@ -159,6 +163,13 @@ pub struct Product {
 #[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
 #[graphql(unresolvable = "id")]
 pub struct Invoice {
+    pub id: ID,
+}
+
+/// A technician's visit, owned by the delivery subgraph; rental only knows its id.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+#[graphql(unresolvable = "id")]
+pub struct Visit {
     pub id: ID,
 }
 
@@ -277,6 +288,7 @@ struct HistoryStep {
     at: DateTime<Utc>,
     period: Option<i32>,
     invoice_id: Option<Uuid>,
+    visit_id: Option<Uuid>,
 }
 
 /// One thing that happened to a rental.
@@ -288,6 +300,8 @@ pub struct TimelineEntry {
     pub period: Option<i32>,
     /// The invoice a charge, a decline or a void is about.
     pub invoice: Option<Invoice>,
+    /// The technician's visit a visit step is about.
+    pub visit: Option<Visit>,
 }
 
 impl From<HistoryStep> for TimelineEntry {
@@ -297,6 +311,7 @@ impl From<HistoryStep> for TimelineEntry {
             at: step.at,
             period: step.period,
             invoice: step.invoice_id.map(|id| Invoice { id: ID(id.to_string()) }),
+            visit: step.visit_id.map(|id| Visit { id: ID(id.to_string()) }),
         }
     }
 }
@@ -308,6 +323,7 @@ impl From<&Step> for TimelineEntry {
             at: step.at,
             period: step.period,
             invoice: step.invoice_id.map(|id| Invoice { id: ID(id.to_string()) }),
+            visit: step.visit_id.map(|id| Visit { id: ID(id.to_string()) }),
         }
     }
 }
@@ -492,6 +508,8 @@ pub struct RentalActivity {
     pub period: Option<i32>,
     /// The invoice a charge, a decline or a void is about.
     pub invoice: Option<Invoice>,
+    /// The technician's visit a visit step is about.
+    pub visit: Option<Visit>,
     /// The rental as it is now.
     pub rental: Rental,
 }
@@ -563,6 +581,7 @@ impl Subscription {
                         at: entry.at,
                         period: entry.period,
                         invoice: entry.invoice,
+                        visit: entry.visit,
                         rental: rental.clone(),
                     });
                 }

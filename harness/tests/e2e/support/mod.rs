@@ -2,6 +2,7 @@
 //! cloned from its migrated template, and a real router process in front of them,
 //! signing with a secret of its own.
 
+pub mod contract;
 pub mod fixtures;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,6 +27,7 @@ pub struct TestStack {
     pub client: reqwest::Client,
     shutdown: CancellationToken,
     pub events: TestEvents,
+    dunning: payment::domain::DunningSchedule,
     // Dropped last: the services must stop before their databases go.
     _databases: Vec<TestDatabase>,
 }
@@ -34,6 +36,10 @@ pub struct TestStack {
 #[derive(Clone)]
 pub struct StackOptions {
     pub rental: rental::Config,
+    /// How long a month is (calendar months unless a test shrinks it).
+    pub calendar: subgraph_kit::clock::Calendar,
+    /// When payment retries a declined invoice (1, 3 and 7 days).
+    pub dunning: payment::domain::DunningSchedule,
 }
 
 impl Default for StackOptions {
@@ -43,7 +49,23 @@ impl Default for StackOptions {
         rental.payments.timeout = Duration::from_millis(1500);
         rental.payments.breaker.failure_threshold = 3;
         rental.payments.breaker.open_for = Duration::from_millis(1500);
-        Self { rental }
+        Self {
+            rental,
+            calendar: subgraph_kit::clock::Calendar::CALENDAR,
+            dunning: payment::domain::DunningSchedule::default(),
+        }
+    }
+}
+
+impl StackOptions {
+    /// Months of `seconds` seconds (a day is a thirtieth of it) and retries of a declined
+    /// invoice after `retry_days` days: a whole contract in seconds.
+    pub fn short_months(seconds: u32, retry_days: &[u32]) -> Self {
+        Self {
+            calendar: subgraph_kit::clock::Calendar::short(seconds),
+            dunning: payment::domain::DunningSchedule { retry_days: retry_days.to_vec() },
+            ..Self::default()
+        }
     }
 }
 
@@ -54,6 +76,7 @@ impl TestStack {
 
     pub async fn start_with(options: StackOptions) -> Self {
         subgraph_kit::telemetry::init_for_tests();
+        let dunning = options.dunning.clone();
         let IsolatedStack { subgraphs, router, secret, configs, events, shutdown, databases } =
             IsolatedStack::start(IsolatedOptions {
                 rental: options.rental,
@@ -61,6 +84,8 @@ impl TestStack {
                 router_log_level: "warn".into(),
                 router_workers: Some(1),
                 pool_size: 8,
+                calendar: options.calendar,
+                dunning: options.dunning.clone(),
             })
             .await
             .expect("the stack starts");
@@ -74,6 +99,7 @@ impl TestStack {
             client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("client"),
             shutdown,
             events,
+            dunning,
             _databases: databases,
         }
     }
@@ -130,7 +156,13 @@ impl TestStack {
         let shutdown = self.shutdown.clone();
         let restarted = match name {
             "inventory" => inventory::start(inventory::Config::new(config), shutdown).await,
-            "payment" => payment::start(payment::Config::new(config), shutdown).await,
+            "payment" => {
+                payment::start(
+                    payment::Config { dunning: self.dunning.clone(), ..payment::Config::new(config) },
+                    shutdown,
+                )
+                .await
+            }
             "delivery" => delivery::start(delivery::Config::new(config), shutdown).await,
             other => panic!("tests do not restart {other}"),
         }

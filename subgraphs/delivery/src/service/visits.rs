@@ -136,11 +136,13 @@ pub async fn end_term(tx: &mut Tx<'_>, calendar: &Calendar, ended: &RentalEnded)
         plan.updated_at = now;
         visits::save_plan(tx, &plan).await?;
     }
-    let mut called_off = visits::lock_scheduled_care(tx, ended.rental_id).await?;
+    let mut called_off = visits::lock_open_care(tx, ended.rental_id).await?;
     for visit in &mut called_off {
-        visit.status = VisitStatus::Cancelled;
-        visit.cancelled_at = Some(now);
-        visit.updated_at = now;
+        if let VisitStep::MovesTo(cancelled) = visit.status.cancel() {
+            visit.status = cancelled;
+            visit.cancelled_at = Some(now);
+            visit.updated_at = now;
+        }
     }
     visits::save_all(tx, &called_off).await?;
     let cancelled: Vec<VisitCancelled> = called_off.iter().map(|row| VisitCancelled(change(row, now))).collect();
@@ -185,7 +187,7 @@ pub async fn start(database: &Database, id: Uuid) -> Result<VisitRow, ApiError> 
             let VisitStep::MovesTo(status) = visit.status.start()? else { return Ok(visit) };
             let now = db::now();
             visit.status = status;
-            visit.started_at = Some(now);
+            visit.started_at.get_or_insert(now);
             visit.updated_at = now;
             visits::save_all(tx, std::slice::from_ref(&visit)).await?;
             outbox::enqueue(tx, &VisitStarted(change(&visit, now))).await?;
@@ -231,6 +233,7 @@ pub async fn reschedule(
         .transaction(async |tx: &mut Tx<'_>| {
             let mut visit = visible_locked(tx, caller, id).await?;
             let now = db::now();
+            let VisitStep::MovesTo(status) = visit.status.reschedule()? else { return Ok(visit) };
             if !caller.is_operator() {
                 if visit.kind != VisitKind::Care || visit.status != VisitStatus::Scheduled {
                     return Err(ApiError::forbidden(
@@ -241,13 +244,12 @@ pub async fn reschedule(
             } else if to <= now {
                 return Err(ApiError::bad_input("scheduledFor must be in the future"));
             }
-            let VisitStep::MovesTo(status) = visit.status.reschedule()? else { return Ok(visit) };
             if visit.scheduled_for == to && visit.status == status {
                 return Ok(visit);
             }
             visit.status = status;
             visit.scheduled_for = to;
-            visit.started_at = None;
+            visit.first_rescheduled_at.get_or_insert(now);
             visit.updated_at = now;
             visits::save_all(tx, std::slice::from_ref(&visit)).await?;
             outbox::enqueue(tx, &VisitRescheduled(change(&visit, now))).await?;

@@ -37,6 +37,7 @@ diesel::table! {
         planned_for -> Timestamptz,
         scheduled_for -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
+        first_rescheduled_at -> Nullable<Timestamptz>,
         done_at -> Nullable<Timestamptz>,
         cancelled_at -> Nullable<Timestamptz>,
         notes -> Nullable<Text>,
@@ -74,6 +75,7 @@ pub struct VisitRow {
     pub planned_for: DateTime<Utc>,
     pub scheduled_for: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
+    pub first_rescheduled_at: Option<DateTime<Utc>>,
     pub done_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub notes: Option<String>,
@@ -97,6 +99,7 @@ impl VisitRow {
             planned_for: due,
             scheduled_for: due,
             started_at: None,
+            first_rescheduled_at: None,
             done_at: None,
             cancelled_at: None,
             notes: None,
@@ -150,12 +153,12 @@ pub async fn last_care_number(connection: &mut AsyncPgConnection, rental_id: Uui
     Ok(number.unwrap_or(0))
 }
 
-/// The scheduled care visits of a rental, locked.
-pub async fn lock_scheduled_care(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<Vec<VisitRow>> {
+/// The care visits of a rental not done or called off yet, locked.
+pub async fn lock_open_care(connection: &mut AsyncPgConnection, rental_id: Uuid) -> QueryResult<Vec<VisitRow>> {
     visits::table
         .filter(visits::rental_id.eq(rental_id))
         .filter(visits::kind.eq(VisitKind::Care))
-        .filter(visits::status.eq(VisitStatus::Scheduled))
+        .filter(visits::status.eq_any([VisitStatus::Scheduled, VisitStatus::InProgress]))
         .select(VisitRow::as_select())
         .for_update()
         .load(connection)
@@ -175,6 +178,7 @@ pub async fn save_all(connection: &mut AsyncPgConnection, rows: &[VisitRow]) -> 
                 visits::status.eq(row.status),
                 visits::scheduled_for.eq(row.scheduled_for),
                 visits::started_at.eq(row.started_at),
+                visits::first_rescheduled_at.eq(row.first_rescheduled_at),
                 visits::done_at.eq(row.done_at),
                 visits::cancelled_at.eq(row.cancelled_at),
                 visits::notes.eq(&row.notes),

@@ -124,6 +124,7 @@ pub async fn record_movement(
     change: i32,
     reason: MovementReason,
     delivery_id: Option<Uuid>,
+    at: chrono::DateTime<Utc>,
 ) -> QueryResult<()> {
     diesel::insert_into(stock_movements::table)
         .values((
@@ -132,6 +133,7 @@ pub async fn record_movement(
             stock_movements::change.eq(change),
             stock_movements::reason.eq(reason.as_str()),
             stock_movements::delivery_id.eq(delivery_id),
+            stock_movements::at.eq(at),
         ))
         .execute(connection)
         .await?;

@@ -165,9 +165,14 @@ impl Billing {
                 Ok::<_, ApiError>((method, retrying))
             })
             .await?;
+        // The new card is on file: that is this request's answer, whatever the retries
+        // do. A decline is the invoice's news (invoice.failed); a retry that cannot run
+        // now (the database going away) is left to the collector, which finds the
+        // invoice due.
         for invoice_id in retrying {
-            // A decline is the invoice's news (invoice.failed), not this request's failure.
-            self.collect_one(invoice_id).await?;
+            if let Err(error) = self.collect_one(invoice_id).await {
+                tracing::warn!(%invoice_id, error = %error.message, "a past-due invoice could not be retried with the new card yet");
+            }
         }
         Ok(method)
     }
@@ -346,7 +351,7 @@ async fn record(
             let first_failed = *invoice.first_failed_at.get_or_insert(now);
             invoice.status = InvoiceStatus::Failed;
             invoice.failure_reason = Some(reason.clone());
-            invoice.next_attempt_at = billing.schedule.next_attempt(&billing.calendar, first_failed, invoice.attempts);
+            invoice.next_attempt_at = billing.schedule.next_attempt(&billing.calendar, first_failed, now);
             changed.push((invoice, Err(reason)));
         }
     }

@@ -1,5 +1,5 @@
-//! Rebuilds the customers' rental history from the rental, payment and delivery
-//! databases (configured as for the services: POSTGRES_URL, <SERVICE>_DATABASE).
+//! Rebuilds the customers' rental history from the rental, payment, delivery and
+//! inventory databases (configured as for the services: POSTGRES_URL, <SERVICE>_DATABASE).
 //!
 //!     target/debug/rebuild-history      (built by `make bins`)
 
@@ -13,9 +13,10 @@ async fn main() -> anyhow::Result<()> {
         let config = ServiceConfig::from_env(service, 0)?;
         Database::open_pool(&config.database.url(), 2)
     };
-    let projected = rental::service::rebuild::rebuild(&open("rental")?, &open("payment")?, &open("delivery")?)
-        .await
-        .map_err(|error| anyhow::anyhow!(error.message))?;
+    let projected =
+        rental::service::rebuild::rebuild(&open("rental")?, &open("payment")?, &open("delivery")?, &open("inventory")?)
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))?;
     println!("rebuilt the history of {projected} rentals");
     Ok(())
 }

@@ -104,6 +104,13 @@ pub async fn terminate(
     caller: &Identity,
     rental_id: Uuid,
 ) -> Result<RentalRow, ApiError> {
+    let reason = match caller {
+        Identity::Customer { .. } => EndReason::TerminatedByCustomer,
+        Identity::Operator { .. } => EndReason::TerminatedByOperator,
+        Identity::Service { .. } => {
+            return Err(ApiError::forbidden("only a rental's customer or an operator may end it"));
+        }
+    };
     database
         .transaction(async |tx: &mut Tx<'_>| {
             let mut rental = visible_locked(tx, caller, rental_id).await?;
@@ -119,8 +126,6 @@ pub async fn terminate(
             let Step::MovesTo(terminated) = step else { return Ok(rental) };
             let now = db::now();
             let term = running_term(&rental, calendar, now, "terminated")?;
-            let reason =
-                if caller.is_operator() { EndReason::TerminatedByOperator } else { EndReason::TerminatedByCustomer };
             let fee = term.termination_fee(calendar, rental.monthly_fee, now);
             end(tx, &mut rental, terminated, reason, fee, now).await?;
             Ok(rental)

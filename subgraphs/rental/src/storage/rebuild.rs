@@ -89,10 +89,51 @@ pub async fn delivery_steps(delivery: &Database) -> Result<Vec<Step>, ApiError> 
             "SELECT rental_id, 'DELIVERY_REQUESTED' AS kind, requested_at AS at, {ONCE} FROM deliveries \
              WHERE cancelled_at IS NULL OR cancelled_at > requested_at \
              UNION ALL SELECT rental_id, 'SHIPPED', shipped_at, {ONCE} FROM deliveries WHERE shipped_at IS NOT NULL \
-             UNION ALL SELECT rental_id, 'DELIVERED', delivered_at, {ONCE} FROM deliveries WHERE delivered_at IS NOT NULL"
+             UNION ALL SELECT rental_id, 'DELIVERED', delivered_at, {ONCE} FROM deliveries WHERE delivered_at IS NOT NULL \
+             UNION ALL SELECT rental_id, 'PICKUP_SCHEDULED', created_at, {VISIT} FROM visits WHERE kind = 'PICKUP' \
+             UNION ALL SELECT rental_id, 'VISIT_RESCHEDULED', first_rescheduled_at, {VISIT} FROM visits \
+                       WHERE first_rescheduled_at IS NOT NULL \
+             UNION ALL SELECT rental_id, 'VISIT_STARTED', started_at, {VISIT} FROM visits \
+                       WHERE started_at IS NOT NULL AND started_at IS DISTINCT FROM done_at \
+             UNION ALL SELECT rental_id, CASE WHEN kind = 'CARE' THEN 'CARE_VISIT_DONE' ELSE 'PICKED_UP' END, done_at, \
+                              {VISIT} FROM visits WHERE done_at IS NOT NULL"
         ),
     )
     .await
+}
+
+/// The columns of a step about one visit, after `rental_id, kind, at`.
+const VISIT: &str = "'visit:' || id AS occurrence, NULL::int AS period, NULL::uuid AS invoice_id, id AS visit_id";
+
+/// Units back in stock with their pickup, from inventory's ledger: (delivery, when).
+pub async fn collected_units(inventory: &Database) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
+    #[derive(QueryableByName)]
+    struct Collected {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        delivery_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        at: DateTime<Utc>,
+    }
+    let mut connection = inventory.connection().await?;
+    let rows: Vec<Collected> =
+        diesel::sql_query("SELECT delivery_id, at FROM stock_movements WHERE reason = 'COLLECTED'")
+            .load(&mut connection)
+            .await?;
+    Ok(rows.into_iter().map(|row| (row.delivery_id, row.at)).collect())
+}
+
+/// Which rental each delivery is for, from delivery's database: (delivery, rental).
+pub async fn delivery_rentals(delivery: &Database) -> Result<Vec<(Uuid, Uuid)>, ApiError> {
+    #[derive(QueryableByName)]
+    struct Pair {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        rental_id: Uuid,
+    }
+    let mut connection = delivery.connection().await?;
+    let rows: Vec<Pair> = diesel::sql_query("SELECT id, rental_id FROM deliveries").load(&mut connection).await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.rental_id)).collect())
 }
 
 /// Cancellations, extensions and ends, from rental's own database.
