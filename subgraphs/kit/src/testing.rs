@@ -104,6 +104,8 @@ async fn ensure_template(
         sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut admin).await?;
         run_migrations(&database_url(server_url, &building), migrations).await?;
         sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"")).execute(&mut admin).await?;
+        let built = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        sql_query(format!("COMMENT ON DATABASE \"{template}\" IS 'built {built}'")).execute(&mut admin).await?;
         anyhow::Ok(())
     }
     .await;
@@ -111,12 +113,16 @@ async fn ensure_template(
     result.with_context(|| format!("building template database {template}"))
 }
 
-/// Drops this service's templates for other migration sets, and test databases that a
-/// crashed run left behind.
+/// Drops this service's templates for other migration sets that nobody has built for a
+/// day, and test databases that a crashed run left behind. A template of another
+/// migration set may well be in use: another checkout (a branch, a CI run) testing
+/// against the same server clones it.
 async fn sweep(admin: &mut diesel_async::AsyncPgConnection, service: &str, keep: &str) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    for name in database_names(admin, &format!("tpl_{service}_%")).await? {
-        if name != keep && !name.ends_with("_building") {
+    for (name, comment) in templates(admin, &format!("tpl_{service}_%")).await? {
+        let built: Option<u64> = comment.as_deref().and_then(|text| text.strip_prefix("built ")?.parse().ok());
+        let abandoned = built.is_none_or(|built| now.saturating_sub(built) > TEMPLATE_KEPT_FOR.as_secs());
+        if name != keep && !name.ends_with("_building") && abandoned {
             sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(admin).await?;
         }
     }
@@ -127,6 +133,30 @@ async fn sweep(admin: &mut diesel_async::AsyncPgConnection, service: &str, keep:
         }
     }
     Ok(())
+}
+
+/// How long a template of another migration set is kept after it was built.
+const TEMPLATE_KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// Templates matching `pattern`, with their comment (`built <unix seconds>`).
+async fn templates(
+    admin: &mut diesel_async::AsyncPgConnection,
+    pattern: &str,
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        comment: Option<String>,
+    }
+    let rows: Vec<Row> = sql_query(
+        "SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname LIKE $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(pattern)
+    .load(admin)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.datname, row.comment)).collect())
 }
 
 async fn database_names(admin: &mut diesel_async::AsyncPgConnection, pattern: &str) -> anyhow::Result<Vec<String>> {

@@ -32,7 +32,6 @@ pub struct Contract {
     pub customer_id: Uuid,
     pub customer: String,
     pub rental_id: String,
-    pub product_id: Uuid,
 }
 
 /// Rents `product_id` for `months` with `card`, as a new customer.
@@ -50,7 +49,7 @@ pub async fn rent(stack: &TestStack, product_id: Uuid, months: i32, card: &str) 
     let (_, response) = stack.graphql(Some(&customer), query, input).await;
     assert_eq!(response["data"]["rent"]["status"], "ACCEPTED", "{response}");
     let rental_id = response["data"]["rent"]["id"].as_str().expect("rental id").to_owned();
-    Contract { customer_id, customer, rental_id, product_id }
+    Contract { customer_id, customer, rental_id }
 }
 
 /// Ships and hands over the rental's dispenser (operators), then waits until the rental
