@@ -34,3 +34,10 @@ async fn live_subscribers_runs() {
     assert_eq!(result["duplicated"], 0, "{result}");
     assert_eq!(result["mutationErrors"], 0, "{result}");
 }
+
+#[tokio::test]
+async fn billing_run_runs() {
+    let result = bench::scenarios::billing_run::run(300, false).await.expect("billing-run runs");
+    assert_eq!(result["errors"], 0, "every period charged once, and heard of: {result}");
+    assert!(result["heardSeconds"].is_number(), "{result}");
+}
