@@ -3,26 +3,59 @@
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::Mutex;
 
 use crate::Subscription;
 use subgraph_kit::config::EventsConfig;
 
-pub async fn connect(config: &EventsConfig, service: &str) -> lapin::Result<Connection> {
-    let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
-    Connection::connect(&config.amqp_url, properties).await
+/// A connection and the channels opened on it, closed channels first.
+///
+/// A channel dropped while its connection is closing asks lapin to close it after the
+/// connection has already marked it closing; lapin then reports a connection error on a
+/// clean stop. Closing every channel before the connection keeps a stop quiet.
+pub struct Link {
+    connection: Connection,
+    channels: Mutex<Vec<Channel>>,
+}
+
+impl Link {
+    pub async fn open(config: &EventsConfig, service: &str) -> lapin::Result<Self> {
+        let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
+        let connection = Connection::connect(&config.amqp_url, properties).await?;
+        Ok(Self { connection, channels: Mutex::new(Vec::new()) })
+    }
+
+    pub async fn channel(&self) -> lapin::Result<Channel> {
+        let channel = self.connection.create_channel().await?;
+        self.channels.lock().expect("channels lock").push(channel.clone());
+        Ok(channel)
+    }
+
+    /// A channel with publisher confirms on, for the relay.
+    pub async fn publisher_channel(&self) -> lapin::Result<Channel> {
+        let channel = self.channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(channel)
+    }
+
+    /// Closes the channels, then the connection; a link already broken is left as it is.
+    pub async fn close(self, reason: &str) {
+        let channels = std::mem::take(&mut *self.channels.lock().expect("channels lock"));
+        for channel in channels {
+            if channel.status().connected() {
+                let _ = channel.close(200, reason.into()).await;
+            }
+        }
+        if self.connection.status().connected() {
+            let _ = self.connection.close(200, reason.into()).await;
+        }
+    }
 }
 
 /// Names the connection after the namespace and service, so an operator (or a test)
 /// can find it in `rabbitmqctl list_connections`.
 pub fn connection_name(config: &EventsConfig, service: &str) -> String {
     format!("{} {service}", config.namespace)
-}
-
-/// A channel with publisher confirms on, for the relay.
-pub async fn publisher_channel(connection: &Connection) -> lapin::Result<Channel> {
-    let channel = connection.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    Ok(channel)
 }
 
 /// Declares the exchange and every subscription's queue, bindings and dead-letter

@@ -30,16 +30,17 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, Confirmation, Connection};
+use lapin::{Channel, Confirmation};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::broker::{self, Link};
 use crate::metrics::metrics;
 use crate::outbox::relay;
-use crate::{Envelope, EventMeta, HandlerError, Inbox, Subscription, broker, inbox};
+use crate::{Envelope, EventMeta, HandlerError, Inbox, Subscription, inbox};
 use subgraph_kit::backoff::{Backoff, Outage};
 use subgraph_kit::config::EventsConfig;
 use subgraph_kit::db::{Database, Tx};
@@ -183,17 +184,17 @@ pub(crate) fn traceparent_of(delivery: &Delivery) -> Option<String> {
 impl<H: EventHandler> Session<'_, H> {
     /// One connection's life: Ok when stopped, Err when the connection failed.
     async fn run(&self, stop: &BusStop) -> anyhow::Result<()> {
-        let connection = broker::connect(self.config, self.service).await?;
-        let result = self.run_on(&connection, stop).await;
-        close(&connection).await;
+        let link = Link::open(self.config, self.service).await?;
+        let result = self.run_on(&link, stop).await;
+        link.close("shutting down").await;
         result
     }
 
-    async fn run_on(&self, connection: &Connection, stop: &BusStop) -> anyhow::Result<()> {
-        let setup = connection.create_channel().await?;
+    async fn run_on(&self, link: &Link, stop: &BusStop) -> anyhow::Result<()> {
+        let setup = link.channel().await?;
         broker::declare(&setup, self.config, self.topology).await?;
-        let publisher = broker::publisher_channel(connection).await?;
-        let consumer = connection.create_channel().await?;
+        let publisher = link.publisher_channel().await?;
+        let consumer = link.channel().await?;
         let _ = self.connected.send(true);
         self.broker_outage.lock().expect("outage lock").recovered();
         tracing::debug!(service = self.service, "event bus connected");
@@ -455,11 +456,5 @@ impl<H: EventHandler> Session<'_, H> {
             metrics().dead_letters.with_label_values(&[self.service]).set(i64::from(declared.message_count()));
             tokio::time::sleep(DEAD_LETTER_CHECK_EVERY).await;
         }
-    }
-}
-
-pub(crate) async fn close(connection: &Connection) {
-    if connection.status().connected() {
-        let _ = connection.close(200, "shutting down".into()).await;
     }
 }

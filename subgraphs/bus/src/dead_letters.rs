@@ -7,12 +7,13 @@
 //! deduplicates by the envelope id and a dead-lettered message was never applied, so a
 //! replayed message has exactly one effect, however often it is replayed.
 
+use lapin::Confirmation;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, Confirmation, Connection};
 use uuid::Uuid;
 
-use crate::{Envelope, broker};
+use crate::Envelope;
+use crate::broker::Link;
 use subgraph_kit::config::EventsConfig;
 
 /// One dead letter, as an operator reads it.
@@ -38,22 +39,22 @@ pub enum Selection {
 
 /// Every dead letter of `service`, oldest first. The queue is left as it was.
 pub async fn list(config: &EventsConfig, service: &str) -> anyhow::Result<Vec<DeadLetter>> {
-    let connection = broker::connect(config, &format!("{service}-dead-letters")).await?;
-    let channel = connection.create_channel().await?;
+    let link = Link::open(config, &format!("{service}-dead-letters")).await?;
+    let channel = link.channel().await?;
     let mut letters = Vec::new();
     let queue = config.dead_letter_queue(service);
     // Taken without acknowledging, then handed back when the channel closes.
     while let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await? {
         letters.push(describe(&message.delivery.data, message.delivery.properties.headers().as_ref()));
     }
-    close(channel, connection).await;
+    link.close("done").await;
     Ok(letters)
 }
 
 /// Replays the selected dead letters of `service` into its queue; returns how many.
 pub async fn replay(config: &EventsConfig, service: &str, selection: Selection) -> anyhow::Result<usize> {
-    let connection = broker::connect(config, &format!("{service}-dead-letters")).await?;
-    let channel = broker::publisher_channel(&connection).await?;
+    let link = Link::open(config, &format!("{service}-dead-letters")).await?;
+    let channel = link.publisher_channel().await?;
     let dead_letters = config.dead_letter_queue(service);
     let target = config.queue(service);
     let mut replayed = 0;
@@ -90,7 +91,7 @@ pub async fn replay(config: &EventsConfig, service: &str, selection: Selection) 
             break;
         }
     }
-    close(channel, connection).await;
+    link.close("done").await;
     Ok(replayed)
 }
 
@@ -141,11 +142,6 @@ fn as_text(value: &AMQPValue) -> Option<String> {
 
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
-}
-
-async fn close(channel: Channel, connection: Connection) {
-    let _ = channel.close(200, "done".into()).await;
-    let _ = connection.close(200, "done".into()).await;
 }
 
 #[cfg(test)]

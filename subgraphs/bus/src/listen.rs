@@ -10,8 +10,9 @@ use subgraph_kit::backoff::{Backoff, Outage};
 use subgraph_kit::config::EventsConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::{self, Link};
 use crate::bus::traceparent_of;
-use crate::{Envelope, Inbox, broker};
+use crate::{Envelope, Inbox};
 
 /// What a listener hears.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,9 +58,9 @@ async fn listen<I: Inbox>(
     backoff: &mut Backoff,
     heard: &mut (impl FnMut(Heard<I>) + Send),
 ) -> anyhow::Result<()> {
-    let connection = broker::connect(config, name).await?;
+    let link = Link::open(config, name).await?;
     let result = async {
-        let channel = connection.create_channel().await?;
+        let channel = link.channel().await?;
         broker::declare(&channel, config, &[]).await?;
         // A server-named, exclusive queue: it lives as long as this connection, and
         // every instance has its own, so each one hears every change.
@@ -99,6 +100,6 @@ async fn listen<I: Inbox>(
         anyhow::bail!("the broker closed the {name} listener's consumer")
     }
     .await;
-    crate::bus::close(&connection).await;
+    link.close("shutting down").await;
     result
 }
