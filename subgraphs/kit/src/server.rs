@@ -29,9 +29,10 @@ use crate::metrics::{ScrapeHook, metrics};
 use crate::shutdown::Lifecycle;
 use identity::{AuthError, TokenVerifier};
 
-/// Between a stopping service completing its subscriptions and closing their
-/// connections: time for the `complete` messages to leave.
-const COMPLETE_GRACE: Duration = Duration::from_millis(300);
+/// How long a stopping service's socket must be quiet (no operation open, no message
+/// either way) before it is closed: time for the `complete` messages to leave, and for a
+/// `subscribe` already on its way to arrive and be answered rather than cut off.
+const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(300);
 
 #[derive(Clone)]
 struct GraphqlState<E> {
@@ -118,11 +119,16 @@ async fn graphql_ws<E: Executor>(
 }
 
 /// One WebSocket connection. When the service stops, its subscription streams end
-/// (each sends `complete`, so the client knows to subscribe again elsewhere), and the
-/// connection closes with 1001 (going away).
+/// (each sends `complete`, so the client knows to subscribe again elsewhere); a
+/// `subscribe` that still arrives is answered the same way (its current state, then
+/// `complete`). The connection closes with 1001 (going away) only once it is quiet, so a
+/// client never has an operation cut off without its `complete`.
 async fn serve_socket<E: Executor>(socket: WebSocket, state: GraphqlState<E>, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
     let stopping = state.lifecycle.stopping().clone();
+    let traffic = SocketTraffic::default();
+    let incoming = traffic.clone();
+    let watched = traffic.clone();
     let input = stream
         .take_while(|message| futures::future::ready(message.is_ok()))
         .filter_map(|message| {
@@ -132,9 +138,10 @@ async fn serve_socket<E: Executor>(socket: WebSocket, state: GraphqlState<E>, pr
                 _ => None,
             })
         })
+        .inspect(move |bytes| incoming.saw(bytes))
         .take_until(async move {
             stopping.cancelled().await;
-            tokio::time::sleep(COMPLETE_GRACE).await;
+            watched.quiet_for(QUIET_BEFORE_CLOSE).await;
         });
     let verifier = state.verifier.clone();
     let output = async_graphql::http::WebSocket::new(state.executor.clone(), input, protocol).on_connection_init(
@@ -150,7 +157,10 @@ async fn serve_socket<E: Executor>(socket: WebSocket, state: GraphqlState<E>, pr
     futures::pin_mut!(output);
     while let Some(message) = output.next().await {
         let message = match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Text(text) => {
+                traffic.saw(text.as_bytes());
+                Message::Text(text.into())
+            }
             WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
         };
         if sink.send(message).await.is_err() {
@@ -160,6 +170,63 @@ async fn serve_socket<E: Executor>(socket: WebSocket, state: GraphqlState<E>, pr
     if state.lifecycle.stopping().is_cancelled() {
         let goodbye = CloseFrame { code: 1001, reason: "the service is restarting; connect again".into() };
         let _ = sink.send(Message::Close(Some(goodbye))).await;
+    }
+}
+
+/// What passes on one GraphQL WebSocket, as far as closing it goes: which operations are
+/// open and when the last message went by. Both protocols async-graphql speaks count:
+/// graphql-transport-ws (`subscribe`; `complete` either way, `error`) and the older
+/// graphql-ws (`start`; `stop`, `complete`, `error`).
+#[derive(Clone, Default)]
+struct SocketTraffic {
+    state: Arc<tokio::sync::watch::Sender<Traffic>>,
+}
+
+#[derive(Default)]
+struct Traffic {
+    open: std::collections::HashSet<String>,
+    /// Counts every message, so a waiter can tell whether anything went by.
+    messages: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct ProtocolMessage<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl SocketTraffic {
+    fn saw(&self, bytes: &[u8]) {
+        let message = serde_json::from_slice::<ProtocolMessage>(bytes).ok();
+        self.state.send_modify(|traffic| {
+            traffic.messages += 1;
+            let Some(ProtocolMessage { kind, id: Some(id) }) = message else { return };
+            match kind.as_ref() {
+                "subscribe" | "start" => {
+                    traffic.open.insert(id.into_owned());
+                }
+                "complete" | "stop" | "error" => {
+                    traffic.open.remove(id.as_ref());
+                }
+                _ => {}
+            }
+        });
+    }
+
+    /// Returns once no operation is open and no message has gone by for `quiet`.
+    async fn quiet_for(&self, quiet: Duration) {
+        let mut changes = self.state.subscribe();
+        loop {
+            let _ = changes.wait_for(|traffic| traffic.open.is_empty()).await;
+            let seen = changes.borrow_and_update().messages;
+            tokio::time::sleep(quiet).await;
+            let traffic = changes.borrow_and_update();
+            if traffic.open.is_empty() && traffic.messages == seen {
+                return;
+            }
+        }
     }
 }
 
