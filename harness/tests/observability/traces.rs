@@ -246,7 +246,7 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
             &[
                 ("delivery", "graphql request", None),
                 ("delivery", "publish event", Some("delivery.started")),
-                ("delivery", "live status change", Some("delivery.started")),
+                ("delivery", "live change", Some("delivery.started")),
                 ("delivery", "live update", None),
                 ("inventory", "consume event", Some("delivery.started")),
             ],
@@ -257,7 +257,7 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
     let delivery_request = below(&trace, ("delivery", "graphql request", None), router);
     let publish = below(&trace, ("delivery", "publish event", Some("delivery.started")), delivery_request);
     below(&trace, ("inventory", "consume event", Some("delivery.started")), publish);
-    let change = below(&trace, ("delivery", "live status change", Some("delivery.started")), publish);
+    let change = below(&trace, ("delivery", "live change", Some("delivery.started")), publish);
     below(&trace, ("delivery", "live update", None), change);
 
     subscriber.close().await;
