@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{
-    EntityRef, PageRequest, connection, identity, parse_id, require_operator, schema_builder, state, visible,
+    PageRequest, RentalRef, connection, identity, parse_id, require_operator, schema_builder, state, visible,
 };
 use subgraph_kit::{ApiError, Database};
 use tokio_util::sync::CancellationToken;
@@ -129,7 +129,7 @@ impl Delivery {
         let (status, unit) = (row.status, row.unit);
         Ok(Self {
             id: ID(row.id.to_string()),
-            rental: Rental(EntityRef::new(row.rental_id)),
+            rental: Rental(RentalRef::new(row.rental_id)),
             product: Product { id: ID(row.product_id.to_string()) },
             status: status.into(),
             address: row.address,
@@ -147,31 +147,26 @@ impl Delivery {
 
 /// The rental entity, owned by the rental subgraph; delivery adds its `delivery` field.
 #[derive(Clone)]
-pub struct Rental(EntityRef);
+pub struct Rental(RentalRef);
 
 #[Object]
 impl Rental {
     async fn id(&self) -> &ID {
-        &self.0.id
+        self.0.id()
     }
 
     /// The rental's delivery, once requested.
     async fn delivery(&self, ctx: &Context<'_>) -> Result<Option<Delivery>> {
-        let delivery = resolvers(ctx).by_rental.load_one(self.0.key).await?;
-        let key = self.0.key;
-        Ok(visible(identity(ctx)?, delivery, |delivery| delivery.owner, || no_such_rental(key))?)
+        let delivery = resolvers(ctx).by_rental.load_one(self.0.key()).await?;
+        Ok(self.0.visible_one(identity(ctx)?, delivery, |delivery| delivery.owner)?)
     }
 
     /// The technicians' visits of the rental after its installation, by date: each
     /// filter-care visit (upcoming, done, or called off when the rental ended) and the
     /// pickup that collects the unit at the end.
     async fn visits(&self, ctx: &Context<'_>) -> Result<Vec<Visit>> {
-        let visits = resolvers(ctx).visits_by_rental.load_one(self.0.key).await?.unwrap_or_default();
-        let caller = identity(ctx)?;
-        if visits.iter().any(|visit| !caller.may_see_customer(visit.owner)) {
-            return Err(no_such_rental(self.0.key).into());
-        }
-        Ok(visits)
+        let visits = resolvers(ctx).visits_by_rental.load_one(self.0.key()).await?;
+        Ok(self.0.visible_all(identity(ctx)?, visits, |visit| visit.owner)?)
     }
 }
 
@@ -237,7 +232,7 @@ impl From<VisitRow> for Visit {
             cancelled_at: row.cancelled_at,
             notes: row.notes,
             address: row.address,
-            rental: Rental(EntityRef::new(row.rental_id)),
+            rental: Rental(RentalRef::new(row.rental_id)),
             product: Product { id: ID(row.product_id.to_string()) },
             key: row.id,
             owner: row.customer_id,
@@ -278,10 +273,6 @@ async fn visible_visit(ctx: &Context<'_>, id: Uuid) -> Result<Visit, ApiError> {
     let visit = resolvers(ctx).visits.load_one(id).await?;
     let no_such_visit = || ApiError::not_found(format!("there is no visit with id {id}"));
     visible(identity(ctx)?, visit, |visit| visit.owner, no_such_visit)?.ok_or_else(no_such_visit)
-}
-
-fn no_such_rental(id: Uuid) -> ApiError {
-    ApiError::not_found(format!("there is no rental with id {id}"))
 }
 
 fn deliveries_by(
@@ -385,7 +376,7 @@ impl Query {
 
     #[graphql(entity)]
     async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
-        Ok(Rental(EntityRef::parse(id, "rental")?))
+        Ok(Rental(RentalRef::from_representation(id)?))
     }
 }
 

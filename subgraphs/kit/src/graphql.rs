@@ -86,6 +86,63 @@ impl EntityRef {
     }
 }
 
+/// The rental as a subgraph that extends it (payment, delivery) knows it: by its key
+/// alone. Every field such a subgraph adds follows one rule, written here once: a
+/// customer sees only their own rental's data, and anything else reads as "there is no
+/// rental with id …", so ids cannot be probed. The next subgraph that extends `Rental`
+/// wraps this too: `pub struct Rental(RentalRef)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RentalRef(EntityRef);
+
+impl RentalRef {
+    pub fn new(key: Uuid) -> Self {
+        Self(EntityRef::new(key))
+    }
+
+    /// From a federation representation's id (the `_entities` resolver).
+    pub fn from_representation(id: ID) -> Result<Self, ApiError> {
+        Ok(Self(EntityRef::parse(id, "rental")?))
+    }
+
+    pub fn id(&self) -> &ID {
+        &self.0.id
+    }
+
+    pub fn key(&self) -> Uuid {
+        self.0.key
+    }
+
+    /// One thing of this rental (its delivery, its first payment, its card), if the
+    /// caller may see it.
+    pub fn visible_one<T>(
+        &self,
+        caller: &Identity,
+        found: Option<T>,
+        owner: impl Fn(&T) -> Uuid,
+    ) -> Result<Option<T>, ApiError> {
+        visible(caller, found, owner, || self.not_found())
+    }
+
+    /// All things of one kind of this rental (its invoices, its visits), if the caller
+    /// may see every one of them; none at all reads as an empty list.
+    pub fn visible_all<T>(
+        &self,
+        caller: &Identity,
+        found: Option<Vec<T>>,
+        owner: impl Fn(&T) -> Uuid,
+    ) -> Result<Vec<T>, ApiError> {
+        let items = found.unwrap_or_default();
+        if items.iter().any(|item| !caller.may_see_customer(owner(item))) {
+            return Err(self.not_found());
+        }
+        Ok(items)
+    }
+
+    pub fn not_found(&self) -> ApiError {
+        ApiError::not_found(format!("there is no rental with id {}", self.0.key))
+    }
+}
+
 /// `found` if the caller may see it (it belongs to them, or they are staff); otherwise
 /// the same error as for nothing at all, so ids cannot be probed.
 pub fn visible<T>(
@@ -286,6 +343,28 @@ impl Extension for RequestObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rental_extension_shows_a_customer_only_their_own_and_hides_the_rest_as_missing() {
+        let alice = Uuid::now_v7();
+        let rental = RentalRef::new(Uuid::now_v7());
+        let as_alice = Identity::Customer { customer_id: alice };
+        let as_bob = Identity::Customer { customer_id: Uuid::now_v7() };
+        let as_operator = Identity::Operator { subject: "ops".into() };
+        let owner = |item: &Uuid| *item;
+
+        assert_eq!(rental.visible_one(&as_alice, Some(alice), owner), Ok(Some(alice)));
+        assert_eq!(rental.visible_one(&as_operator, Some(alice), owner), Ok(Some(alice)));
+        let refused = rental.visible_one(&as_bob, Some(alice), owner).unwrap_err();
+        assert_eq!(refused.code, crate::ErrorCode::NotFound);
+        assert!(refused.message.contains(&rental.key().to_string()), "{}", refused.message);
+        assert_eq!(rental.visible_one(&as_bob, None::<Uuid>, owner), Ok(None));
+
+        assert_eq!(rental.visible_all(&as_alice, Some(vec![alice, alice]), owner), Ok(vec![alice, alice]));
+        assert_eq!(rental.visible_all(&as_bob, None::<Vec<Uuid>>, owner), Ok(vec![]));
+        assert_eq!(rental.visible_all(&as_bob, Some(vec![alice]), owner).unwrap_err().code, crate::ErrorCode::NotFound);
+        assert_eq!(RentalRef::from_representation(ID("nope".into())).unwrap_err().code, crate::ErrorCode::BadUserInput);
+    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {

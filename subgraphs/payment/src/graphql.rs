@@ -14,7 +14,7 @@ use async_graphql::{Context, EmptySubscription, Enum, ID, InputObject, Object, R
 use chrono::{DateTime, Utc};
 use subgraph_kit::batch::{BatchFetch, BatchLoader};
 use subgraph_kit::graphql::{
-    EntityRef, PageRequest, connection, identity, parse_id, require_operator, schema_builder, state, visible,
+    PageRequest, RentalRef, connection, identity, parse_id, require_operator, schema_builder, state, visible,
 };
 use subgraph_kit::{ApiError, Database, Identity, db};
 use uuid::Uuid;
@@ -90,7 +90,7 @@ impl Payment {
     fn from_row(row: PaymentRow) -> Self {
         Self {
             id: ID(row.id.to_string()),
-            rental: Rental(EntityRef::new(row.rental_id)),
+            rental: Rental(RentalRef::new(row.rental_id)),
             amount: row.amount,
             status: row.status.into(),
             card_last4: row.card_last4,
@@ -187,7 +187,7 @@ impl From<InvoiceRow> for Invoice {
     fn from(row: InvoiceRow) -> Self {
         Self {
             id: ID(row.id.to_string()),
-            rental: Rental(EntityRef::new(row.rental_id)),
+            rental: Rental(RentalRef::new(row.rental_id)),
             kind: row.kind.into(),
             period: row.period,
             period_start: row.period_start,
@@ -209,45 +209,32 @@ impl From<InvoiceRow> for Invoice {
 
 /// The rental entity, owned by the rental subgraph; payment adds its money fields.
 #[derive(Clone)]
-pub struct Rental(EntityRef);
+pub struct Rental(RentalRef);
 
 #[Object]
 impl Rental {
     async fn id(&self) -> &ID {
-        &self.0.id
+        self.0.id()
     }
 
     /// The charge of the first month, at rent.
     async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
-        let payment = resolvers(ctx).by_rental.load_one(self.0.key).await?;
-        let key = self.0.key;
-        Ok(visible(identity(ctx)?, payment, |payment| payment.owner, || no_such_rental(key))?)
+        let payment = resolvers(ctx).by_rental.load_one(self.0.key()).await?;
+        Ok(self.0.visible_one(identity(ctx)?, payment, |payment| payment.owner)?)
     }
 
     /// The card on file that the months are charged to.
     async fn payment_method(&self, ctx: &Context<'_>) -> Result<Option<PaymentMethod>> {
-        let method = resolvers(ctx).methods.load_one(self.0.key).await?;
-        let key = self.0.key;
-        Ok(visible(identity(ctx)?, method, |method| method.owner, || no_such_rental(key))?)
+        let method = resolvers(ctx).methods.load_one(self.0.key()).await?;
+        Ok(self.0.visible_one(identity(ctx)?, method, |method| method.owner)?)
     }
 
     /// Every invoice of the rental, oldest first: each month (the first paid at rent)
     /// and the fee of an early termination.
     async fn invoices(&self, ctx: &Context<'_>) -> Result<Vec<Invoice>> {
-        let invoices = resolvers(ctx).invoices_by_rental.load_one(self.0.key).await?;
-        let key = self.0.key;
-        let caller = identity(ctx)?;
-        match invoices {
-            Some(invoices) if invoices.iter().any(|invoice| !caller.may_see_customer(invoice.owner)) => {
-                Err(no_such_rental(key).into())
-            }
-            invoices => Ok(invoices.unwrap_or_default()),
-        }
+        let invoices = resolvers(ctx).invoices_by_rental.load_one(self.0.key()).await?;
+        Ok(self.0.visible_all(identity(ctx)?, invoices, |invoice| invoice.owner)?)
     }
-}
-
-fn no_such_rental(id: Uuid) -> ApiError {
-    ApiError::not_found(format!("there is no rental with id {id}"))
 }
 
 fn no_such_invoice(id: Uuid) -> ApiError {
@@ -379,7 +366,7 @@ impl Query {
 
     #[graphql(entity)]
     async fn find_rental_by_id(&self, id: ID) -> Result<Rental> {
-        Ok(Rental(EntityRef::parse(id, "rental")?))
+        Ok(Rental(RentalRef::from_representation(id)?))
     }
 }
 
