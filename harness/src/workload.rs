@@ -141,6 +141,9 @@ pub struct LiveReport {
     /// last status, or an earlier one that was current only while the watcher held one
     /// subscription throughout.
     pub lost: usize,
+    /// What was lost, for the first few: the rental, the status, what the watcher saw
+    /// and what happened.
+    pub lost_examples: Vec<String>,
     /// Intermediate statuses a watcher never saw that were current while it was between
     /// two subscriptions (from its learning that one ended to the first event of the
     /// next). A subscription starts with the current status, so one that came and went
@@ -364,6 +367,12 @@ impl Workload {
                     report.skipped_around_resubscription += 1;
                 } else {
                     report.lost += 1;
+                    if report.lost_examples.len() < 5 {
+                        report.lost_examples.push(format!(
+                            "rental {rental}: never saw {status} (began {began:?}); saw {:?}; its delivery went {history:?}",
+                            followed.seen
+                        ));
+                    }
                 }
             }
             // Anything but the statuses that happened, in their order, is a broken promise.

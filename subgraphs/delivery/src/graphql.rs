@@ -25,7 +25,7 @@ use subgraph_kit::live::{LiveHub, OpenStream};
 
 use crate::domain::{self, DeliveryMoves, Unit, parse_notes};
 use crate::service;
-use crate::service::live::rank;
+use crate::service::live::{rank, unseen};
 use crate::service::visits;
 use crate::storage::deliveries::{self, DeliveryRow};
 use crate::storage::visits::{QueueFilter, VisitRow};
@@ -469,20 +469,24 @@ impl Subscription {
                         yield Err(not_yours().into());
                         break;
                     }
-                    let delivery = match Delivery::from_row(row) {
-                        Ok(delivery) => delivery,
-                        Err(error) => {
-                            yield Err(error.into());
-                            break;
+                    let mut ended = false;
+                    for step in unseen(row, sent) {
+                        let status = step.status;
+                        match Delivery::from_row(step) {
+                            Ok(delivery) => {
+                                sent = rank(status);
+                                yield Ok(delivery);
+                                ended = status.is_terminal();
+                            }
+                            Err(error) => {
+                                yield Err(error.into());
+                                ended = true;
+                                break;
+                            }
                         }
-                    };
-                    let status = domain::DeliveryStatus::from(delivery.status);
-                    if rank(status) > sent {
-                        sent = rank(status);
-                        yield Ok(delivery);
-                        if status.is_terminal() {
-                            break;
-                        }
+                    }
+                    if ended {
+                        break;
                     }
                 }
                 let nudge = tokio::select! {

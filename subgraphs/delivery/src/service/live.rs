@@ -7,7 +7,9 @@
 //! along than the last one it sent. The state machine only moves forward, so this can
 //! never send an older status after a newer one, and duplicated or reordered events change
 //! nothing. After a broker reconnection every stream re-reads, so changes missed while
-//! disconnected are not lost.
+//! disconnected are not lost. A shipment that ended before its own nudge was read (a
+//! cancellation right behind `startDelivery`) is not skipped either: the row keeps when
+//! it shipped, so the stream sends SHIPPING, as it was, before the end ([`unseen`]).
 
 use std::sync::Arc;
 
@@ -17,7 +19,8 @@ use subgraph_kit::config::EventsConfig;
 use subgraph_kit::live::LiveHub;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::DeliveryStatus;
+use crate::domain::{DeliveryMoves, DeliveryStatus};
+use crate::storage::deliveries::DeliveryRow;
 
 /// How far along a status is; a stream only ever sends increasing ranks.
 pub fn rank(status: DeliveryStatus) -> u8 {
@@ -26,6 +29,31 @@ pub fn rank(status: DeliveryStatus) -> u8 {
         DeliveryStatus::Shipping => 2,
         DeliveryStatus::Delivered | DeliveryStatus::Cancelled => 3,
     }
+}
+
+/// What a subscriber that has seen up to rank `sent` is still owed from `row`, oldest
+/// first: nothing if it is not further along; otherwise the row, preceded by the
+/// delivery as it was while shipping when it shipped and has ended since (each status
+/// of a delivery is seen once, in order, however fast they followed each other).
+pub fn unseen(row: DeliveryRow, sent: u8) -> Vec<DeliveryRow> {
+    let status = row.status;
+    if rank(status) <= sent {
+        return Vec::new();
+    }
+    let mut owed = Vec::new();
+    if sent >= rank(DeliveryStatus::Requested) && sent < rank(DeliveryStatus::Shipping) && status.is_terminal() {
+        if let Some(shipped_at) = row.shipped_at {
+            owed.push(DeliveryRow {
+                status: DeliveryStatus::Shipping,
+                delivered_at: None,
+                cancelled_at: None,
+                updated_at: shipped_at,
+                ..row.clone()
+            });
+        }
+    }
+    owed.push(row);
+    owed
 }
 
 /// Nudges this instance's subscribers on every delivery change, until `stopping`.
@@ -41,6 +69,36 @@ pub async fn listen(hub: Arc<LiveHub>, config: EventsConfig, stopping: Cancellat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shipment_cancelled_before_anyone_read_it_is_still_sent_first() {
+        use chrono::Utc;
+        let mut row = DeliveryRow::new(
+            uuid::Uuid::now_v7(),
+            uuid::Uuid::now_v7(),
+            uuid::Uuid::now_v7(),
+            "1 Main St".into(),
+            DeliveryStatus::Requested,
+            Utc::now(),
+        );
+        let statuses = |rows: Vec<DeliveryRow>| rows.into_iter().map(|row| row.status).collect::<Vec<_>>();
+        // The first event of a subscription is the status as it is.
+        assert_eq!(statuses(unseen(row.clone(), 0)), [DeliveryStatus::Requested]);
+        assert!(unseen(row.clone(), rank(DeliveryStatus::Requested)).is_empty());
+
+        row.status = DeliveryStatus::Cancelled;
+        row.cancelled_at = Some(Utc::now());
+        // Cancelled before it ever shipped: nothing in between.
+        assert_eq!(statuses(unseen(row.clone(), 1)), [DeliveryStatus::Cancelled]);
+
+        row.shipped_at = Some(Utc::now());
+        let owed = unseen(row.clone(), 1);
+        assert_eq!(statuses(owed.clone()), [DeliveryStatus::Shipping, DeliveryStatus::Cancelled]);
+        assert_eq!(owed[0].cancelled_at, None, "the shipment as it was");
+        // Seen shipping already, or subscribing only now: the end alone.
+        assert_eq!(statuses(unseen(row.clone(), 2)), [DeliveryStatus::Cancelled]);
+        assert_eq!(statuses(unseen(row, 0)), [DeliveryStatus::Cancelled]);
+    }
 
     #[test]
     fn ranks_only_grow_along_the_state_machine() {
