@@ -377,24 +377,38 @@ pub async fn audit(
     Ok(Audit { violations, unknown_but_committed })
 }
 
+/// What one effect is about: its visit or its invoice, a rental's period, or else the
+/// rental. A rental has many visits and invoices; each of those happens once.
+const EFFECT_SUBJECT: &str = "coalesce('visit ' || (payload->'data'->>'visitId'), \
+     'invoice ' || (payload->'data'->>'invoiceId'), \
+     'rental ' || (payload->'data'->>'rentalId') || coalesce(' period ' || (payload->'data'->>'period'), ''))";
+
+/// Events that may rightly repeat for one subject: a visit moved again, each failed
+/// attempt of one invoice, another extension, a newer card, and `product.created` (the
+/// demo seeding may announce a product again).
+const REPEATABLE: &str =
+    "'product.created', 'visit.rescheduled', 'invoice.failed', 'rental.extended', 'payment_method.updated'";
+
 /// Effects that happened twice: a step recorded twice in a service's outbox (every
 /// step writes its event in the same transaction as its change, so two events of one
-/// kind for one rental mean the change was made twice: two refunds, two shipments, two
-/// deliveries requested), or a stock movement counted twice for one delivery. Only `product.created` is about products, and the
-/// demo seeding may announce one again, so it is left out.
+/// kind for one subject mean the change was made twice: two refunds, two shipments, two
+/// deliveries requested, a visit scheduled twice), or a stock movement counted twice for
+/// one delivery.
 pub async fn doubled_effects(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
     let mut doubled = Vec::new();
     for service in SERVICES {
         let database = cluster.database(service)?;
         let repeated: Vec<Repeated> = rows(
             &database,
-            "SELECT event_type, payload->'data'->>'rentalId' AS subject, count(*) AS n FROM outbox \
-             WHERE event_type <> 'product.created' \
-             GROUP BY event_type, payload->'data'->>'rentalId' HAVING count(*) > 1",
+            &format!(
+                "SELECT event_type, {EFFECT_SUBJECT} AS subject, count(*) AS n FROM outbox \
+                 WHERE event_type NOT IN ({REPEATABLE}) \
+                 GROUP BY event_type, {EFFECT_SUBJECT} HAVING count(*) > 1"
+            ),
         )
         .await?;
         for row in repeated {
-            doubled.push(format!("{service} recorded {} {} times for rental {}", row.event_type, row.n, row.subject));
+            doubled.push(format!("{service} recorded {} {} times for {}", row.event_type, row.n, row.subject));
         }
     }
     let inventory_db = cluster.database(inventory::SERVICE)?;
