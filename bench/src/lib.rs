@@ -23,7 +23,7 @@ pub struct BenchStack {
     pub router: RouterProcess,
     pub issuer: TokenIssuer,
     pub client: reqwest::Client,
-    secret: String,
+    identities: std::sync::Arc<stack::Identities>,
     shutdown: CancellationToken,
     _events: TestEvents,
     _databases: Vec<TestDatabase>,
@@ -46,9 +46,9 @@ impl BenchStack {
         } else {
             None
         };
-        let IsolatedStack { subgraphs, router, secret, events, shutdown, databases, .. } =
+        let IsolatedStack { subgraphs, router, identities, events, shutdown, databases, .. } =
             IsolatedStack::start(IsolatedOptions {
-                rental: rental::Config::from_env()?,
+                rental: harness::in_process::rental_settings()?,
                 router_binary: router_binary()?,
                 router_log_level: router_log_level(),
                 router_workers: None,
@@ -60,8 +60,8 @@ impl BenchStack {
         Ok(Self {
             subgraphs,
             router,
-            issuer: TokenIssuer::new(&secret),
-            secret,
+            issuer: identities.users.clone(),
+            identities,
             client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
             shutdown,
             _events: events,
@@ -78,7 +78,7 @@ impl BenchStack {
             port: 0,
             host: std::net::Ipv4Addr::LOCALHOST,
             subgraph_urls: self.subgraphs.urls(),
-            jwt_secret: self.secret.clone(),
+            token_env: self.identities.env_for("router"),
             log_level: router_log_level(),
             log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
             workers: None,

@@ -23,7 +23,11 @@ SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 400
 PROCESSES = {**SUBGRAPHS, "router": 4000}
 CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
 # Secrets production creates outside these manifests: documented in deploy/README.md.
-OUT_OF_BAND_SECRETS = {"water-jwt": {"secret", "jwks.json"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
+OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
+# Config maps production creates outside these manifests (they must match a secret).
+OUT_OF_BAND_CONFIGMAPS = {"water-payment-callers": {"jwks.json"}}
+# Deployments that are not one of the five processes: the development issuer, dev only.
+DEV_TOOLS = {"dev-issuer"}
 CNPG_APP_SECRET_KEYS = {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
 RABBITMQ_DEFAULT_USER_KEYS = {"username", "password", "host", "port", "default_user.conf", "provider", "type"}
 HASHED = re.compile(r"^(?P<base>[a-z0-9-]+)-[a-z0-9]{10}$")
@@ -285,10 +289,13 @@ def check_deployment(r, d, docs, repo):
         check_router_files(r, d, c, docs, repo)
     else:
         r.check(env_value(c, f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"{name}: {name.upper()}_LISTEN=0.0.0.0:{port}")
-        for var in ("POSTGRES_URL", "AMQP_URL", "JWT_SECRET"):
+        for var in ("POSTGRES_URL", "AMQP_URL"):
             r.check(var in env, f"{name}: {var} set")
+        r.check("JWT_SECRET" not in env, f"{name}: no shared JWT_SECRET")
         if name == "rental":
             r.check(env_value(c, "PAYMENT_URL") == "http://payment:4003/graphql", "rental: PAYMENT_URL points at Service payment")
+        check_service_keys(r, name, d, c)
+    check_identity_settings(r, name, c, docs)
 
     # Scraping.
     r.check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(port)
@@ -332,10 +339,52 @@ def check_router_files(r, d, c, docs, repo):
             with open(f"{repo}/{repo_file}", encoding="utf-8") as f:
                 r.check(cm["data"][key] == f.read(), f"router: ConfigMap {cm_name} holds the current {repo_file}")
         r.check(env_value(c, env) == f"{mounts.get(volume)}/{key}", f"router: {env} is the mounted {key}")
-    secret = volumes.get("jwks", {}).get("secret", {})
-    r.check(env_value(c, "JWKS_PATH") == f"{mounts.get('jwks')}/jwks.json"
-            and any(i["key"] == "jwks.json" for i in secret.get("items", [])),
-            "router: JWKS_PATH is jwks.json of the JWT secret")
+
+
+def generated(name, base):
+    """Whether `name` is `base` or `base` with kustomize's content-hash suffix."""
+    m = HASHED.match(name)
+    return name == base or (m is not None and m.group("base") == base)
+
+
+def check_identity_settings(r, name, c, docs):
+    """Every process reads the TOKEN_* settings from the water-identity ConfigMap, which
+    names an issuer and a JWKS (an https URL outside development)."""
+    refs = [e["configMapRef"]["name"] for e in c.get("envFrom", []) if "configMapRef" in e]
+    ref = next((n for n in refs if generated(n, "water-identity")), None)
+    r.check(ref is not None, f"{name}: TOKEN_* settings from the ConfigMap water-identity (envFrom)", str(refs))
+    r.check("JWKS_PATH" not in env_map(c), f"{name}: no JWKS_PATH (the shared-secret JWKS is gone)")
+    configmaps = {cm["metadata"]["name"]: cm for cm in docs if cm["kind"] == "ConfigMap"}
+    if ref is None or ref not in configmaps:
+        return
+    data = configmaps[ref].get("data", {})
+    r.check(bool(data.get("TOKEN_ISSUER")) and bool(data.get("TOKEN_JWKS")),
+            f"{name}: {ref} sets TOKEN_ISSUER and TOKEN_JWKS", str(sorted(data)))
+    algorithms = [a.strip() for a in data.get("TOKEN_ALGORITHMS", "ES256,RS256").split(",")]
+    r.check(not any(a.upper().startswith("HS") or a.lower() == "none" for a in algorithms),
+            f"{name}: {ref} accepts only asymmetric algorithms", str(algorithms))
+
+
+def check_service_keys(r, name, d, c):
+    """rental mounts its own key (and nobody else does); payment mounts that key's
+    public half as the only callers it trusts."""
+    pod = d["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    secrets = {v["secret"]["secretName"] for v in volumes.values() if "secret" in v}
+    has_key = any(generated(s, "water-rental-service-key") for s in secrets)
+    if name == "rental":
+        volume = next((n for n, v in volumes.items() if "secret" in v and generated(v["secret"]["secretName"], "water-rental-service-key")), None)
+        r.check(volume is not None and env_value(c, "SERVICE_KEY_FILE") == f"{mounts.get(volume)}/key.pem",
+                "rental: SERVICE_KEY_FILE is key.pem of the Secret water-rental-service-key")
+    else:
+        r.check(not has_key, f"{name}: does not mount rental's service key")
+    if name == "payment":
+        volume = next((n for n, v in volumes.items() if "configMap" in v and generated(v["configMap"]["name"], "water-payment-callers")), None)
+        r.check(volume is not None and env_value(c, "SERVICE_CALLERS_JWKS") == f"{mounts.get(volume)}/jwks.json",
+                "payment: SERVICE_CALLERS_JWKS is jwks.json of the ConfigMap water-payment-callers")
+    else:
+        r.check(env_value(c, "SERVICE_CALLERS_JWKS") is None, f"{name}: trusts no calling service")
 
 
 def secret_refs(docs):
@@ -366,8 +415,8 @@ def check_secrets(r, build, docs):
     secrets = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Secret"}
     if build == "base":
         names = sorted({name for name, _, _ in refs})
-        r.check(names == ["water-jwt", "water-mq-default-user", "water-pg-app"],
-                "base references the secrets water-jwt, water-pg-app, water-mq-default-user by name", str(names))
+        r.check(names == ["water-mq-default-user", "water-pg-app", "water-rental-service-key"],
+                "base references the secrets water-pg-app, water-mq-default-user, water-rental-service-key by name", str(names))
         return
     operator_made = {}
     for d in docs:
@@ -385,15 +434,34 @@ def check_secrets(r, build, docs):
             r.check(key in OUT_OF_BAND_SECRETS[name], f"{where}: {name} is the documented out-of-band secret, key {key}")
         else:
             r.check(False, f"{where}: Secret {name} exists or is created by an operator")
+    configmaps = {cm["metadata"]["name"] for cm in docs if cm["kind"] == "ConfigMap"}
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        for v in d["spec"]["template"]["spec"].get("volumes", []):
+            name = v.get("configMap", {}).get("name")
+            if name and name not in configmaps:
+                r.check(build == "production" and name in OUT_OF_BAND_CONFIGMAPS,
+                        f"{d['metadata']['name']} volume {v['name']}: ConfigMap {name} exists or is the documented out-of-band one")
     if build == "dev":
-        jwt = next((s for n, s in secrets.items() if HASHED.match(n) and HASHED.match(n).group("base") == "water-jwt"), None)
-        if r.check(jwt is not None, "dev: the JWT secret is generated"):
-            secret = base64.b64decode(jwt["data"]["secret"])
-            jwks = json.loads(base64.b64decode(jwt["data"]["jwks.json"]))
-            k = base64.urlsafe_b64encode(secret).decode().rstrip("=")
-            key = jwks["keys"][0]
-            r.check(len(jwks["keys"]) == 1 and key.get("kty") == "oct" and key.get("alg") == "HS256" and key.get("k") == k,
-                    "dev: jwks.json holds the dev secret as an HS256 oct key (unpadded base64url)")
+        check_dev_service_key(r, docs)
+
+
+def check_dev_service_key(r, docs):
+    """The committed development key of rental and the public key payment trusts are one
+    key pair (openssl reads the private key's public point)."""
+    import subprocess
+    secret = next((s for s in docs if s["kind"] == "Secret" and generated(s["metadata"]["name"], "water-rental-service-key")), None)
+    callers = next((c for c in docs if c["kind"] == "ConfigMap" and generated(c["metadata"]["name"], "water-payment-callers")), None)
+    if not r.check(secret is not None and callers is not None, "dev: rental's key and payment's callers are generated"):
+        return
+    pem = base64.b64decode(secret["data"]["key.pem"])
+    der = subprocess.run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=pem, capture_output=True, check=True).stdout
+    point = der[-65:]
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    keys = json.loads(callers["data"]["jwks.json"])["keys"]
+    r.check(len(keys) == 1 and point[0] == 4 and keys[0].get("x") == b64(point[1:33]) and keys[0].get("y") == b64(point[33:]),
+            "dev: payment's callers JWKS is the public half of rental's key")
 
 
 def check_custom_resources(r, build, docs):
@@ -478,6 +546,9 @@ def check_network_policies(r, docs):
     r.check(allowed_egress(rental, 4003, payment) and allowed_ingress(payment, 4003, rental), "NetworkPolicy: rental -> payment:4003")
     r.check(not allowed_ingress(labels("inventory", "subgraph"), 4001, rental), "NetworkPolicy: rental may not call inventory directly")
     r.check(not allowed_ingress(payment, 4003, labels("delivery", "subgraph")), "NetworkPolicy: delivery may not call payment")
+    for name in PROCESSES:
+        source = labels(name, "router" if name == "router" else "subgraph")
+        r.check(allowed_egress(source, 443, {}), f"NetworkPolicy: {name} -> the identity provider's JWKS (HTTPS 443)")
     for name, port in PROCESSES.items():
         target = labels(name, "router" if name == "router" else "subgraph")
         ok = any("Ingress" in p["spec"].get("policyTypes", []) and selects_or_all(p["spec"]["podSelector"], target)
@@ -513,7 +584,9 @@ def main():
     with open(args.core_out, "w", encoding="utf-8") as f:
         yaml.safe_dump_all(core, f, sort_keys=False)
 
-    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    tools = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] in DEV_TOOLS]
+    r.check(args.build == "dev" or not tools, f"{args.build}: no development issuer", str([d["metadata"]["name"] for d in tools]))
+    deployments = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] not in DEV_TOOLS]
     r.check(sorted(d["metadata"]["name"] for d in deployments) == sorted(PROCESSES), "a Deployment for each of the five processes")
     for d in deployments:
         check_deployment(r, d, docs, args.repo)
@@ -528,7 +601,7 @@ def main():
     if args.build != "base":
         namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
         r.check(len(namespaces) == 1 and None not in namespaces, f"{args.build}: every resource in one namespace", str(namespaces))
-        images = {c["image"] for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}
+        images = {c["image"] for d in deployments for c in d["spec"]["template"]["spec"]["containers"]}
         r.check(len(images) == 1, f"{args.build}: every process runs the same image", str(images))
         image = next(iter(images))
         r.check(":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), f"{args.build}: image {image} has a fixed tag")

@@ -33,7 +33,9 @@ ROUTER_FAMILIES = [
     "http_client_request_duration_seconds_bucket", "hive_router_subscriptions_clients_active",
     "hive_router_subscriptions_subgraphs_dropped_messages_total", "hive_router_subscriptions_clients_lagged_messages_total",
 ]
-BINARIES = ["inventory", "rental", "payment", "delivery", "router", "dev-token", "dead-letters", "rebuild-history"]
+BINARIES = ["inventory", "rental", "payment", "delivery", "router", "dead-letters", "rebuild-history"]
+# The development identity provider: only in the Dockerfile's dev targets.
+DEV_BINARIES = ["dev-issuer", "dev-token"]
 
 failures = 0
 
@@ -143,7 +145,9 @@ def compose(path, prometheus_path):
         path_ = "/readiness" if name == "router" else "/ready"
         check(f"127.0.0.1:{port}{path_}" in test, f"compose: {name} healthcheck probes {path_}", test)
         check(env.get("LOG_FORMAT") == "json", f"compose: {name} LOG_FORMAT=json")
-        check("JWT_SECRET" in env, f"compose: {name} passes JWT_SECRET")
+        check(env.get("TOKEN_ISSUER") and env.get("TOKEN_JWKS"), f"compose: {name} sets TOKEN_ISSUER and TOKEN_JWKS")
+        check(s.get("depends_on", {}).get("dev-issuer", {}).get("condition") == "service_healthy",
+              f"compose: {name} waits for the development issuer")
         check("PORT" not in env and "HOST" not in env, f"compose: {name} sets neither PORT nor HOST")
         deps = s.get("depends_on", {})
         if name == "router":
@@ -183,9 +187,16 @@ def dockerfile(path, root):
     check(not re.search(r"^# syntax=", text, re.M), "Dockerfile: no `# syntax=` line (it would pull a frontend image from a registry)")
     check("--locked" in text and "--mount=type=cache" in text, "Dockerfile: cargo build --locked with cache mounts")
     check(re.search(r"^USER 10001", text, re.M) is not None, "Dockerfile: runs as uid 10001")
-    copied = re.search(r"&& cp ([^\n]+) /out/", text)
+    copied = re.search(r"&& cp ([^\n]+) /out/ ", text)
     for binary in BINARIES:
         check(copied is not None and binary in copied.group(1).split(), f"Dockerfile: the release stage copies {binary}")
+    for binary in DEV_BINARIES:
+        check(copied is not None and binary not in copied.group(1).split(),
+              f"Dockerfile: the production image has no {binary} (it would sign user tokens)")
+    dev_copied = re.search(r"&& cp ([^\n]+) /out-dev/", text)
+    check(dev_copied is not None and sorted(dev_copied.group(1).split()) == sorted(DEV_BINARIES),
+          "Dockerfile: the development issuer goes to /out-dev/ only (targets dev and prebuilt-dev)")
+    check(("runtime", "dev") in stages and ("prebuilt", "prebuilt-dev") in stages, "Dockerfile: targets dev and prebuilt-dev")
     for src in ("router/router.config.yaml", "schema/supergraph.graphql"):
         check(f"COPY {src} " in text, f"Dockerfile: copies {src}")
     # The bins the workspace declares now: a missing one would fail the image build.

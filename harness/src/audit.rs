@@ -10,7 +10,7 @@ use diesel::QueryableByName;
 use diesel::pg::Pg;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
-use subgraph_kit::{Database, Identity, TokenIssuer};
+use subgraph_kit::{Database, Identity};
 use uuid::Uuid;
 
 use crate::cluster::{ProcessCluster, SERVICES};
@@ -303,7 +303,7 @@ pub async fn audit(
     // What the clients were told matches what happened.
     let request_of: HashMap<(Uuid, &str), &Request> =
         requests.iter().map(|request| ((request.customer_id, request.idempotency_key.as_str()), request)).collect();
-    let issuer = TokenIssuer::new(&cluster.secret);
+    let issuer = cluster.identities.users.clone();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
     let mut unknown_but_committed = 0;
     for rent in rents {

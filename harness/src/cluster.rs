@@ -296,7 +296,8 @@ pub struct Replicas {
 pub struct ProcessCluster {
     pub spec: ClusterSpec,
     pub namespace: String,
-    pub secret: String,
+    /// The cluster's keys: tokens for its users are signed with `identities.users`.
+    pub identities: std::sync::Arc<stack::Identities>,
     pub databases: Vec<(&'static str, String)>,
     pub services: Vec<Replicas>,
     pub router: Option<RouterProcess>,
@@ -327,7 +328,7 @@ impl ProcessCluster {
         std::fs::create_dir_all(&spec.log_dir)?;
         let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
         let namespace = format!("cluster_{id}");
-        let secret = format!("cluster-{}", Uuid::new_v4());
+        let identities = std::sync::Arc::new(stack::Identities::generate()?);
         let databases: Vec<(&'static str, String)> =
             SERVICES.iter().map(|service| (*service, format!("c{id}_{service}"))).collect();
         let env = SubgraphEnv {
@@ -335,7 +336,7 @@ impl ProcessCluster {
             databases: databases.iter().map(|(service, name)| ((*service).to_owned(), name.clone())).collect(),
             amqp_url: spec.amqp_url.clone(),
             namespace: namespace.clone(),
-            jwt_secret: secret.clone(),
+            identities: identities.clone(),
             extra: spec.env.clone(),
         };
         // Every replica's address is known before any starts, so that the balancer can
@@ -350,7 +351,7 @@ impl ProcessCluster {
         }
         let balancer =
             if balanced { Some(Balancer::start(&addresses, &spec.log_dir.join("haproxy.log")).await?) } else { None };
-        let mut cluster = Self { spec, namespace, secret, databases, services: Vec::new(), router: None, balancer };
+        let mut cluster = Self { spec, namespace, identities, databases, services: Vec::new(), router: None, balancer };
         for (service, replicas) in addresses {
             let mut processes = Vec::new();
             for (replica, address) in replicas.into_iter().enumerate() {
@@ -383,7 +384,7 @@ impl ProcessCluster {
                 .iter()
                 .map(|service| Ok((*service, cluster.service_url(service)?)))
                 .collect::<anyhow::Result<_>>()?,
-            jwt_secret: cluster.secret.clone(),
+            token_env: cluster.identities.env_for("router"),
             log_level: cluster.spec.router_log_level.clone(),
             log_file: Some(cluster.spec.log_dir.join("router.log")),
             workers: Some(1),

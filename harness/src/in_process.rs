@@ -61,13 +61,26 @@ pub fn service_config(
     service: &'static str,
     listen: std::net::SocketAddr,
     database: DatabaseConfig,
-    jwt_secret: &str,
+    identities: &stack::Identities,
     events: EventsConfig,
 ) -> anyhow::Result<ServiceConfig> {
-    let mut config = ServiceConfig::from_env(service, 0)?;
+    let mut config = ServiceConfig::from_env_with_tokens(service, 0, identities.token_settings())?;
     config.listen = listen;
     config.database = database;
-    config.jwt_secret = jwt_secret.to_owned();
+    // Only payment takes calls from another service (rental's, signed with its key).
+    config.service_callers = (service == payment::SERVICE).then(|| identities.service_callers());
     config.events = events;
     Ok(config)
+}
+
+/// Rental's settings from the environment (payment timeouts, breaker, reconciler),
+/// with placeholders for what each stack sets itself: its service configuration and
+/// its key for calling payment.
+pub fn rental_settings() -> anyhow::Result<rental::Config> {
+    let placeholder = identity::TokenSettings::new(
+        stack::identities::TEST_ISSUER,
+        identity::JwksSource::File("replaced-by-each-stack".into()),
+    );
+    let service = ServiceConfig::from_env_with_tokens(rental::SERVICE, 0, placeholder)?;
+    rental::Config::from_env_with(service, identity::TokenIssuer::generate(rental::SERVICE, payment::SERVICE))
 }

@@ -1,6 +1,6 @@
 //! A whole stack that shares nothing with any other: four fresh databases cloned from
 //! their migrated templates, a broker namespace of its own, the subgraphs on free ports
-//! and a router process with a secret of its own. The end-to-end tests start one per
+//! and a router process, with keys of their own. The end-to-end tests start one per
 //! test; the benchmarks start one per run.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -35,7 +35,8 @@ pub struct IsolatedOptions {
 pub struct IsolatedStack {
     pub subgraphs: Subgraphs,
     pub router: RouterProcess,
-    pub secret: String,
+    /// The stack's keys: tokens for its users are signed with `identities.users`.
+    pub identities: std::sync::Arc<stack::Identities>,
     /// Each service's configuration, to restart one on its old address.
     pub configs: Vec<ServiceConfig>,
     pub events: TestEvents,
@@ -46,7 +47,9 @@ pub struct IsolatedStack {
 
 impl IsolatedStack {
     pub async fn start(options: IsolatedOptions) -> anyhow::Result<Self> {
-        let secret = format!("isolated-{}", Uuid::new_v4());
+        let identities = std::sync::Arc::new(stack::Identities::generate()?);
+        let mut rental = options.rental.clone();
+        rental.payments.credential = identities.rental.clone();
         let shutdown = CancellationToken::new();
         let mut databases = Vec::new();
         for (service, migrations, dir) in [
@@ -67,14 +70,14 @@ impl IsolatedStack {
             .zip(&databases)
             .map(|(service, database)| {
                 let mut config =
-                    service_config(service, any_port, database.config.clone(), &secret, events.config.clone())?;
+                    service_config(service, any_port, database.config.clone(), &identities, events.config.clone())?;
                 config.calendar = options.calendar;
                 Ok(config)
             })
             .collect::<anyhow::Result<Vec<ServiceConfig>>>()?;
         let subgraphs = Subgraphs::start(
             |service| Ok(configs.iter().find(|config| config.service == service).expect("a config each").clone()),
-            &options.rental,
+            &rental,
             &options.dunning,
             shutdown.clone(),
         )
@@ -85,13 +88,13 @@ impl IsolatedStack {
             port: 0,
             host: Ipv4Addr::LOCALHOST,
             subgraph_urls: subgraphs.urls(),
-            jwt_secret: secret.clone(),
+            token_env: identities.env_for("router"),
             log_level: options.router_log_level,
             log_file: Some(log_file),
             workers: options.router_workers,
             extra_env: Vec::new(),
         })
         .await?;
-        Ok(Self { subgraphs, router, secret, configs, events, shutdown, databases })
+        Ok(Self { subgraphs, router, identities, configs, events, shutdown, databases })
     }
 }

@@ -238,8 +238,13 @@ pub struct Workload {
 impl Workload {
     /// Starts `spec`'s clients against the router at `router_url` (its GraphQL URL;
     /// the watchers use the same path over WebSocket), renting `products`.
-    pub fn start(router_url: &str, secret: &str, products: &[Uuid], spec: WorkloadSpec) -> anyhow::Result<Self> {
-        let issuer = TokenIssuer::new(secret);
+    pub fn start(
+        router_url: &str,
+        issuer: &TokenIssuer,
+        products: &[Uuid],
+        spec: WorkloadSpec,
+    ) -> anyhow::Result<Self> {
+        let issuer = issuer.clone();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(256).build()?;
         let client = Client { http, url: router_url.to_owned(), tally: Arc::default() };
         let stop = CancellationToken::new();
@@ -719,13 +724,12 @@ async fn watcher_loop(
 /// rent it (its copy of the catalog has heard of it).
 pub async fn product(
     router_url: &str,
-    secret: &str,
+    issuer: &TokenIssuer,
     rental: &Database,
     name: &str,
     stock: i32,
 ) -> anyhow::Result<Uuid> {
-    let token =
-        TokenIssuer::new(secret).issue(&Identity::Operator { subject: "setup".into() }, Duration::from_secs(600));
+    let token = issuer.issue(&Identity::Operator { subject: "setup".into() }, Duration::from_secs(600));
     let create = "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }";
     let body: Value = reqwest::Client::new()
         .post(router_url)

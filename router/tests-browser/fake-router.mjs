@@ -10,8 +10,10 @@
 //   - POST /graphql: queries and mutations, JSON;
 //   - GET /graphql?query=... with Accept: text/event-stream: subscriptions as SSE, in the
 //     router's format (event: next / event: complete, ":" heartbeats);
-//   - the router's authentication: HS256 tokens signed with the development secret,
-//     401 UNAUTHENTICATED with the same sentences otherwise.
+//   - authentication with the router's answers (401 UNAUTHENTICATED, the same sentences),
+//     over tokens of its own: HS256 with a secret only this fake knows. The real router
+//     accepts only asymmetric tokens from an identity provider (docs/security.md); the
+//     page never looks inside a token, so the fake need not.
 // The data: three products, and rental FAKE_RENTAL_ID whose delivery FAKE_DELIVERY_ID is
 // REQUESTED; startDelivery/completeDelivery move it on and notify subscribers.
 //
@@ -28,14 +30,14 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const DIST = join(HERE, "..", "graphiql", "dist");
 const SUPERGRAPH = join(HERE, "..", "..", "schema", "supergraph.graphql");
 
-export const DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-never-use-in-production";
+export const FAKE_SECRET = "fake-router-only-secret";
 export const DEV_CUSTOMER_ID = "0192f1a4-0000-7000-8000-00000000c0de";
 export const FAKE_RENTAL_ID = "0192f1a4-0000-7000-8000-00000000a001";
 export const FAKE_DELIVERY_ID = "0192f1a4-0000-7000-8000-00000000d001";
 
 // ---- tokens (the same claims as subgraph-kit's TokenSigner) ----
 
-export function mintToken({ role, sub, expiresIn = 3600, secret = DEV_JWT_SECRET }) {
+export function mintToken({ role, sub, expiresIn = 3600, secret = FAKE_SECRET }) {
   const now = Math.floor(Date.now() / 1000);
   const subject = sub ?? (role === "customer" ? DEV_CUSTOMER_ID : "dev-operator");
   const header = b64url(JSON.stringify({ typ: "JWT", alg: "HS256" }));
@@ -55,7 +57,7 @@ function authenticate(authorization) {
   if (!match) return { error: "the Authorization header must have the form 'Bearer <token>'" };
   const parts = match[1].split(".");
   if (parts.length !== 3) return { error: "the token is not valid: it is not a well-formed JWT" };
-  const expected = createHmac("sha256", DEV_JWT_SECRET).update(`${parts[0]}.${parts[1]}`).digest("base64url");
+  const expected = createHmac("sha256", FAKE_SECRET).update(`${parts[0]}.${parts[1]}`).digest("base64url");
   if (expected !== parts[2]) return { error: "the token is not valid: its signature does not match" };
   let claims;
   try {

@@ -5,8 +5,10 @@
 //! workload, the audit) is the `harness` crate.
 
 pub mod binaries;
+pub mod identities;
 pub mod processes;
 pub mod router_process;
 pub mod schema;
 
+pub use identities::Identities;
 pub use router_process::{RouterProcess, RouterSettings};

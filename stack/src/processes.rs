@@ -189,7 +189,7 @@ async fn prefix_lines(name: String, stream: impl tokio::io::AsyncRead + Unpin) {
 }
 
 /// The environment of a subgraph process: where it listens, its database and broker
-/// namespace, and the shared secret.
+/// namespace, and what it is told about tokens and keys.
 #[derive(Debug, Clone)]
 pub struct SubgraphEnv {
     pub postgres_url: String,
@@ -197,7 +197,7 @@ pub struct SubgraphEnv {
     pub databases: Vec<(String, String)>,
     pub amqp_url: String,
     pub namespace: String,
-    pub jwt_secret: String,
+    pub identities: std::sync::Arc<crate::Identities>,
     /// Extra variables for every subgraph (`DRAIN_SECONDS`, `RUST_LOG`, ...).
     pub extra: Vec<(String, String)>,
 }
@@ -211,8 +211,8 @@ impl SubgraphEnv {
             ("POSTGRES_URL".to_owned(), self.postgres_url.clone()),
             ("AMQP_URL".to_owned(), self.amqp_url.clone()),
             ("EVENTS_NAMESPACE".to_owned(), self.namespace.clone()),
-            ("JWT_SECRET".to_owned(), self.jwt_secret.clone()),
         ];
+        env.extend(self.identities.env_for(service));
         if let Some((_, database)) = self.databases.iter().find(|(name, _)| name == service) {
             env.push((format!("{prefix}_DATABASE"), database.clone()));
         }

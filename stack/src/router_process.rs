@@ -3,13 +3,11 @@
 //! its environment and stopped with SIGTERM.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::process::{Child, Command};
 
 /// The router's configuration file, in `router/`.
@@ -25,7 +23,8 @@ pub struct RouterSettings {
     pub host: Ipv4Addr,
     /// (subgraph name, GraphQL URL) for each subgraph.
     pub subgraph_urls: Vec<(&'static str, String)>,
-    pub jwt_secret: String,
+    /// What the router is told about tokens (`Identities::env_for("router")`).
+    pub token_env: Vec<(String, String)>,
     /// `error`, `warn`, `info` or `debug`.
     pub log_level: String,
     /// Where the router's output goes: `None` for this process's terminal.
@@ -40,15 +39,12 @@ pub struct RouterProcess {
     child: Child,
     pub address: SocketAddr,
     log_file: Option<PathBuf>,
-    // Kept until the router stops: it holds the signing secret.
-    _jwks: JwksFile,
 }
 
 impl RouterProcess {
     /// Starts the router and waits until it reports ready.
     pub async fn spawn(settings: RouterSettings) -> anyhow::Result<Self> {
         let port = if settings.port == 0 { free_port(settings.host)? } else { settings.port };
-        let jwks = JwksFile::write(&settings.jwt_secret)?;
         let config_file = std::env::var("ROUTER_CONFIG_FILE_PATH").unwrap_or_else(|_| CONFIG_FILE.to_owned());
         let supergraph = std::env::var("SUPERGRAPH_PATH").unwrap_or_else(|_| SUPERGRAPH_FILE.to_owned());
 
@@ -58,7 +54,6 @@ impl RouterProcess {
             .env("SUPERGRAPH_PATH", &supergraph)
             .env("ROUTER_HOST", settings.host.to_string())
             .env("ROUTER_PORT", port.to_string())
-            .env("JWKS_PATH", &jwks.path)
             .env("LOG_LEVEL", &settings.log_level)
             // hive-router lets these generic names override its configuration.
             .env_remove("PORT")
@@ -66,6 +61,7 @@ impl RouterProcess {
             .env_remove("SUPERGRAPH_FILE_PATH")
             .kill_on_drop(true)
             .stdin(Stdio::null());
+        command.envs(settings.token_env.iter().map(|(name, value)| (name, value)));
         command.envs(settings.extra_env.iter().map(|(name, value)| (name, value)));
         if let Some(workers) = settings.workers {
             command.env("ROUTER_HTTP_WORKERS", workers.to_string());
@@ -80,7 +76,7 @@ impl RouterProcess {
         let child =
             command.spawn().with_context(|| format!("starting the router binary {}", settings.binary.display()))?;
         let address = SocketAddr::from((settings.host, port));
-        let mut router = Self { child, address, log_file: settings.log_file, _jwks: jwks };
+        let mut router = Self { child, address, log_file: settings.log_file };
         router.wait_until_ready(Duration::from_secs(60)).await?;
         Ok(router)
     }
@@ -157,39 +153,4 @@ impl RouterProcess {
 /// the router binds it; start-up then fails and says so.
 pub fn free_port(host: Ipv4Addr) -> anyhow::Result<u16> {
     Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
-}
-
-/// The signing secret as a JWKS document, in a private temporary file.
-struct JwksFile {
-    path: PathBuf,
-}
-
-impl JwksFile {
-    fn write(secret: &str) -> anyhow::Result<Self> {
-        let document = serde_json::json!({
-            "keys": [{
-                "kty": "oct",
-                "alg": "HS256",
-                "use": "sig",
-                "k": URL_SAFE_NO_PAD.encode(secret.as_bytes()),
-            }]
-        });
-        let path = std::env::temp_dir().join(format!("water-rental-jwks-{}.json", uuid::Uuid::new_v4().simple()));
-        write_private(&path, &serde_json::to_vec_pretty(&document)?)?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for JwksFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(bytes)?;
-    Ok(())
 }

@@ -96,9 +96,10 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
     let rental_db = cluster.database(rental::SERVICE)?;
     let mut products = Vec::new();
     for name in ["Rolling model A", "Rolling model B"] {
-        products.push(harness::workload::product(&router, &cluster.secret, &rental_db, name, 1_000_000).await?);
+        products
+            .push(harness::workload::product(&router, &cluster.identities.users, &rental_db, name, 1_000_000).await?);
     }
-    let mut workload = Workload::start(&router, &cluster.secret, &products, load)?;
+    let mut workload = Workload::start(&router, &cluster.identities.users, &products, load)?;
     let warming = Instant::now();
     while workload.open_subscriptions() < load.watchers && warming.elapsed() < Duration::from_secs(90) {
         tokio::time::sleep(Duration::from_millis(200)).await;

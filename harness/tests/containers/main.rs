@@ -1,8 +1,10 @@
 //! The system in containers, for real: `compose.yaml` brought up on a container engine
 //! with the image the project's Dockerfile builds, a customer's journey through the
 //! router in the containers, a crash and the restart policy, `down` and `up` again with
-//! the data kept in the volumes, the dev tokens read from the `tokens` service, and
-//! everything removed at the end.
+//! the data kept in the volumes, the dev tokens read from the `tokens` service (signed
+//! by the development issuer's container, verified by every other one against its
+//! JWKS), the production image checked to hold no development issuer, and everything
+//! removed at the end.
 //!
 //! `deploy/containers/prepare` gets the engine and the images ready first (it starts
 //! dockerd when none answers; without a registry it builds PostgreSQL and RabbitMQ from
@@ -26,8 +28,11 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// Every service of compose.yaml's default profile, and the one-shot `tokens`.
-const LONG_RUNNING: [&str; 7] = ["postgres", "rabbitmq", "inventory", "payment", "rental", "delivery", "router"];
+/// Every long-running service of compose.yaml's default profile.
+const LONG_RUNNING: [&str; 8] =
+    ["postgres", "rabbitmq", "dev-issuer", "inventory", "payment", "rental", "delivery", "router"];
+/// The one-shot services: each must exit 0.
+const ONE_SHOT: [&str; 2] = ["keys", "tokens"];
 const APPROVED_CARD: &str = "4242424242424242";
 const TRACK: &str =
     "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
@@ -39,6 +44,7 @@ struct Project {
     compose: Vec<String>,
     name: String,
     image: String,
+    dev_image: String,
     env: Vec<(String, String)>,
     router_port: u16,
 }
@@ -101,8 +107,8 @@ impl Project {
             .collect()
     }
 
-    /// Waits until every long-running service is running and healthy and `tokens` has
-    /// exited 0; fails at once when a container exits with an error.
+    /// Waits until every long-running service is running and healthy and each one-shot
+    /// (`keys`, `tokens`) has exited 0; fails at once when one exits with an error.
     fn wait_healthy(&self, limit: Duration) -> Duration {
         let started = Instant::now();
         loop {
@@ -115,13 +121,15 @@ impl Project {
                     None => waiting.push(format!("{service}: no container")),
                 }
             }
-            match states.iter().find(|s| s.0 == "tokens") {
-                Some((_, state, _, 0, _)) if state == "exited" => {}
-                Some((_, state, _, code, _)) if state == "exited" => {
-                    panic!("tokens exited with {code}:\n{}", self.logs("tokens"))
+            for service in ONE_SHOT {
+                match states.iter().find(|s| s.0 == service) {
+                    Some((_, state, _, 0, _)) if state == "exited" => {}
+                    Some((_, state, _, code, _)) if state == "exited" => {
+                        panic!("{service} exited with {code}:\n{}", self.logs(service))
+                    }
+                    Some((_, state, _, _, _)) => waiting.push(format!("{service}: {state}")),
+                    None => waiting.push(format!("{service}: no container")),
                 }
-                Some((_, state, _, _, _)) => waiting.push(format!("tokens: {state}")),
-                None => waiting.push("tokens: no container".into()),
             }
             if waiting.is_empty() {
                 return started.elapsed();
@@ -168,7 +176,7 @@ impl Drop for Project {
         if !down.status.success() {
             eprintln!("compose down -v failed: {}", text(&down.stderr));
         }
-        let _ = self.docker(&["image", "rm", "-f", &self.image]);
+        let _ = self.docker(&["image", "rm", "-f", &self.image, &self.dev_image]);
     }
 }
 
@@ -304,14 +312,14 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         compose: var("COMPOSE").split_whitespace().map(str::to_owned).collect(),
         name: format!("waterct{run}"),
         image: image.clone(),
+        dev_image: var("WATER_DEV_IMAGE"),
         env: vec![
             ("WATER_IMAGE".into(), var("WATER_IMAGE")),
+            ("WATER_DEV_IMAGE".into(), var("WATER_DEV_IMAGE")),
             ("POSTGRES_IMAGE".into(), var("POSTGRES_IMAGE")),
             ("RABBITMQ_IMAGE".into(), var("RABBITMQ_IMAGE")),
             ("WATER_ROUTER_PORT".into(), format!("127.0.0.1:{router_port}")),
             ("WATER_RABBITMQ_UI_PORT".into(), free_port().to_string()),
-            // A secret of this run: the tokens service signs with it, every container checks it.
-            ("JWT_SECRET".into(), format!("compose-test-secret-{run}-{}", uuid::Uuid::now_v7().simple())),
         ],
         router_port,
     };
@@ -327,6 +335,12 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
 
     // 3. The tokens, as the README says to read them.
     let (customer, operator) = project.tokens();
+    // The image the services run (the production one) holds no development issuer:
+    // nothing in it can sign a user token.
+    let listing = project.docker(&["run", "--rm", &image, "ls", "/app/bin"]);
+    let listing = text(&listing.stdout);
+    assert!(listing.contains("router") && listing.contains("rental"), "the binaries are there: {listing}");
+    assert!(!listing.contains("dev-issuer") && !listing.contains("dev-token"), "no development issuer: {listing}");
     // No pooled connections: containers are killed and recreated under this client.
     let client =
         reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build().expect("client");

@@ -145,8 +145,9 @@ async fn missing_expired_and_forged_tokens_are_refused_and_change_nothing() {
     let before = catalog(&stack).await;
     let operator = Identity::Operator { subject: "someone".into() };
     let now = Utc::now().timestamp();
-    let expired = TokenIssuer::new(&stack.secret).issue_with_expiry(&operator, now - 7200, now - 3600);
-    let forged = TokenIssuer::new("not-the-secret").issue(&operator, Duration::from_secs(600));
+    let expired = stack.identities.users.clone().issue_with_expiry(&operator, now - 7200, now - 3600);
+    let forged = TokenIssuer::generate(stack::identities::TEST_ISSUER, identity::DEFAULT_AUDIENCE)
+        .issue(&operator, Duration::from_secs(600));
     let create = json!({
         "query": "mutation { createProduct(input: { name: \"Sneaky\", monthlyFee: 1 }) { id } }",
     });
@@ -171,8 +172,8 @@ async fn missing_expired_and_forged_tokens_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn a_subgraph_reached_directly_without_a_valid_token_answers_only_unauthenticated() {
     let stack = TestStack::start().await;
-    let forged =
-        TokenIssuer::new("not-the-secret").issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(600));
+    let forged = TokenIssuer::generate(stack::identities::TEST_ISSUER, identity::DEFAULT_AUDIENCE)
+        .issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(600));
     let body = json!({ "query": "{ _service { sdl } }" });
     for service in stack.subgraphs.all() {
         for token in [None, Some(forged.as_str())] {

@@ -18,19 +18,22 @@ use harness::live_clients::WsClient;
 const TRACK: &str = "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { id status } }";
 
 /// A correctly signed token whose role is not one of ours.
-fn token_with_role(secret: &str, role: &str) -> String {
+fn token_with_role(issuer: &TokenIssuer, role: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({ "sub": Uuid::now_v7(), "role": role, "iss": identity::ISSUER, "iat": now, "exp": now + 600 });
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).expect("signed")
+    let claims = json!({
+        "sub": Uuid::now_v7(), "role": role, "iss": issuer.issuer(), "aud": issuer.audience(), "iat": now, "exp": now + 600,
+    });
+    issuer.sign(&claims)
 }
 
 #[tokio::test]
 async fn every_transport_refuses_a_bad_token_with_the_same_code_and_sentence() {
     let stack = TestStack::start().await;
     let url = stack.router.as_ref().expect("router").websocket_url();
-    let forged =
-        TokenIssuer::new("another-secret").issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(60));
+    // Another key claiming to be the stack's (same key id): the signature gives it away.
+    let forged = TokenIssuer::generate(stack::identities::TEST_ISSUER, identity::DEFAULT_AUDIENCE)
+        .with_key_id(stack.identities.users.key_id())
+        .issue(&Identity::Operator { subject: "x".into() }, Duration::from_secs(60));
 
     // graphql-transport-ws: no token, then a forged one.
     for (token, sentence) in [(None, "authentication required"), (Some(forged.as_str()), "signature does not match")] {
@@ -59,7 +62,7 @@ async fn every_transport_refuses_a_bad_token_with_the_same_code_and_sentence() {
     assert_eq!(error_codes(&body), ["UNAUTHENTICATED"], "{body}");
 
     // A correctly signed token with a role we do not have: 401 and a sentence.
-    let odd = token_with_role(&stack.secret, "admin");
+    let odd = token_with_role(&stack.identities.users, "admin");
     let (status, body) = stack.graphql(Some(&odd), "{ products { edges { node { id } } } }", json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(error_codes(&body), ["UNAUTHENTICATED"], "{body}");
@@ -122,14 +125,22 @@ async fn the_public_schema_shows_only_public_things_and_subgraph_sdl_is_for_serv
     for internal in ["rental service directly", "inaccessible", "chargeRental", "voidRentalCharge"] {
         assert!(!text.contains(internal), "the public Mutation type mentions {internal:?}: {text}");
     }
-    // A subgraph's own SDL answers the router and other services, not a customer.
+    // A subgraph's own SDL answers only a service it trusts (payment trusts rental's
+    // key), never a customer; a user token that claims to be a service is no service.
     let customer = stack.customer_token(Uuid::now_v7());
     let sdl = json!({ "query": "{ _service { sdl } }" });
     let (_, refused) = post_graphql(&stack.client, &stack.subgraphs.inventory.url(), Some(&customer), &sdl).await;
     assert_eq!(error_codes(&refused), ["FORBIDDEN"], "{refused}");
-    let service = stack.token(&Identity::Service { name: "router".into() });
-    let (_, answered) = post_graphql(&stack.client, &stack.subgraphs.inventory.url(), Some(&service), &sdl).await;
-    assert!(answered["data"]["_service"]["sdl"].as_str().is_some_and(|sdl| sdl.contains("Product")), "{answered}");
+    let posing = stack.token(&Identity::Service { name: "rental".into() });
+    let (status, refused) = post_graphql(&stack.client, &stack.subgraphs.payment.url(), Some(&posing), &sdl).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert_eq!(error_codes(&refused), ["UNAUTHENTICATED"], "{refused}");
+    let rental = stack.identities.rental.issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
+    let (_, answered) = post_graphql(&stack.client, &stack.subgraphs.payment.url(), Some(&rental), &sdl).await;
+    assert!(answered["data"]["_service"]["sdl"].as_str().is_some_and(|sdl| sdl.contains("Invoice")), "{answered}");
+    // Inventory trusts no calling service: rental's key is a stranger there.
+    let (status, _) = post_graphql(&stack.client, &stack.subgraphs.inventory.url(), Some(&rental), &sdl).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     stack.stop().await;
 }
 
@@ -141,7 +152,7 @@ async fn production_configuration_turns_introspection_off() {
         port: 0,
         host: std::net::Ipv4Addr::LOCALHOST,
         subgraph_urls: stack.subgraphs.urls(),
-        jwt_secret: stack.secret.clone(),
+        token_env: stack.identities.env_for("router"),
         log_level: "warn".into(),
         log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
         workers: Some(1),

@@ -7,7 +7,7 @@ use crate::support::fixtures::{RENT, rent_input, rentable_product};
 use crate::support::{StackOptions, TestStack, count, error_codes, eventually, first_message, post_graphql};
 use reqwest::StatusCode;
 use serde_json::json;
-use subgraph_kit::{Identity, TokenIssuer};
+use subgraph_kit::Identity;
 use uuid::Uuid;
 
 const APPROVED: &str = "4242424242424242";
@@ -187,8 +187,8 @@ async fn a_charge_whose_rental_never_committed_is_refunded() {
             .await
             .expect("pending request");
     }
-    let service =
-        TokenIssuer::new(&stack.secret).issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
+    // What rental sends: a token signed with rental's own key, addressed to payment.
+    let service = stack.identities.rental.issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
     let charge = |rental_id: Uuid| {
         json!({
             "query": "mutation($input: ChargeRentalInput!) { chargeRental(input: $input) { id status } }",
@@ -233,11 +233,12 @@ async fn a_request_being_called_off_is_left_to_the_rent_that_gave_up_on_it() {
             .await
             .expect("voiding");
     }
-    let mut config = rental::Config::from_env().expect("settings");
+    let mut config = harness::in_process::rental_settings().expect("settings");
     config.payments.url = stack.subgraphs.payment.url();
+    config.payments.credential = stack.identities.rental.clone();
     let renting = rental::service::renting::Renting {
         database: rental_db.clone(),
-        payments: rental::service::payments::PaymentClient::new(config.payments, &stack.secret),
+        payments: rental::service::payments::PaymentClient::new(config.payments),
         reconcile_after: Duration::from_secs(30),
     };
     assert_eq!(renting.reconcile_once(rental_db).await.expect("reconciled"), 0, "a fresh VOIDING request is not taken");

@@ -70,9 +70,9 @@ fn kind_of(answer: &Result<Value, String>) -> String {
 }
 
 impl Client {
-    pub fn new(url: String, secret: &str) -> Self {
+    pub fn new(url: String, issuer: &TokenIssuer) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("client");
-        Self { http, url, issuer: TokenIssuer::new(secret), record: Arc::default() }
+        Self { http, url, issuer: issuer.clone(), record: Arc::default() }
     }
 
     pub fn token(&self, identity: &Identity) -> String {

@@ -146,7 +146,7 @@ async fn run(
         log_dir: log_dir.clone(),
     })
     .await?;
-    let client = Client::new(cluster.router_url(), &cluster.secret);
+    let client = Client::new(cluster.router_url(), &cluster.identities.users);
     let rental_db = cluster.database(rental::SERVICE)?;
     let products = vec![
         load::product(&client, &rental_db, "Fault model A", 6).await?,

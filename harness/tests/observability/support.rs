@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use harness::cluster::{ClusterSpec, ProcessCluster};
 use serde_json::{Value, json};
-use subgraph_kit::{Identity, TokenIssuer};
+use subgraph_kit::Identity;
 use uuid::Uuid;
 
 pub const APPROVED_CARD: &str = "4242424242424242";
@@ -63,7 +63,7 @@ impl Observed {
     }
 
     pub fn token(&self, identity: &Identity) -> String {
-        TokenIssuer::new(&self.cluster.secret).issue(identity, Duration::from_secs(600))
+        self.cluster.identities.users.issue(identity, Duration::from_secs(600))
     }
 
     pub fn operator(&self) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use harness::cluster::ProcessCluster;
 use harness::live_clients::WsClient;
 use serde_json::{Value, json};
-use subgraph_kit::{Identity, TokenIssuer};
+use subgraph_kit::Identity;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{ONE_AT_A_TIME, private_postgres, settle, spec};
@@ -49,15 +49,16 @@ async fn a_replica_under_sigterm_drains_and_exits_cleanly() {
     subgraph_kit::telemetry::init_for_tests();
     let postgres = private_postgres().await;
     let mut cluster = ProcessCluster::start(spec(&postgres, "drain", 1)).await.expect("cluster started");
-    let issuer = TokenIssuer::new(&cluster.secret);
+    let issuer = cluster.identities.users.clone();
     let operator = issuer.issue(&Identity::Operator { subject: "drain-test".into() }, Duration::from_secs(600));
     let customer = issuer.issue(&Identity::Customer { customer_id: uuid::Uuid::now_v7() }, Duration::from_secs(600));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("client");
     let router = cluster.router_url();
 
     let rental_db = cluster.database(rental::SERVICE).expect("rental database");
-    let product =
-        harness::workload::product(&router, &cluster.secret, &rental_db, "Drain model", 5).await.expect("product");
+    let product = harness::workload::product(&router, &cluster.identities.users, &rental_db, "Drain model", 5)
+        .await
+        .expect("product");
     let rent = "mutation($input: RentInput!) { rent(input: $input) { id } }";
     let input = json!({ "input": { "productId": product, "months": 12, "deliveryAddress": "1 Drain-ro, Seoul",
         "cardNumber": "4242424242424242", "idempotencyKey": uuid::Uuid::now_v7().to_string() } });

@@ -62,10 +62,12 @@ async fn run(test: &str, rolling_restart: bool) -> Outcome {
     let mut products = Vec::new();
     for name in ["Replica model A", "Replica model B"] {
         products.push(
-            harness::workload::product(&router, &cluster.secret, &rental_db, name, 10_000).await.expect("product"),
+            harness::workload::product(&router, &cluster.identities.users, &rental_db, name, 10_000)
+                .await
+                .expect("product"),
         );
     }
-    let mut workload = Workload::start(&router, &cluster.secret, &products, LOAD).expect("load started");
+    let mut workload = Workload::start(&router, &cluster.identities.users, &products, LOAD).expect("load started");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
 
     // The watchers are all following a delivery before anything else happens.

@@ -1,6 +1,9 @@
 //! Runs the whole system on this machine as five processes: each subgraph from its own
-//! binary, then the router. Each service creates and migrates its own database;
-//! inventory seeds the demo catalog. Prints the URLs and two dev tokens, restarts a
+//! binary, then the router, and the development issuer inside this one (it signs the
+//! tokens; every process verifies them with its JWKS, as in production). Each service
+//! creates and migrates its own database; inventory seeds the demo catalog. The keys are
+//! kept in `.dev/` (`DEV_KEYS_DIR`), so tokens survive a restart. Prints the URLs and
+//! two dev tokens, restarts a
 //! service that crashes (and says so), and on Ctrl-C or SIGTERM drains and stops
 //! everything, the router first.
 //!
@@ -11,13 +14,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
-use identity::{DEV_CUSTOMER_ID, jwt_secret_from_env};
+use identity::{DEV_CUSTOMER_ID, Identity, JwksSource, TokenIssuer};
 use stack::binaries::binary;
 use stack::processes::{Output, ProcessSpec, ServiceProcess};
 use stack::{RouterProcess, RouterSettings};
 use subgraph_kit::backoff::Backoff;
 use subgraph_kit::config::{env_or, telemetry_from_env};
-use subgraph_kit::{Identity, TokenIssuer};
 
 /// In start order: rental calls payment, so payment comes first.
 const SUBGRAPHS: [(&str, u16); 4] = [
@@ -33,9 +35,18 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = subgraph_kit::telemetry::init("stack", &telemetry_from_env()?)?;
-    let jwt_secret = jwt_secret_from_env();
-    identity::warn_if_dev_secret(&jwt_secret);
     let shutdown = subgraph_kit::shutdown::on_signal();
+
+    // The development issuer, served from this process.
+    let keys_dir = std::path::PathBuf::from(env_or("DEV_KEYS_DIR", ".dev"));
+    let users = dev_issuer::issuer_from_key_file(&keys_dir.join("issuer-key.pem"))?;
+    let issuer_address = listen_address("dev_issuer", dev_issuer::DEFAULT_PORT)?;
+    let issuer_listener = tokio::net::TcpListener::bind(issuer_address)
+        .await
+        .with_context(|| format!("binding the development issuer to {issuer_address} (DEV_ISSUER_LISTEN)"))?;
+    tokio::spawn(dev_issuer::serve(issuer_listener, users.clone()));
+    let jwks_url = format!("http://{issuer_address}{}", dev_issuer::JWKS_PATH);
+    let identities = stack::Identities::development(users.clone(), JwksSource::Url(jwks_url.clone()), &keys_dir)?;
 
     let mut subgraphs = Vec::new();
     let mut urls = Vec::new();
@@ -43,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     for (service, port) in SUBGRAPHS {
         let address = listen_address(service, port)?;
         let mut env = vec![(format!("{}_LISTEN", service.to_ascii_uppercase()), address.to_string())];
-        env.push(("JWT_SECRET".into(), jwt_secret.clone()));
+        env.extend(identities.env_for(service));
         if service == inventory::SERVICE {
             env.push(("DEMO_CATALOG".into(), "true".into()));
         }
@@ -70,14 +81,14 @@ async fn main() -> anyhow::Result<()> {
 
     let host: Ipv4Addr = env_or("ROUTER_HOST", "127.0.0.1").parse().context("ROUTER_HOST must be an IPv4 address")?;
     let port: u16 = env_or("ROUTER_PORT", "4000").parse().context("ROUTER_PORT must be a port number")?;
-    let tokens = DevTokens::new(&jwt_secret);
+    let tokens = DevTokens::new(&users);
     let router_settings = || -> anyhow::Result<RouterSettings> {
         Ok(RouterSettings {
             binary: binary("router")?,
             port,
             host,
             subgraph_urls: urls.clone(),
-            jwt_secret: jwt_secret.clone(),
+            token_env: identities.env_for("router"),
             log_level: env_or("LOG_LEVEL", "info"),
             log_file: None,
             workers: None,
@@ -86,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     let mut router = RouterProcess::spawn(router_settings()?).await?;
-    print_welcome(&router, &urls, &tokens);
+    print_welcome(&router, &urls, &tokens, &jwks_url);
 
     // Supervise: a service that exits is started again, with backoff.
     let mut backoffs: Vec<Backoff> = subgraphs.iter().map(|_| restart_backoff()).collect();
@@ -162,8 +173,7 @@ struct DevTokens {
 }
 
 impl DevTokens {
-    fn new(jwt_secret: &str) -> Self {
-        let issuer = TokenIssuer::new(jwt_secret);
+    fn new(issuer: &TokenIssuer) -> Self {
         let valid_for = Duration::from_secs(30 * 24 * 3600);
         let customer_id = DEV_CUSTOMER_ID.parse().expect("the dev customer id is a UUID");
         Self {
@@ -173,7 +183,7 @@ impl DevTokens {
     }
 }
 
-fn print_welcome(router: &RouterProcess, urls: &[(&str, String)], tokens: &DevTokens) {
+fn print_welcome(router: &RouterProcess, urls: &[(&str, String)], tokens: &DevTokens, jwks_url: &str) {
     println!();
     println!("Water-dispenser rental stack is up: five processes.");
     println!();
@@ -192,7 +202,8 @@ fn print_welcome(router: &RouterProcess, urls: &[(&str, String)], tokens: &DevTo
     println!("  operator:");
     println!("  {}", tokens.operator);
     println!();
-    println!("More tokens: make token ROLE=customer ID=<uuid>   (or ROLE=operator)");
+    println!("More tokens: make token ROLE=customer ID=<uuid>   (or ROLE=operator), signed by the");
+    println!("development issuer (its public keys: {jwks_url})");
     println!();
     println!("Try:  curl -s {} -H 'Content-Type: application/json' \\", router.graphql_url());
     println!("        -H 'Authorization: Bearer {}' \\", tokens.operator);

@@ -3,12 +3,17 @@
 //! ([`ErrorCode`]). The router needs these to refuse a request in the subgraphs' own
 //! words; it needs none of their database or broker plumbing, which lives in
 //! `subgraph-kit` and `event-bus`.
+//!
+//! - [`token`]: identities, and signing tokens with a P-256 key;
+//! - [`keys`]: the public keys a verifier trusts (a JWKS from a URL or a file, rotated);
+//! - [`verify`]: checking a token against them, the same way in every process.
 
 mod codes;
+pub mod keys;
 pub mod token;
+pub mod verify;
 
 pub use codes::ErrorCode;
-pub use token::{
-    AuthError, DEV_CUSTOMER_ID, DEV_JWT_SECRET, ISSUER, Identity, Role, TokenIssuer, TokenVerifier,
-    jwt_secret_from_env, warn_if_dev_secret,
-};
+pub use keys::JwksSource;
+pub use token::{AuthError, DEFAULT_AUDIENCE, DEV_CUSTOMER_ID, Identity, Role, TokenIssuer};
+pub use verify::{TokenSettings, TokenVerifier};

@@ -1,44 +1,28 @@
-//! Signed JWTs (HS256) carrying a subject and a role.
+//! Who is calling, and the signed tokens that say so.
 //!
-//! The router checks every token, and every subgraph checks it again, so a subgraph
-//! reached directly is no back door. Customers' subject is their customer id; operators
-//! are staff; `service` tokens let one service call another (rental → payment).
+//! Tokens are JWTs signed with an asymmetric key (ES256 by default; RS256 and the other
+//! ECDSA and RSA algorithms by configuration): the identity provider holds the private
+//! key, every process verifies with its public keys (a JWKS, see [`crate::verify`]).
+//! Customers' subject is their customer id; operators are staff. A service calling
+//! another (rental → payment) signs with a key of its own that only the called
+//! service trusts (see [`crate::verify::TokenVerifier::with_service_callers`]).
 
 use std::time::Duration;
 
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// The signing secret used when `JWT_SECRET` is not set. It is public (it is in this
-/// repository), so anything signed with it proves nothing outside a developer machine.
-pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-never-use-in-production";
-
-/// The shared signing secret for identity tokens, from `JWT_SECRET`. The default is
-/// for development only and says so in its own text; every process logs a warning
-/// when it is used.
-pub fn jwt_secret_from_env() -> String {
-    match std::env::var("JWT_SECRET") {
-        Ok(secret) if !secret.trim().is_empty() => secret,
-        _ => DEV_JWT_SECRET.to_owned(),
-    }
-}
 
 /// The customer the launcher and the dev-token command mint tokens for by default, so
 /// the examples in the README line up.
 pub const DEV_CUSTOMER_ID: &str = "0192f1a4-0000-7000-8000-00000000c0de";
 
-/// Logs loudly when the public development secret is in use.
-pub fn warn_if_dev_secret(secret: &str) {
-    if secret == DEV_JWT_SECRET {
-        tracing::warn!("JWT_SECRET is not set: using the public development secret; never do this in production");
-    }
-}
+/// The audience our tokens are for, unless `TOKEN_AUDIENCE` says otherwise.
+pub const DEFAULT_AUDIENCE: &str = "water-rental";
 
-/// Issuer written into and required from every token.
-pub const ISSUER: &str = "water-rental";
-
+/// The role names a token carries when the provider is configured with the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -50,9 +34,16 @@ pub enum Role {
 /// Who is calling, established from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
-    Customer { customer_id: Uuid },
-    Operator { subject: String },
-    Service { name: String },
+    Customer {
+        customer_id: Uuid,
+    },
+    Operator {
+        subject: String,
+    },
+    /// Another service of ours, proven by its own key (never by a user token).
+    Service {
+        name: String,
+    },
 }
 
 impl Identity {
@@ -84,15 +75,6 @@ impl Identity {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    role: Role,
-    iss: String,
-    iat: i64,
-    exp: i64,
-}
-
 /// Why a request carries no usable identity. Each message tells the caller what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -106,92 +88,75 @@ pub enum AuthError {
     Invalid(String),
 }
 
-/// Verifies tokens signed with the shared secret.
-#[derive(Clone)]
-pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
+#[derive(Debug, Serialize)]
+struct IssuedClaims<'a> {
+    sub: String,
+    role: Role,
+    iss: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
 }
 
-impl TokenVerifier {
-    pub fn new(secret: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
-        Self { key: DecodingKey::from_secret(secret.as_bytes()), validation }
-    }
-
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    AuthError::Invalid("its signature does not match".into())
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                    AuthError::Invalid("it was not issued by this service".into())
-                }
-                // The claims do not fit: an unknown role, a missing subject.
-                jsonwebtoken::errors::ErrorKind::Json(_) | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
-                    AuthError::Invalid(
-                        "it does not name a role this service knows (customer, operator or service) and a subject"
-                            .into(),
-                    )
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidToken
-                | jsonwebtoken::errors::ErrorKind::Base64(_)
-                | jsonwebtoken::errors::ErrorKind::Utf8(_) => AuthError::Invalid("it is not a well-formed JWT".into()),
-                _ => AuthError::Invalid("it could not be verified".into()),
-            })?;
-        let claims = data.claims;
-        match claims.role {
-            Role::Customer => {
-                let customer_id = Uuid::parse_str(&claims.sub)
-                    .map_err(|_| AuthError::Invalid("a customer token's subject must be a customer id".into()))?;
-                Ok(Identity::Customer { customer_id })
-            }
-            Role::Operator => Ok(Identity::Operator { subject: claims.sub }),
-            Role::Service => Ok(Identity::Service { name: claims.sub }),
-        }
-    }
-
-    /// Verifies the value of an `Authorization` header (`Bearer <token>`).
-    pub fn verify_authorization(&self, header: Option<&str>) -> Result<Identity, AuthError> {
-        let header = header.map(str::trim).filter(|value| !value.is_empty());
-        let header = header.ok_or(AuthError::Missing)?;
-        let (scheme, token) = header.split_once(' ').ok_or(AuthError::NotBearer)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AuthError::NotBearer);
-        }
-        self.verify(token.trim())
-    }
-
-    /// Verifies the identity sent in a graphql-transport-ws `connection_init` payload.
-    /// The router forwards headers there as `{"headers": {"authorization": ...}}`; clients
-    /// that talk to a subgraph directly usually send `{"Authorization": ...}`. Both work.
-    pub fn verify_connection_init(&self, payload: &serde_json::Value) -> Result<Identity, AuthError> {
-        self.verify_authorization(authorization_in_payload(payload))
-    }
-}
-
-fn authorization_in_payload(payload: &serde_json::Value) -> Option<&str> {
-    fn find(object: &serde_json::Value) -> Option<&str> {
-        object.as_object()?.iter().find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?.1.as_str()
-    }
-    find(payload).or_else(|| payload.get("headers").and_then(find))
-}
-
-/// Signs tokens. Used by the dev-token command, the launcher, tests, and services that
-/// call each other.
+/// Signs tokens with one ES256 (P-256) key: the development issuer's, a test's, or a
+/// service's own key for calls to another service. Its public half, as a JWKS, is what
+/// verifiers trust; the private half never leaves the process that signs.
 #[derive(Clone)]
 pub struct TokenIssuer {
     key: EncodingKey,
+    jwk: Jwk,
+    issuer: String,
+    audience: String,
 }
 
 impl TokenIssuer {
-    pub fn new(secret: &str) -> Self {
-        Self { key: EncodingKey::from_secret(secret.as_bytes()) }
+    /// An issuer with a key made now, e.g. for a test.
+    pub fn generate(issuer: &str, audience: &str) -> Self {
+        Self::from_pem(&new_private_key_pem(), issuer, audience).expect("a key made here is a valid P-256 key")
+    }
+
+    /// An issuer with the P-256 private key in `pem` (PKCS#8, `BEGIN PRIVATE KEY`).
+    pub fn from_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        let key = EncodingKey::from_ec_pem(pem.as_bytes())
+            .map_err(|error| format!("not a PKCS#8 P-256 private key in PEM: {error}"))?;
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)
+            .map_err(|error| format!("not a P-256 private key: {error}"))?;
+        // The key id is the key's own thumbprint (RFC 7638): stable, and a new key gets a
+        // new one, so verifiers tell keys apart during a rotation.
+        jwk.common.key_id = Some(jwk.thumbprint(ThumbprintHash::SHA256).map_err(|error| error.to_string())?);
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
+        Ok(Self { key, jwk, issuer: issuer.to_owned(), audience: audience.to_owned() })
+    }
+
+    /// The same key, signing for another issuer name or audience.
+    pub fn for_audience(&self, issuer: &str, audience: &str) -> Self {
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), ..self.clone() }
+    }
+
+    /// The same key under another key id: a forger's key claiming to be a trusted one
+    /// (tests of the verifier).
+    pub fn with_key_id(&self, key_id: &str) -> Self {
+        let mut forged = self.clone();
+        forged.jwk.common.key_id = Some(key_id.to_owned());
+        forged
+    }
+
+    pub fn key_id(&self) -> &str {
+        self.jwk.common.key_id.as_deref().unwrap_or_default()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The public key as a JWKS document (what a verifier is given).
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: vec![self.jwk.clone()] }
     }
 
     pub fn issue(&self, identity: &Identity, valid_for: Duration) -> String {
@@ -202,71 +167,57 @@ impl TokenIssuer {
     /// Signs a token with explicit times, e.g. an already expired one for a test.
     pub fn issue_with_expiry(&self, identity: &Identity, issued_at: i64, expires_at: i64) -> String {
         let (sub, role) = identity.subject_and_role();
-        let claims = Claims { sub, role, iss: ISSUER.to_owned(), iat: issued_at, exp: expires_at };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
-            .expect("HS256 signing with a byte secret cannot fail")
+        let claims =
+            IssuedClaims { sub, role, iss: &self.issuer, aud: &self.audience, iat: issued_at, exp: expires_at };
+        self.sign(&claims)
+    }
+
+    /// Signs any claims with this key (tests of odd or hostile tokens).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = self.jwk.common.key_id.clone();
+        jsonwebtoken::encode(&header, claims, &self.key).expect("ES256 signing with a valid key cannot fail")
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pair() -> (TokenIssuer, TokenVerifier) {
-        (TokenIssuer::new("test-secret"), TokenVerifier::new("test-secret"))
+/// Names the key, never shows it.
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("key_id", &self.key_id())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
     }
+}
 
-    #[test]
-    fn a_customer_token_round_trips() {
-        let (issuer, verifier) = pair();
-        let identity = Identity::Customer { customer_id: Uuid::now_v7() };
-        let token = issuer.issue(&identity, Duration::from_secs(60));
-        assert_eq!(verifier.verify_authorization(Some(&format!("Bearer {token}"))), Ok(identity));
-    }
+/// A new P-256 private key in PKCS#8 PEM.
+pub fn new_private_key_pem() -> String {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+    secret.to_pkcs8_pem(LineEnding::LF).expect("a P-256 key encodes as PKCS#8").to_string()
+}
 
-    #[test]
-    fn expired_forged_and_missing_tokens_are_refused() {
-        let (issuer, verifier) = pair();
-        let operator = Identity::Operator { subject: "ops".into() };
-        let now = Utc::now().timestamp();
-        let expired = issuer.issue_with_expiry(&operator, now - 7200, now - 3600);
-        assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
-
-        let forged = TokenIssuer::new("another-secret").issue(&operator, Duration::from_secs(60));
-        assert!(matches!(verifier.verify(&forged), Err(AuthError::Invalid(_))));
-
-        assert_eq!(verifier.verify_authorization(None), Err(AuthError::Missing));
-        assert_eq!(verifier.verify_authorization(Some("Basic abc")), Err(AuthError::NotBearer));
-    }
-
-    #[test]
-    fn a_signed_token_with_an_unknown_role_is_refused_in_words() {
-        #[derive(Serialize)]
-        struct Odd {
-            sub: &'static str,
-            role: &'static str,
-            iss: &'static str,
-            exp: i64,
+/// Reads a P-256 private key from `path`; when the file does not exist and `create` is
+/// set, makes one and writes it there first, readable by its owner only.
+pub fn load_or_create_private_key(path: &std::path::Path, create: bool) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => Ok(pem),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
+            let pem = new_private_key_pem();
+            if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|error| format!("creating {}: {error}", parent.display()))?;
+            }
+            write_private(path, &pem).map_err(|error| format!("writing {}: {error}", path.display()))?;
+            Ok(pem)
         }
-        let claims = Odd { sub: "x", role: "admin", iss: ISSUER, exp: Utc::now().timestamp() + 60 };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"test-secret"))
-                .expect("signed");
-        let (_, verifier) = pair();
-        let refused = verifier.verify(&token).unwrap_err().to_string();
-        assert!(refused.contains("role this service knows"), "{refused}");
-        assert!(!refused.contains("variant"), "no serde internals: {refused}");
+        Err(error) => Err(format!("reading the private key {}: {error}", path.display())),
     }
+}
 
-    #[test]
-    fn connection_init_payloads_in_both_shapes_are_read() {
-        let (issuer, verifier) = pair();
-        let operator = Identity::Operator { subject: "ops".into() };
-        let bearer = format!("Bearer {}", issuer.issue(&operator, Duration::from_secs(60)));
-        let flat = serde_json::json!({ "Authorization": bearer });
-        let nested = serde_json::json!({ "headers": { "authorization": bearer } });
-        assert_eq!(verifier.verify_connection_init(&flat), Ok(operator.clone()));
-        assert_eq!(verifier.verify_connection_init(&nested), Ok(operator));
-        assert_eq!(verifier.verify_connection_init(&serde_json::json!({})), Err(AuthError::Missing));
-    }
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())
 }

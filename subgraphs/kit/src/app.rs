@@ -43,6 +43,8 @@ pub trait Pipeline: Send + 'static {
 /// A service's resources, ready to be wired.
 pub struct Foundation {
     pub config: ServiceConfig,
+    /// Checks every caller's token (loaded at start).
+    pub verifier: TokenVerifier,
     /// The pool that serves requests.
     pub database: Database,
     /// The pool for background work; it shares the request pool's commit signal.
@@ -66,12 +68,20 @@ impl Foundation {
         migrations: EmbeddedMigrations,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
+        // Tokens must be verifiable before anything else: a service that cannot check who
+        // calls must not start.
+        let mut verifier = TokenVerifier::new(config.tokens.clone());
+        if let Some(callers) = &config.service_callers {
+            verifier = verifier.with_service_callers(callers.clone(), config.service);
+        }
+        verifier.load().await.map_err(|error| anyhow::anyhow!("the token keys: {error}"))?;
         let database = Database::connect(&config.database, migrations).await?;
         let background = database.sibling(config.database.background_pool_size)?;
         let listener = bind(config.listen).await?;
         let lifecycle = Lifecycle::new(shutdown, config.shutdown.drain);
         Ok(Self {
             config,
+            verifier,
             database,
             background,
             lifecycle,
@@ -121,6 +131,7 @@ impl Foundation {
     pub fn serve<E: Executor + Clone>(self, schema: E) -> RunningService {
         let Foundation {
             config,
+            verifier,
             database,
             background,
             lifecycle,
@@ -137,7 +148,7 @@ impl Foundation {
             schema,
             Served {
                 service,
-                verifier: TokenVerifier::new(&config.jwt_secret),
+                verifier,
                 database: database.clone(),
                 background: background.clone(),
                 lifecycle: lifecycle.clone(),
@@ -249,7 +260,6 @@ where
     }
     let config = config()?;
     let _telemetry = crate::telemetry::init(service, &config.as_ref().telemetry)?;
-    identity::warn_if_dev_secret(&config.as_ref().jwt_secret);
     let shutdown = crate::shutdown::on_signal();
     let running = start(config, shutdown).await?;
     running.stopped().await;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use identity::jwt_secret_from_env;
+use identity::{JwksSource, TokenSettings};
 
 use crate::clock::Calendar;
 
@@ -22,7 +22,11 @@ pub struct ServiceConfig {
     pub service: &'static str,
     pub listen: SocketAddr,
     pub database: DatabaseConfig,
-    pub jwt_secret: String,
+    /// How callers' tokens are checked (`TOKEN_*`); no default: see docs/security.md.
+    pub tokens: TokenSettings,
+    /// The public keys of the services allowed to call this one (`SERVICE_CALLERS_JWKS`,
+    /// a file or URL); none means no service may.
+    pub service_callers: Option<JwksSource>,
     pub events: EventsConfig,
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
@@ -127,10 +131,21 @@ pub struct TelemetryConfig {
 impl ServiceConfig {
     /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
-    /// `JWT_SECRET`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
+    /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// and `MONTH_SECONDS`; every one has a local default.
+    /// and `MONTH_SECONDS`; every one but the token issuer and its keys has a local default.
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
+        let tokens = TokenSettings::from_env().map_err(anyhow::Error::msg)?;
+        Self::from_env_with_tokens(service, default_port, tokens)
+    }
+
+    /// As [`ServiceConfig::from_env`], with the token settings given (tests make their
+    /// own keys).
+    pub fn from_env_with_tokens(
+        service: &'static str,
+        default_port: u16,
+        tokens: TokenSettings,
+    ) -> anyhow::Result<Self> {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
         let listen = listen.parse().with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
@@ -138,7 +153,11 @@ impl ServiceConfig {
             service,
             listen,
             database: database_from_env(service)?,
-            jwt_secret: jwt_secret_from_env(),
+            tokens,
+            service_callers: std::env::var("SERVICE_CALLERS_JWKS")
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+                .map(|value| JwksSource::parse(&value)),
             events: events_from_env(),
             shutdown: ShutdownConfig {
                 drain: Duration::from_secs(env_parse("DRAIN_SECONDS", 0)?),

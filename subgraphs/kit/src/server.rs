@@ -85,7 +85,7 @@ async fn graphql_http<E: Executor>(
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> HttpResponse {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let identity = match state.verifier.verify_authorization(authorization) {
+    let identity = match state.verifier.verify_authorization(authorization).await {
         Ok(identity) => identity,
         Err(error) => return unauthenticated(error),
     };
@@ -148,6 +148,7 @@ async fn serve_socket<E: Executor>(socket: WebSocket, state: GraphqlState<E>, pr
         move |payload| async move {
             let identity = verifier
                 .verify_connection_init(&payload)
+                .await
                 .map_err(|error| ApiError::unauthenticated(error.to_string()).into_graphql())?;
             let mut data = async_graphql::Data::default();
             data.insert(identity);

@@ -25,7 +25,14 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let dunning = DunningSchedule::parse(&env_or("DUNNING_RETRY_DAYS", "1,3,7"))
             .map_err(|error| anyhow::anyhow!("DUNNING_RETRY_DAYS: {error}"))?;
-        Ok(Self { service: ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?, dunning })
+        let service = ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?;
+        if service.service_callers.is_none() {
+            anyhow::bail!(
+                "SERVICE_CALLERS_JWKS is not set: payment takes charges only from rental, and must know the public \
+                 half of rental's key (a JWKS file or URL; docs/security.md)"
+            );
+        }
+        Ok(Self { service, dunning })
     }
 
     pub fn new(service: ServiceConfig) -> Self {

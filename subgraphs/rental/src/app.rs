@@ -29,12 +29,34 @@ pub struct Config {
 
 impl Config {
     /// The common settings, plus `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS` (2000),
-    /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_OPEN_MS` (5000) and
-    /// `RENT_RECONCILE_AFTER_MS` (30000).
+    /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_OPEN_MS` (5000),
+    /// `RENT_RECONCILE_AFTER_MS` (30000), and rental's own key for calling payment,
+    /// `SERVICE_KEY_FILE` (required; with `SERVICE_KEY_CREATE=true` a missing file is
+    /// made, for development).
     pub fn from_env() -> anyhow::Result<Self> {
+        let key_file =
+            std::env::var("SERVICE_KEY_FILE").ok().filter(|path| !path.trim().is_empty()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "SERVICE_KEY_FILE is not set: rental signs its calls to payment with a P-256 key of its own \
+                 (`dev-issuer new-key <file>` makes one; payment trusts its public half, docs/security.md)"
+                )
+            })?;
+        let pem = identity::token::load_or_create_private_key(
+            std::path::Path::new(&key_file),
+            env_parse("SERVICE_KEY_CREATE", false)?,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let credential = identity::TokenIssuer::from_pem(&pem, SERVICE, "payment")
+            .map_err(|error| anyhow::anyhow!("SERVICE_KEY_FILE={key_file}: {error}"))?;
+        Self::from_env_with(ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?, credential)
+    }
+
+    /// Rental's own settings from the environment, around the given common settings
+    /// and key (tests make their own keys).
+    pub fn from_env_with(service: ServiceConfig, credential: identity::TokenIssuer) -> anyhow::Result<Self> {
         let failures: u32 = env_parse("PAYMENT_BREAKER_FAILURES", 5)?;
         Ok(Self {
-            service: ServiceConfig::from_env(SERVICE, DEFAULT_PORT)?,
+            service,
             payments: PaymentSettings {
                 url: env_or("PAYMENT_URL", "http://127.0.0.1:4003/graphql"),
                 timeout: env_millis("PAYMENT_TIMEOUT_MS", 2000)?,
@@ -42,6 +64,7 @@ impl Config {
                     failure_threshold: failures.max(1),
                     open_for: env_millis("PAYMENT_BREAKER_OPEN_MS", 5000)?,
                 },
+                credential,
             },
             reconcile_after: env_millis("RENT_RECONCILE_AFTER_MS", 30_000)?,
         })
@@ -64,7 +87,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     foundation.consume(contracts::TOPOLOGY, events::RentalEvents { calendar });
     let renting = Arc::new(Renting {
         database: foundation.database.clone(),
-        payments: PaymentClient::new(config.payments, &foundation.config.jwt_secret),
+        payments: PaymentClient::new(config.payments),
         reconcile_after: config.reconcile_after,
     });
     let stopping = foundation.lifecycle.stopping().clone();
@@ -84,10 +107,11 @@ pub fn detached_schema() -> RentalSchema {
         url: "http://127.0.0.1:1/unused".into(),
         timeout: Duration::from_secs(1),
         breaker: BreakerConfig { failure_threshold: 1, open_for: Duration::from_secs(1) },
+        credential: identity::TokenIssuer::generate(SERVICE, "payment"),
     };
     let renting = Arc::new(Renting {
         database: database.clone(),
-        payments: PaymentClient::new(settings, identity::DEV_JWT_SECRET),
+        payments: PaymentClient::new(settings),
         reconcile_after: Duration::from_secs(30),
     });
     let resolvers =

@@ -1,6 +1,6 @@
 //! A whole stack per test: four subgraphs on free ports, each with a fresh database
 //! cloned from its migrated template, and a real router process in front of them,
-//! signing with a secret of its own.
+//! with keys of its own.
 
 pub mod contract;
 pub mod fixtures;
@@ -14,8 +14,8 @@ use harness::isolated::{IsolatedOptions, IsolatedStack};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stack::{RouterProcess, RouterSettings};
+use subgraph_kit::Identity;
 use subgraph_kit::testing::TestDatabase;
-use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ pub struct TestStack {
     pub subgraphs: Subgraphs,
     configs: Vec<subgraph_kit::ServiceConfig>,
     pub router: Option<RouterProcess>,
-    pub secret: String,
+    pub identities: std::sync::Arc<stack::Identities>,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
     pub events: TestEvents,
@@ -44,7 +44,7 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        let mut rental = rental::Config::from_env().expect("rental settings");
+        let mut rental = harness::in_process::rental_settings().expect("rental settings");
         // Tests that stop payment want the breaker to open quickly.
         rental.payments.timeout = Duration::from_millis(1500);
         rental.payments.breaker.failure_threshold = 3;
@@ -77,7 +77,7 @@ impl TestStack {
     pub async fn start_with(options: StackOptions) -> Self {
         subgraph_kit::telemetry::init_for_tests();
         let dunning = options.dunning.clone();
-        let IsolatedStack { subgraphs, router, secret, configs, events, shutdown, databases } =
+        let IsolatedStack { subgraphs, router, identities, configs, events, shutdown, databases } =
             IsolatedStack::start(IsolatedOptions {
                 rental: options.rental,
                 router_binary: stack::binaries::binary("router").expect("the router is built"),
@@ -93,7 +93,7 @@ impl TestStack {
             subgraphs,
             configs,
             router: Some(router),
-            secret,
+            identities,
             // Below the router's keep-alive, so a pooled connection is never reused just
             // as the router closes it.
             client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("client"),
@@ -109,7 +109,7 @@ impl TestStack {
     }
 
     pub fn token(&self, identity: &Identity) -> String {
-        TokenIssuer::new(&self.secret).issue(identity, Duration::from_secs(600))
+        self.identities.token(identity)
     }
 
     pub fn operator_token(&self) -> String {
@@ -191,7 +191,7 @@ impl TestStack {
             port: 0,
             host: Ipv4Addr::LOCALHOST,
             subgraph_urls: urls,
-            jwt_secret: self.secret.clone(),
+            token_env: self.identities.env_for("router"),
             log_level: "warn".into(),
             log_file: Some(
                 std::env::temp_dir().join(format!("water-rental-test-router-{}.log", Uuid::new_v4().simple())),

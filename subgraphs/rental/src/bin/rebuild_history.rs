@@ -4,14 +4,13 @@
 //!     target/debug/rebuild-history      (built by `make bins`)
 
 use subgraph_kit::Database;
-use subgraph_kit::config::{ServiceConfig, telemetry_from_env};
+use subgraph_kit::config::{database_from_env, telemetry_from_env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = subgraph_kit::telemetry::init("rebuild-history", &telemetry_from_env()?)?;
     let open = |service: &'static str| -> anyhow::Result<Database> {
-        let config = ServiceConfig::from_env(service, 0)?;
-        Database::open_pool(&config.database.url(), 2)
+        Database::open_pool(&database_from_env(service)?.url(), 2)
     };
     let projected =
         rental::service::rebuild::rebuild(&open("rental")?, &open("payment")?, &open("delivery")?, &open("inventory")?)

@@ -30,6 +30,10 @@ pub struct PaymentSettings {
     /// How long one call may take before it counts as a failure.
     pub timeout: Duration,
     pub breaker: BreakerConfig,
+    /// Rental's own key: it signs the token of each call, which payment checks against
+    /// the public half (its `SERVICE_CALLERS_JWKS`). No user token can call payment's
+    /// charges, and no other service can sign as rental.
+    pub credential: TokenIssuer,
 }
 
 /// What payment said to a charge.
@@ -54,11 +58,11 @@ pub struct PaymentClient {
 }
 
 impl PaymentClient {
-    pub fn new(settings: PaymentSettings, jwt_secret: &str) -> Self {
+    pub fn new(settings: PaymentSettings) -> Self {
         Self {
             http: reqwest::Client::new(),
             breaker: CircuitBreaker::new(settings.breaker),
-            issuer: TokenIssuer::new(jwt_secret),
+            issuer: settings.credential.for_audience(crate::SERVICE, "payment"),
             settings,
         }
     }
