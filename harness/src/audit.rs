@@ -147,13 +147,54 @@ pub struct Audit {
     pub unknown_but_committed: usize,
 }
 
-/// Every invariant, in this order: paid or nothing and one delivery per rental, the
-/// services agreeing on where each rental stands; stock exact (never negative, equal
-/// to its ledger and to supply minus units out, every confirmed restock recorded);
-/// nothing left behind (outboxes, `queues`, unfinished requests); what each client was
-/// told about its rent matches what happened (a same-key retry through the router
-/// settles an unknown outcome); and the history read model equals its rebuild from
-/// every service's records (which rewrites it, so it comes last).
+/// What the audit reads once from the four databases.
+struct Records {
+    rentals: Vec<Rental>,
+    payments: Vec<Payment>,
+    deliveries: Vec<Delivery>,
+    requests: Vec<Request>,
+    shipments: Vec<Shipment>,
+}
+
+impl Records {
+    async fn read(cluster: &ProcessCluster) -> anyhow::Result<Self> {
+        let rental_db = cluster.database(rental::SERVICE)?;
+        let payment_db = cluster.database(payment::SERVICE)?;
+        let delivery_db = cluster.database(delivery::SERVICE)?;
+        let inventory_db = cluster.database(inventory::SERVICE)?;
+        Ok(Self {
+            rentals: rows(&rental_db, "SELECT id, customer_id, status, payment_id FROM rentals").await?,
+            payments: rows(&payment_db, "SELECT id, rental_id, status FROM payments").await?,
+            deliveries: rows(&delivery_db, "SELECT id, rental_id, status, unit FROM deliveries").await?,
+            requests: rows(&rental_db, "SELECT customer_id, idempotency_key, rental_id, state FROM rent_requests")
+                .await?,
+            shipments: rows(&inventory_db, "SELECT delivery_id, state FROM shipments").await?,
+        })
+    }
+
+    fn rental(&self, id: Uuid) -> Option<&Rental> {
+        self.rentals.iter().find(|rental| rental.id == id)
+    }
+
+    fn payments_of(&self) -> HashMap<Uuid, Vec<&Payment>> {
+        let mut by_rental: HashMap<Uuid, Vec<&Payment>> = HashMap::new();
+        for payment in &self.payments {
+            by_rental.entry(payment.rental_id).or_default().push(payment);
+        }
+        by_rental
+    }
+
+    fn deliveries_of(&self) -> HashMap<Uuid, Vec<&Delivery>> {
+        let mut by_rental: HashMap<Uuid, Vec<&Delivery>> = HashMap::new();
+        for delivery in &self.deliveries {
+            by_rental.entry(delivery.rental_id).or_default().push(delivery);
+        }
+        by_rental
+    }
+}
+
+/// Every invariant, numbered as docs/reliability.md numbers them, each its own function
+/// below; the history rebuild (10) rewrites the read model, so it comes last.
 ///
 /// `queues` are the depths of the cluster's queues; `restocked` the units per product
 /// whose restock the clients saw confirmed.
@@ -163,47 +204,56 @@ pub async fn audit(
     rents: &[RentTold],
     restocked: &BTreeMap<Uuid, i64>,
 ) -> anyhow::Result<Audit> {
+    let records = Records::read(cluster).await?;
     let mut violations = Vec::new();
-    let rental_db = cluster.database(rental::SERVICE)?;
-    let payment_db = cluster.database(payment::SERVICE)?;
-    let delivery_db = cluster.database(delivery::SERVICE)?;
-    let inventory_db = cluster.database(inventory::SERVICE)?;
+    violations.extend(n1_paid_or_nothing(&records));
+    violations.extend(n2_one_delivery_per_rental(&records));
+    violations.extend(n3_services_agree(&records));
+    violations.extend(n4_no_charge_without_a_rental(&records));
+    violations.extend(n5_no_delivery_without_a_rental(&records));
+    violations.extend(n6_stock_and_deliveries_agree(&records));
+    violations.extend(n7_stock_is_exact(cluster, restocked).await?);
+    violations.extend(n8_nothing_left_behind(cluster, &records, queues).await?);
+    let (told, unknown_but_committed) = n9_clients_were_told_what_happened(cluster, &records, rents).await?;
+    violations.extend(told);
+    violations.extend(n10_history_equals_a_rebuild(cluster, &records).await?);
+    Ok(Audit { violations, unknown_but_committed })
+}
 
-    let rentals: Vec<Rental> = rows(&rental_db, "SELECT id, customer_id, status, payment_id FROM rentals").await?;
-    let payments: Vec<Payment> = rows(&payment_db, "SELECT id, rental_id, status FROM payments").await?;
-    let deliveries: Vec<Delivery> = rows(&delivery_db, "SELECT id, rental_id, status, unit FROM deliveries").await?;
-    let shipments: Vec<Shipment> = rows(&inventory_db, "SELECT delivery_id, state FROM shipments").await?;
-    let requests: Vec<Request> =
-        rows(&rental_db, "SELECT customer_id, idempotency_key, rental_id, state FROM rent_requests").await?;
-
-    let rental_by_id: HashMap<Uuid, &Rental> = rentals.iter().map(|rental| (rental.id, rental)).collect();
-    let mut payments_by_rental: HashMap<Uuid, Vec<&Payment>> = HashMap::new();
-    for payment in &payments {
-        payments_by_rental.entry(payment.rental_id).or_default().push(payment);
-    }
-    let mut deliveries_by_rental: HashMap<Uuid, Vec<&Delivery>> = HashMap::new();
-    for delivery in &deliveries {
-        deliveries_by_rental.entry(delivery.rental_id).or_default().push(delivery);
-    }
-    let shipment_of: HashMap<Uuid, &str> =
-        shipments.iter().map(|shipment| (shipment.delivery_id, shipment.state.as_str())).collect();
-
-    // Paid or nothing, one delivery each, and the services agree on where it stands.
-    for rental in &rentals {
-        let charges = payments_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
-        match charges {
-            [payment] if payment.id == rental.payment_id => {}
-            _ => violations.push(format!(
-                "rental {} has {} charges (expected exactly its own)",
-                rental.id,
-                charges.len()
-            )),
+/// 1. Every rental has exactly one payment, the one it names.
+fn n1_paid_or_nothing(records: &Records) -> Vec<String> {
+    let payments_of = records.payments_of();
+    let mut violations = Vec::new();
+    for rental in &records.rentals {
+        let charges = payments_of.get(&rental.id).map_or(&[][..], Vec::as_slice);
+        if !matches!(charges, [payment] if payment.id == rental.payment_id) {
+            violations.push(format!("rental {} has {} charges (expected exactly its own)", rental.id, charges.len()));
         }
-        let found = deliveries_by_rental.get(&rental.id).map_or(&[][..], Vec::as_slice);
-        let [delivery] = found else {
-            violations.push(format!("rental {} has {} deliveries (expected one)", rental.id, found.len()));
-            continue;
-        };
+    }
+    violations
+}
+
+/// 2. Every rental has exactly one delivery.
+fn n2_one_delivery_per_rental(records: &Records) -> Vec<String> {
+    let deliveries_of = records.deliveries_of();
+    records
+        .rentals
+        .iter()
+        .filter_map(|rental| {
+            let found = deliveries_of.get(&rental.id).map_or(0, Vec::len);
+            (found != 1).then(|| format!("rental {} has {found} deliveries (expected one)", rental.id))
+        })
+        .collect()
+}
+
+/// 3. The rental, its delivery and its payment agree on where it stands.
+fn n3_services_agree(records: &Records) -> Vec<String> {
+    let payments_of = records.payments_of();
+    let deliveries_of = records.deliveries_of();
+    let mut violations = Vec::new();
+    for rental in &records.rentals {
+        let charges = payments_of.get(&rental.id).map_or(&[][..], Vec::as_slice);
+        let Some([delivery]) = deliveries_of.get(&rental.id).map(Vec::as_slice) else { continue };
         let refunded = charges.first().is_some_and(|payment| payment.status == "REFUNDED");
         let agrees = match (rental.status.as_str(), delivery.status.as_str()) {
             ("ACCEPTED", "REQUESTED" | "SHIPPING") => !refunded,
@@ -221,15 +271,35 @@ pub async fn audit(
             ));
         }
     }
-    for payment in &payments {
-        if !rental_by_id.contains_key(&payment.rental_id) && payment.status != "REFUNDED" {
-            violations.push(format!("charge {} has no rental and was not refunded", payment.id));
-        }
-    }
-    for delivery in &deliveries {
-        if !rental_by_id.contains_key(&delivery.rental_id) {
-            violations.push(format!("delivery {} belongs to no rental", delivery.id));
-        }
+    violations
+}
+
+/// 4. A payment whose rental does not exist was refunded.
+fn n4_no_charge_without_a_rental(records: &Records) -> Vec<String> {
+    records
+        .payments
+        .iter()
+        .filter(|payment| records.rental(payment.rental_id).is_none() && payment.status != "REFUNDED")
+        .map(|payment| format!("charge {} has no rental and was not refunded", payment.id))
+        .collect()
+}
+
+/// 5. Every delivery belongs to a rental.
+fn n5_no_delivery_without_a_rental(records: &Records) -> Vec<String> {
+    records
+        .deliveries
+        .iter()
+        .filter(|delivery| records.rental(delivery.rental_id).is_none())
+        .map(|delivery| format!("delivery {} belongs to no rental", delivery.id))
+        .collect()
+}
+
+/// 6. A delivery's status and inventory's shipment for it agree.
+fn n6_stock_and_deliveries_agree(records: &Records) -> Vec<String> {
+    let shipment_of: HashMap<Uuid, &str> =
+        records.shipments.iter().map(|shipment| (shipment.delivery_id, shipment.state.as_str())).collect();
+    let mut violations = Vec::new();
+    for delivery in &records.deliveries {
         let shipment = shipment_of.get(&delivery.id).copied();
         match delivery.status.as_str() {
             "DELIVERED" if shipment != Some("TAKEN") || delivery.unit != "TAKEN" => violations.push(format!(
@@ -247,8 +317,13 @@ pub async fn audit(
             _ => {}
         }
     }
+    violations
+}
 
-    // Stock: never negative, always its ledger, and supply minus units out.
+/// 7. Stock is never negative, equals its ledger and supply minus units out, and every
+/// restock confirmed to a client is recorded.
+async fn n7_stock_is_exact(cluster: &ProcessCluster, restocked: &BTreeMap<Uuid, i64>) -> anyhow::Result<Vec<String>> {
+    let inventory_db = cluster.database(inventory::SERVICE)?;
     let stocks: Vec<Stock> = rows(
         &inventory_db,
         "SELECT p.id, p.stock, \
@@ -260,6 +335,7 @@ pub async fn audit(
          FROM products p",
     )
     .await?;
+    let mut violations = Vec::new();
     for product in &stocks {
         let out = count(
             &inventory_db,
@@ -280,12 +356,19 @@ pub async fn audit(
             ));
         }
     }
+    Ok(violations)
+}
 
-    // Nothing left behind: outboxes, queues, dead letters, unfinished requests.
-    for (service, database) in
-        [("rental", &rental_db), ("payment", &payment_db), ("delivery", &delivery_db), ("inventory", &inventory_db)]
-    {
-        let waiting = count(database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await?;
+/// 8. Nothing left behind: outboxes and `queues` empty, no rent request unfinished.
+async fn n8_nothing_left_behind(
+    cluster: &ProcessCluster,
+    records: &Records,
+    queues: &[(String, u64)],
+) -> anyhow::Result<Vec<String>> {
+    let mut violations = Vec::new();
+    for service in SERVICES {
+        let database = cluster.database(service)?;
+        let waiting = count(&database, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await?;
         if waiting > 0 {
             violations.push(format!("{service}'s outbox still holds {waiting} events"));
         }
@@ -295,23 +378,37 @@ pub async fn audit(
             violations.push(format!("{queue} holds {messages} messages"));
         }
     }
-    let unfinished = requests.iter().filter(|request| matches!(request.state.as_str(), "PENDING" | "VOIDING")).count();
+    let unfinished =
+        records.requests.iter().filter(|request| matches!(request.state.as_str(), "PENDING" | "VOIDING")).count();
     if unfinished > 0 {
         violations.push(format!("{unfinished} rent requests are still unfinished"));
     }
+    Ok(violations)
+}
 
-    // What the clients were told matches what happened.
-    let request_of: HashMap<(Uuid, &str), &Request> =
-        requests.iter().map(|request| ((request.customer_id, request.idempotency_key.as_str()), request)).collect();
+/// 9. What each client was told about its rent is what happened; an unknown outcome is
+/// settled by a same-key retry through the router. Returns the violations and how many
+/// unknown outcomes had committed.
+async fn n9_clients_were_told_what_happened(
+    cluster: &ProcessCluster,
+    records: &Records,
+    rents: &[RentTold],
+) -> anyhow::Result<(Vec<String>, usize)> {
+    let request_of: HashMap<(Uuid, &str), &Request> = records
+        .requests
+        .iter()
+        .map(|request| ((request.customer_id, request.idempotency_key.as_str()), request))
+        .collect();
     let issuer = cluster.identities.users.clone();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let mut violations = Vec::new();
     let mut unknown_but_committed = 0;
     for rent in rents {
         let request = request_of.get(&(rent.customer, rent.key.as_str()));
         let committed = request.filter(|request| request.state == "COMPLETED");
         match (rent.answer.as_str(), &rent.rental_id) {
             ("ok", Some(id)) => {
-                let stored = id.parse().ok().and_then(|id: Uuid| rental_by_id.get(&id));
+                let stored = id.parse().ok().and_then(|id: Uuid| records.rental(id));
                 if stored.is_none_or(|rental| rental.customer_id != rent.customer) {
                     violations.push(format!("rent {} was answered with rental {id}, which does not exist", rent.key));
                 }
@@ -358,23 +455,34 @@ pub async fn audit(
             }
         }
     }
+    Ok((violations, unknown_but_committed))
+}
 
-    // The read model equals a rebuild from every service's records.
+/// 10. The history read model has one row per rental and equals its rebuild from every
+/// service's records (which rewrites it: this comes last).
+async fn n10_history_equals_a_rebuild(cluster: &ProcessCluster, records: &Records) -> anyhow::Result<Vec<String>> {
+    let rental_db = cluster.database(rental::SERVICE)?;
     let history = "SELECT rental_id, status, timeline::text AS timeline FROM rental_history ORDER BY rental_id";
     let live: Vec<History> = rows(&rental_db, history).await?;
-    if live.len() != rentals.len() {
-        violations.push(format!("{} rentals but {} history rows", rentals.len(), live.len()));
+    let mut violations = Vec::new();
+    if live.len() != records.rentals.len() {
+        violations.push(format!("{} rentals but {} history rows", records.rentals.len(), live.len()));
     }
-    rental::service::rebuild::rebuild(&rental_db, &payment_db, &delivery_db, &inventory_db)
-        .await
-        .map_err(|error| anyhow::anyhow!(error.message))?;
+    rental::service::rebuild::rebuild(
+        &rental_db,
+        &cluster.database(payment::SERVICE)?,
+        &cluster.database(delivery::SERVICE)?,
+        &cluster.database(inventory::SERVICE)?,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!(error.message))?;
     let rebuilt: Vec<History> = rows(&rental_db, history).await?;
     for (kept, fresh) in live.iter().zip(&rebuilt) {
         if kept != fresh {
             violations.push(format!("history of {} differs from its rebuild: {kept:?} vs {fresh:?}", kept.rental_id));
         }
     }
-    Ok(Audit { violations, unknown_but_committed })
+    Ok(violations)
 }
 
 /// What one effect is about: its visit or its invoice, a rental's period, or else the
@@ -422,6 +530,31 @@ pub async fn doubled_effects(cluster: &ProcessCluster) -> anyhow::Result<Vec<Str
         doubled.push(format!("inventory moved stock {} {} times for delivery {}", row.event_type, row.n, row.subject));
     }
     Ok(doubled)
+}
+
+/// Waits until `quiet` finds nothing in flight twice in a row, half a second apart (one
+/// quiet look can fall between a consumer taking a message and its own event reaching
+/// the outbox); the time it took, or `None` if that did not happen within `limit`.
+/// Every suite settles with this before its audit.
+pub async fn settle<F, Fut>(limit: Duration, mut quiet: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    let mut quiet_rounds = 0;
+    while started.elapsed() < limit {
+        if quiet().await {
+            quiet_rounds += 1;
+            if quiet_rounds == 2 {
+                return Some(started.elapsed());
+            }
+        } else {
+            quiet_rounds = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
 }
 
 /// True once nothing is in flight: outboxes and `queues` (but dead-letter queues)

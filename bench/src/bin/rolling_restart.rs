@@ -144,14 +144,14 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     workload.stop().await;
 
-    let settling = Instant::now();
-    let mut quiet_rounds = 0;
-    while quiet_rounds < 2 && settling.elapsed() < Duration::from_secs(120) {
-        let queues = queue_depths(None, &cluster.namespace)?;
-        quiet_rounds = if harness::audit::quiet(&cluster, &queues).await? { quiet_rounds + 1 } else { 0 };
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let settled = quiet_rounds == 2;
+    let settled = harness::audit::settle(Duration::from_secs(120), || async {
+        match queue_depths(None, &cluster.namespace) {
+            Ok(queues) => harness::audit::quiet(&cluster, &queues).await.unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await
+    .is_some();
     let delivery_db = cluster.database(delivery::SERVICE)?;
     let live = workload.finish_watching(&delivery_db, Duration::from_secs(30)).await?;
     let tally = std::mem::take(&mut *workload.tally.lock().expect("tally"));

@@ -202,21 +202,8 @@ async fn run(
     }
 
     // Let it settle: nothing in flight, twice in a row.
-    let settling = Instant::now();
-    let mut settled_in = None;
-    let mut quiet_rounds = 0;
-    while settling.elapsed() < SETTLE_LIMIT {
-        if audit::quiet(&cluster, rabbit).await.unwrap_or(false) {
-            quiet_rounds += 1;
-            if quiet_rounds == 2 {
-                settled_in = Some(settling.elapsed());
-                break;
-            }
-        } else {
-            quiet_rounds = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let settled_in =
+        harness::audit::settle(SETTLE_LIMIT, || async { audit::quiet(&cluster, rabbit).await.unwrap_or(false) }).await;
 
     let record = std::mem::take(&mut *client.record.lock().expect("record"));
     let mut audited = audit::audit(&cluster, rabbit, &record).await?;

@@ -3,7 +3,7 @@
 //! crowd out other users) and the machine's RabbitMQ (each cluster has a namespace of
 //! its own), and waiting for it to settle.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::cluster::{ClusterSpec, PrivatePostgres, ProcessCluster, queue_depths};
 
@@ -50,21 +50,10 @@ pub fn queues(cluster: &ProcessCluster) -> Vec<(String, u64)> {
     queue_depths(None, &cluster.namespace).expect("queue depths from rabbitmqctl")
 }
 
-/// Waits until nothing is in flight, twice in a row half a second apart; false if
-/// that did not happen within `limit`.
+/// Waits until nothing is in flight (`harness::audit::settle`); false if that did not
+/// happen within `limit`.
 pub async fn settle(cluster: &ProcessCluster, limit: Duration) -> bool {
-    let started = Instant::now();
-    let mut quiet_rounds = 0;
-    while started.elapsed() < limit {
-        if harness::audit::quiet(cluster, &queues(cluster)).await.unwrap_or(false) {
-            quiet_rounds += 1;
-            if quiet_rounds == 2 {
-                return true;
-            }
-        } else {
-            quiet_rounds = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    false
+    harness::audit::settle(limit, || async { harness::audit::quiet(cluster, &queues(cluster)).await.unwrap_or(false) })
+        .await
+        .is_some()
 }
