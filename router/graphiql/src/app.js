@@ -157,6 +157,7 @@
     whenBundleLoaded(function () {
       if (mounted) return;
       mounted = true;
+      openTabsOnFirstClick();
       el.root.textContent = "";
       globalThis.YogaGraphiQL.renderYogaGraphiQL(el.root, {
         endpoint: config.endpoint,
@@ -178,6 +179,32 @@
         onEditQuery: function () {},
       });
     });
+  }
+
+  // A click on a tab sometimes only ends GraphiQL's drag-to-reorder gesture (its tabs
+  // are framer-motion Reorder items: on press the tab list takes the pointer, and the
+  // release lands on the list, not the tab), and the tab does not open. A press on a
+  // tab and a release where it was pressed opens that tab, whatever the gesture did; a
+  // real drag (the pointer moved) only reorders.
+  function openTabsOnFirstClick() {
+    var pressed = null;
+    document.addEventListener("pointerdown", function (event) {
+      var target = event.button === 0 && event.target && event.target.closest ? event.target : null;
+      var button = target && !target.closest(".graphiql-tab-close") &&
+        target.closest('[role="tab"]') && target.closest('[role="tab"]').querySelector('button[id^="graphiql-session-tab-"]');
+      pressed = button ? { id: button.id, x: event.clientX, y: event.clientY } : null;
+    }, true);
+    document.addEventListener("pointerup", function (event) {
+      var press = pressed;
+      pressed = null;
+      if (!press || Math.abs(event.clientX - press.x) > 4 || Math.abs(event.clientY - press.y) > 4) return;
+      // After the browser's own click, if any: open the tab only if that did not.
+      setTimeout(function () {
+        var button = document.getElementById(press.id);
+        var tab = button && button.closest('[role="tab"]');
+        if (tab && tab.getAttribute("aria-selected") !== "true") button.click();
+      }, 0);
+    }, true);
   }
 
   function showGraphiQL() {
