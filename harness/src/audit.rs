@@ -194,7 +194,8 @@ impl Records {
 }
 
 /// Every invariant, numbered as docs/reliability.md numbers them, each its own function
-/// below; the history rebuild (10) rewrites the read model, so it comes last.
+/// below: 1 to 10 about renting, 11 to 14 about billing, 15 to 17 about field service.
+/// The history rebuild (10) rewrites the read model, so it runs last.
 ///
 /// `queues` are the depths of the cluster's queues; `restocked` the units per product
 /// whose restock the clients saw confirmed.
@@ -216,6 +217,14 @@ pub async fn audit(
     violations.extend(n8_nothing_left_behind(cluster, &records, queues).await?);
     let (told, unknown_but_committed) = n9_clients_were_told_what_happened(cluster, &records, rents).await?;
     violations.extend(told);
+    violations.extend(n11_each_month_charged_at_most_once(cluster).await?);
+    violations.extend(n12_charges_match_paid_invoices(cluster).await?);
+    violations.extend(n13_nothing_charged_after_the_end(cluster).await?);
+    violations.extend(n14_standing_matches_invoices(cluster, &records).await?);
+    violations.extend(n15_one_pickup_per_rental_ended_after_delivery(cluster, &records).await?);
+    violations.extend(n16_each_pickup_returned_one_unit(cluster).await?);
+    violations.extend(n17_no_care_visit_after_the_end(cluster, &records).await?);
+    // Last: the rebuild rewrites the read model.
     violations.extend(n10_history_equals_a_rebuild(cluster, &records).await?);
     Ok(Audit { violations, unknown_but_committed })
 }
@@ -257,7 +266,8 @@ fn n3_services_agree(records: &Records) -> Vec<String> {
         let refunded = charges.first().is_some_and(|payment| payment.status == "REFUNDED");
         let agrees = match (rental.status.as_str(), delivery.status.as_str()) {
             ("ACCEPTED", "REQUESTED" | "SHIPPING") => !refunded,
-            ("ACTIVE", "DELIVERED") => !refunded,
+            // The contract after delivery: its first month stays paid however it ends.
+            ("ACTIVE" | "PAST_DUE" | "COMPLETED" | "TERMINATED", "DELIVERED") => !refunded,
             ("CANCELLED", "CANCELLED") => refunded,
             _ => false,
         };
@@ -483,6 +493,190 @@ async fn n10_history_equals_a_rebuild(cluster: &ProcessCluster, records: &Record
         }
     }
     Ok(violations)
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    what: String,
+}
+
+/// The violations `sql` finds, one per row, each the row's `what`.
+async fn found(database: &Database, sql: &str) -> anyhow::Result<Vec<String>> {
+    Ok(rows::<Found>(database, sql).await?.into_iter().map(|row| row.what).collect())
+}
+
+#[derive(QueryableByName)]
+struct Ended {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    ended_at: f64,
+}
+
+/// 11. Each (rental, month) has one invoice, and no invoice was ever captured twice.
+async fn n11_each_month_charged_at_most_once(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    let payment_db = cluster.database(payment::SERVICE)?;
+    let mut violations = found(
+        &payment_db,
+        "SELECT 'rental ' || rental_id || ' has ' || count(*) || ' invoices for period ' || period AS what \
+         FROM invoices WHERE kind = 'PERIOD' GROUP BY rental_id, period HAVING count(*) > 1",
+    )
+    .await?;
+    violations.extend(
+        found(
+            &payment_db,
+            "SELECT 'invoice ' || invoice_id || ' was captured ' || count(*) || ' times' AS what \
+             FROM invoice_attempts WHERE outcome = 'APPROVED' GROUP BY invoice_id HAVING count(*) > 1",
+        )
+        .await?,
+    );
+    Ok(violations)
+}
+
+/// 12. What was charged is what the invoices say was paid: an invoice with an approved
+/// capture is PAID (or REFUNDED since), and a PAID invoice of a later month or a fee has
+/// exactly one (the first month is paid by the rent's own charge).
+async fn n12_charges_match_paid_invoices(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    let payment_db = cluster.database(payment::SERVICE)?;
+    found(
+        &payment_db,
+        "SELECT 'invoice ' || i.id || ' is ' || i.status || ' with ' || count(a.invoice_id) || ' approved captures' AS what \
+         FROM invoices i LEFT JOIN invoice_attempts a ON a.invoice_id = i.id AND a.outcome = 'APPROVED' \
+         GROUP BY i.id, i.status, i.kind, i.period, i.payment_id \
+         HAVING (count(a.invoice_id) > 0 AND i.status NOT IN ('PAID', 'REFUNDED')) \
+             OR (i.status = 'PAID' AND i.payment_id IS NULL AND count(a.invoice_id) <> 1)",
+    )
+    .await
+}
+
+/// 13. Nothing is charged for a month that starts after the rental ended.
+async fn n13_nothing_charged_after_the_end(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    let rental_db = cluster.database(rental::SERVICE)?;
+    let payment_db = cluster.database(payment::SERVICE)?;
+    let ended: Vec<Ended> = rows(
+        &rental_db,
+        "SELECT id, extract(epoch FROM ended_at)::float8 AS ended_at FROM rentals WHERE ended_at IS NOT NULL",
+    )
+    .await?;
+    let ended: HashMap<Uuid, f64> = ended.into_iter().map(|rental| (rental.id, rental.ended_at)).collect();
+    let charged: Vec<Ended> = rows(
+        &payment_db,
+        "SELECT i.rental_id AS id, extract(epoch FROM i.period_start)::float8 AS ended_at \
+         FROM invoices i JOIN invoice_attempts a ON a.invoice_id = i.id AND a.outcome = 'APPROVED' \
+         WHERE i.kind = 'PERIOD' AND i.period_start IS NOT NULL",
+    )
+    .await?;
+    Ok(charged
+        .iter()
+        .filter(|month| ended.get(&month.id).is_some_and(|end| month.ended_at > *end))
+        .map(|month| format!("rental {} was charged for a month starting after it ended", month.id))
+        .collect())
+}
+
+/// 14. A rental's standing agrees with its invoices: `PAST_DUE` has a failed one, and
+/// `ACTIVE` none.
+async fn n14_standing_matches_invoices(cluster: &ProcessCluster, records: &Records) -> anyhow::Result<Vec<String>> {
+    let payment_db = cluster.database(payment::SERVICE)?;
+    #[derive(QueryableByName)]
+    struct Failed {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        rental_id: Uuid,
+    }
+    let failed: Vec<Failed> =
+        rows(&payment_db, "SELECT DISTINCT rental_id FROM invoices WHERE status = 'FAILED'").await?;
+    let failed: std::collections::HashSet<Uuid> = failed.into_iter().map(|row| row.rental_id).collect();
+    Ok(records
+        .rentals
+        .iter()
+        .filter_map(|rental| match (rental.status.as_str(), failed.contains(&rental.id)) {
+            ("PAST_DUE", false) => Some(format!("rental {} is PAST_DUE with no failed invoice", rental.id)),
+            ("ACTIVE", true) => Some(format!("rental {} is ACTIVE with a failed invoice", rental.id)),
+            _ => None,
+        })
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct PerRental {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    rental_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// 15. A rental that ended after delivery (completed or terminated) has exactly one
+/// pickup; any other has none.
+async fn n15_one_pickup_per_rental_ended_after_delivery(
+    cluster: &ProcessCluster,
+    records: &Records,
+) -> anyhow::Result<Vec<String>> {
+    let delivery_db = cluster.database(delivery::SERVICE)?;
+    let pickups: Vec<PerRental> =
+        rows(&delivery_db, "SELECT rental_id, count(*) AS n FROM visits WHERE kind = 'PICKUP' GROUP BY rental_id")
+            .await?;
+    let pickups: HashMap<Uuid, i64> = pickups.into_iter().map(|row| (row.rental_id, row.n)).collect();
+    Ok(records
+        .rentals
+        .iter()
+        .filter_map(|rental| {
+            let expected = i64::from(matches!(rental.status.as_str(), "COMPLETED" | "TERMINATED"));
+            let found = pickups.get(&rental.id).copied().unwrap_or(0);
+            (found != expected).then(|| format!("rental {} is {} with {found} pickups", rental.id, rental.status))
+        })
+        .collect())
+}
+
+/// 16. Every completed pickup brought exactly one unit home (its shipment COLLECTED, one
+/// COLLECTED movement), and no unit came home without one.
+async fn n16_each_pickup_returned_one_unit(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    let delivery_db = cluster.database(delivery::SERVICE)?;
+    let inventory_db = cluster.database(inventory::SERVICE)?;
+    #[derive(QueryableByName)]
+    struct Done {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+        delivery_id: Option<Uuid>,
+    }
+    let done: Vec<Done> =
+        rows(&delivery_db, "SELECT delivery_id FROM visits WHERE kind = 'PICKUP' AND status = 'DONE'").await?;
+    let returned: Vec<PerRental> = rows(
+        &inventory_db,
+        "SELECT delivery_id AS rental_id, count(*) AS n FROM stock_movements \
+         WHERE reason = 'COLLECTED' AND delivery_id IS NOT NULL GROUP BY delivery_id",
+    )
+    .await?;
+    let returned: HashMap<Uuid, i64> = returned.into_iter().map(|row| (row.rental_id, row.n)).collect();
+    let mut violations = Vec::new();
+    let picked: std::collections::HashSet<Uuid> = done.iter().filter_map(|visit| visit.delivery_id).collect();
+    for delivery_id in &picked {
+        let units = returned.get(delivery_id).copied().unwrap_or(0);
+        if units != 1 {
+            violations.push(format!("the pickup of delivery {delivery_id} brought {units} units home"));
+        }
+    }
+    for delivery_id in returned.keys().filter(|delivery_id| !picked.contains(delivery_id)) {
+        violations.push(format!("a unit of delivery {delivery_id} came home without a completed pickup"));
+    }
+    Ok(violations)
+}
+
+/// 17. No care visit is still planned or under way for a rental that has ended.
+async fn n17_no_care_visit_after_the_end(cluster: &ProcessCluster, records: &Records) -> anyhow::Result<Vec<String>> {
+    let delivery_db = cluster.database(delivery::SERVICE)?;
+    let open: Vec<PerRental> = rows(
+        &delivery_db,
+        "SELECT rental_id, count(*) AS n FROM visits \
+         WHERE kind = 'CARE' AND status IN ('SCHEDULED', 'IN_PROGRESS') GROUP BY rental_id",
+    )
+    .await?;
+    Ok(open
+        .iter()
+        .filter_map(|visit| {
+            let rental = records.rental(visit.rental_id)?;
+            matches!(rental.status.as_str(), "COMPLETED" | "TERMINATED" | "CANCELLED")
+                .then(|| format!("rental {} is {} with {} care visits still open", rental.id, rental.status, visit.n))
+        })
+        .collect())
 }
 
 /// What one effect is about: its visit or its invoice, a rental's period, or else the
