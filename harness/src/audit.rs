@@ -130,6 +130,8 @@ pub struct RentTold {
     pub product: Uuid,
     pub key: String,
     pub card: String,
+    /// The contract's length asked for (a same-key retry must ask the same).
+    pub months: i32,
     /// `ok`, an error code, or how the transport failed.
     pub answer: String,
     pub rental_id: Option<String>,
@@ -440,7 +442,7 @@ async fn n9_clients_were_told_what_happened(
                 let Some(request) = committed else { continue };
                 let token = issuer.issue(&Identity::Customer { customer_id: rent.customer }, Duration::from_secs(600));
                 let query = "mutation($input: RentInput!) { rent(input: $input) { id } }";
-                let input = json!({ "input": { "productId": rent.product, "months": 12,
+                let input = json!({ "input": { "productId": rent.product, "months": rent.months,
                     "deliveryAddress": "12 Teheran-ro, Gangnam-gu, Seoul", "cardNumber": rent.card,
                     "idempotencyKey": rent.key } });
                 let sent = http

@@ -466,6 +466,7 @@ async fn customer_loop(
             product,
             key: key.clone(),
             card: card.to_owned(),
+            months: 12,
             answer: kind_of(&answer, "rent"),
             rental_id: rental_id.clone(),
         });

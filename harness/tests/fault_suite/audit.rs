@@ -18,6 +18,7 @@ pub async fn audit(cluster: &ProcessCluster, rabbit: &PrivateRabbit, record: &Re
             product: rent.product,
             key: rent.key.clone(),
             card: rent.card.to_owned(),
+            months: crate::load::MONTHS,
             answer: rent.answer.clone(),
             rental_id: rent.rental_id.clone(),
         })
@@ -30,9 +31,15 @@ pub async fn audit(cluster: &ProcessCluster, rabbit: &PrivateRabbit, record: &Re
     Ok(audited)
 }
 
-/// True once nothing is in flight: outboxes and queues empty, no rent request
-/// unfinished.
+/// True once nothing is in flight (outboxes and queues empty, no rent request
+/// unfinished) and no contract is running: with months of seconds a running contract
+/// falls due again while the audit reads.
 pub async fn quiet(cluster: &ProcessCluster, rabbit: &PrivateRabbit) -> anyhow::Result<bool> {
+    let rental_db = cluster.database(rental::SERVICE)?;
+    let running = "SELECT count(*) AS n FROM rentals WHERE status IN ('ACTIVE', 'PAST_DUE')";
+    if harness::audit::count(&rental_db, running).await? > 0 {
+        return Ok(false);
+    }
     let queues = rabbit.queue_depths(&cluster.namespace)?;
     harness::audit::quiet(cluster, &queues).await
 }

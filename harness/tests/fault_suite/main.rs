@@ -84,6 +84,10 @@ struct RunReport {
     /// Answer kind → count, over every request of the run.
     answers: BTreeMap<String, u64>,
     rents_accepted: usize,
+    /// Second months charged and contracts completed (each with its pickup): the
+    /// billing the run went through.
+    months_charged: i64,
+    completed: i64,
     recovered_in: Option<Duration>,
     settled_in: Option<Duration>,
     unknown_but_committed: usize,
@@ -137,6 +141,9 @@ async fn run(
             ("PAYMENT_TIMEOUT_MS", "1500"),
             ("PAYMENT_BREAKER_OPEN_MS", "2000"),
             ("DB_POOL_SIZE", "8"),
+            // Months of 4 s: every contract delivered during the run is billed for its
+            // second month and completes (load::MONTHS) under the run's fault.
+            ("MONTH_SECONDS", "4"),
         ]
         .iter()
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
@@ -226,11 +233,23 @@ async fn run(
     if !audited.violations.is_empty() {
         eprintln!("{}: logs in {}", fault.name(), log_dir.display());
     }
+    let months_charged = harness::audit::count(
+        &cluster.database(payment::SERVICE)?,
+        "SELECT count(*) AS n FROM invoices WHERE kind = 'PERIOD' AND period > 1 AND status = 'PAID'",
+    )
+    .await?;
+    let completed = harness::audit::count(
+        &cluster.database(rental::SERVICE)?,
+        "SELECT count(*) AS n FROM rentals WHERE status = 'COMPLETED'",
+    )
+    .await?;
     cluster.drop_databases_after_stop().await?;
     Ok(RunReport {
         fault,
         answers,
         rents_accepted,
+        months_charged,
+        completed,
         recovered_in,
         settled_in,
         unknown_but_committed: audited.unknown_but_committed,
@@ -250,9 +269,9 @@ fn report(runs: &[RunReport], intensity: Intensity, total: Duration) -> String {
     );
     let _ = writeln!(
         text,
-        "| fault | requests | ok | refused (user error) | try again later | other errors | rents accepted | same-key retries that found the rental | first rent accepted after the fault ended | quiet after the load stopped | violations |"
+        "| fault | requests | ok | refused (user error) | try again later | other errors | rents accepted | second months charged | contracts completed | same-key retries that found the rental | first rent accepted after the fault ended | quiet after the load stopped | violations |"
     );
-    let _ = writeln!(text, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(text, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for run in runs {
         let total: u64 = run.answers.values().sum();
         let ok = run.answers.get("ok").copied().unwrap_or(0);
@@ -272,10 +291,12 @@ fn report(runs: &[RunReport], intensity: Intensity, total: Duration) -> String {
         let seconds = |duration: Option<Duration>| duration.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
         let _ = writeln!(
             text,
-            "| {} | {total} | {ok} | {refused} | {retry} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {total} | {ok} | {refused} | {retry} | {} | {} | {} | {} | {} | {} | {} | {} |",
             run.fault.describe(),
             if other.is_empty() { "0".to_owned() } else { other.join(", ") },
             run.rents_accepted,
+            run.months_charged,
+            run.completed,
             run.unknown_but_committed,
             seconds(run.recovered_in),
             seconds(run.settled_in),
