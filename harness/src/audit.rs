@@ -306,7 +306,9 @@ fn n5_no_delivery_without_a_rental(records: &Records) -> Vec<String> {
         .collect()
 }
 
-/// 6. A delivery's status and inventory's shipment for it agree.
+/// 6. A delivery's status and inventory's shipment for it agree. A delivered unit is
+/// out (`TAKEN`) until its pickup brings it home (`COLLECTED`: invariant 16 checks that
+/// each such return has its done pickup).
 fn n6_stock_and_deliveries_agree(records: &Records) -> Vec<String> {
     let shipment_of: HashMap<Uuid, &str> =
         records.shipments.iter().map(|shipment| (shipment.delivery_id, shipment.state.as_str())).collect();
@@ -314,10 +316,11 @@ fn n6_stock_and_deliveries_agree(records: &Records) -> Vec<String> {
     for delivery in &records.deliveries {
         let shipment = shipment_of.get(&delivery.id).copied();
         match delivery.status.as_str() {
-            "DELIVERED" if shipment != Some("TAKEN") || delivery.unit != "TAKEN" => violations.push(format!(
-                "delivery {} is DELIVERED but inventory's shipment is {shipment:?} (unit {})",
-                delivery.id, delivery.unit
-            )),
+            "DELIVERED" if !matches!(shipment, Some("TAKEN" | "COLLECTED")) || delivery.unit != "TAKEN" => violations
+                .push(format!(
+                    "delivery {} is DELIVERED but inventory's shipment is {shipment:?} (unit {})",
+                    delivery.id, delivery.unit
+                )),
             "SHIPPING" if !matches!(shipment, Some("TAKEN" | "SHORT")) => violations
                 .push(format!("delivery {} is SHIPPING but inventory's shipment is {shipment:?}", delivery.id)),
             "CANCELLED" if matches!(shipment, Some("TAKEN" | "SHORT")) => violations.push(format!(

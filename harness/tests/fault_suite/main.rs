@@ -34,6 +34,10 @@ enum Fault {
     PostgresDown,
     /// The service stopped (SIGTERM, drained) for 30 s.
     Down(&'static str),
+    /// Two replicas of every service behind HAProxy (as behind a Kubernetes Service),
+    /// every one running the contract clock and the relays; kill -9 of one replica of
+    /// the service, started again 2 s later, while the other goes on.
+    KillOneOfTwo(&'static str),
 }
 
 impl Fault {
@@ -46,6 +50,7 @@ impl Fault {
             Fault::PostgresRestart => "postgres-restart".into(),
             Fault::PostgresDown => "postgres-down".into(),
             Fault::Down(service) => format!("{service}-down"),
+            Fault::KillOneOfTwo(service) => format!("kill-one-of-two-{service}"),
         }
     }
 
@@ -58,11 +63,14 @@ impl Fault {
             Fault::PostgresRestart => "PostgreSQL crashed (immediate stop) and restarted at once".into(),
             Fault::PostgresDown => "PostgreSQL crashed and down for 30 s".into(),
             Fault::Down(service) => format!("{service} stopped (SIGTERM) for 30 s"),
+            Fault::KillOneOfTwo(service) => {
+                format!("two replicas of every service; kill -9 of one {service} replica, restarted 2 s later")
+            }
         }
     }
 }
 
-const ALL: [Fault; 10] = [
+const ALL: [Fault; 14] = [
     Fault::Control,
     Fault::Kill(inventory::SERVICE),
     Fault::Kill(rental::SERVICE),
@@ -73,10 +81,17 @@ const ALL: [Fault; 10] = [
     Fault::PostgresRestart,
     Fault::PostgresDown,
     Fault::Down(inventory::SERVICE),
+    Fault::KillOneOfTwo(rental::SERVICE),
+    Fault::KillOneOfTwo(payment::SERVICE),
+    Fault::KillOneOfTwo(delivery::SERVICE),
+    Fault::KillOneOfTwo(inventory::SERVICE),
 ];
 
-/// When the fault starts, after the load has.
-const FAULT_AFTER: Duration = Duration::from_secs(3);
+/// When the fault starts, after the load has. By then every part of a contract is in
+/// flight at once: rents and deliveries, the first contracts' second months being
+/// charged (and, on the card that declines later months, failing and being retried),
+/// their care visits, and the first contracts ending with their pickups.
+const FAULT_AFTER: Duration = Duration::from_secs(9);
 const SETTLE_LIMIT: Duration = Duration::from_secs(90);
 
 struct RunReport {
@@ -84,14 +99,67 @@ struct RunReport {
     /// Answer kind → count, over every request of the run.
     answers: BTreeMap<String, u64>,
     rents_accepted: usize,
-    /// Second months charged and contracts completed (each with its pickup): the
-    /// billing the run went through.
-    months_charged: i64,
-    completed: i64,
+    course: Course,
     recovered_in: Option<Duration>,
     settled_in: Option<Duration>,
     unknown_but_committed: usize,
     violations: Vec<String>,
+}
+
+/// What the run's contracts went through, read from the services' own records once it
+/// settled: the billing and field service that happened under the fault.
+#[derive(Debug, Default)]
+struct Course {
+    /// Second (and later) months charged.
+    months_charged: i64,
+    /// Months whose charge was declined at least once, and those of them paid since.
+    past_due: i64,
+    recovered: i64,
+    extended: i64,
+    completed: i64,
+    terminated_early: i64,
+    terminated_for_non_payment: i64,
+    care_visits_done: i64,
+    pickups_done: i64,
+    /// Pickups moved because nobody was home.
+    pickups_moved: i64,
+}
+
+impl Course {
+    async fn read(cluster: &ProcessCluster) -> anyhow::Result<Self> {
+        use harness::audit::count;
+        let payment = cluster.database(payment::SERVICE)?;
+        let rental = cluster.database(rental::SERVICE)?;
+        let delivery = cluster.database(delivery::SERVICE)?;
+        let declined = "SELECT count(*) AS n FROM invoices i WHERE i.kind = 'PERIOD' AND EXISTS \
+                        (SELECT 1 FROM invoice_attempts a WHERE a.invoice_id = i.id AND a.outcome = 'DECLINED')";
+        let ended = |reasons: &str| format!("SELECT count(*) AS n FROM rentals WHERE end_reason IN ({reasons})");
+        Ok(Self {
+            months_charged: count(
+                &payment,
+                "SELECT count(*) AS n FROM invoices WHERE kind = 'PERIOD' AND period > 1 AND status = 'PAID'",
+            )
+            .await?,
+            past_due: count(&payment, declined).await?,
+            recovered: count(&payment, &format!("{declined} AND i.status = 'PAID'")).await?,
+            extended: count(&rental, "SELECT count(DISTINCT rental_id) AS n FROM rental_extensions").await?,
+            completed: count(&rental, &ended("'COMPLETED'")).await?,
+            terminated_early: count(&rental, &ended("'TERMINATED_BY_CUSTOMER', 'TERMINATED_BY_OPERATOR'")).await?,
+            terminated_for_non_payment: count(&rental, &ended("'TERMINATED_FOR_NON_PAYMENT'")).await?,
+            care_visits_done: count(
+                &delivery,
+                "SELECT count(*) AS n FROM visits WHERE kind = 'CARE' AND status = 'DONE'",
+            )
+            .await?,
+            pickups_done: count(
+                &delivery,
+                "SELECT count(*) AS n FROM visits WHERE kind = 'PICKUP' AND status = 'DONE'",
+            )
+            .await?,
+            pickups_moved: count(&delivery, "SELECT count(*) AS n FROM outbox WHERE event_type = 'visit.rescheduled'")
+                .await?,
+        })
+    }
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -102,7 +170,7 @@ async fn inject(fault: Fault, cluster: &mut ProcessCluster) -> anyhow::Result<In
     let restart_limit = Duration::from_secs(90);
     match fault {
         Fault::Control => {}
-        Fault::Kill(service) => {
+        Fault::Kill(service) | Fault::KillOneOfTwo(service) => {
             cluster.replica(service, 0).kill().await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             cluster.replica(service, 0).restart(restart_limit).await?;
@@ -131,10 +199,11 @@ async fn run(
 ) -> anyhow::Result<RunReport> {
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite").join(fault.name());
     let _ = std::fs::remove_dir_all(&log_dir);
-    let mut cluster = ProcessCluster::start(ClusterSpec {
+    let two_replicas = matches!(fault, Fault::KillOneOfTwo(_));
+    let spec = ClusterSpec {
         postgres_url: postgres.url(),
         amqp_url: rabbit.amqp_url(),
-        replicas: 1,
+        replicas: if two_replicas { 2 } else { 1 },
         env: [
             ("RUST_LOG", "warn"),
             ("RENT_RECONCILE_AFTER_MS", "3000"),
@@ -144,6 +213,10 @@ async fn run(
             // Months of 4 s: every contract delivered during the run is billed for its
             // second month and completes (load::MONTHS) under the run's fault.
             ("MONTH_SECONDS", "4"),
+            // Dunning retries after 7, 15 and 30 days of such months (0.9, 2 and 4 s):
+            // long enough for a customer to put a new card on file or pay at once while
+            // the contract is past due.
+            ("DUNNING_RETRY_DAYS", "7,15,30"),
         ]
         .iter()
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
@@ -151,8 +224,9 @@ async fn run(
         router_env: Vec::new(),
         router_log_level: "warn".into(),
         log_dir: log_dir.clone(),
-    })
-    .await?;
+    };
+    let mut cluster =
+        if two_replicas { ProcessCluster::start_balanced(spec).await? } else { ProcessCluster::start(spec).await? };
     let client = Client::new(cluster.router_url(), &cluster.identities.users);
     let rental_db = cluster.database(rental::SERVICE)?;
     let products = vec![
@@ -164,7 +238,7 @@ async fn run(
     let started = Instant::now();
     let fault_lasts = match fault {
         Fault::Control | Fault::PostgresRestart => Duration::ZERO,
-        Fault::Kill(_) => Duration::from_secs(2),
+        Fault::Kill(_) | Fault::KillOneOfTwo(_) => Duration::from_secs(2),
         Fault::Hang(_) => Duration::from_secs(8),
         Fault::BrokerDown => Duration::from_secs(20),
         Fault::PostgresDown | Fault::Down(_) => Duration::from_secs(30),
@@ -233,23 +307,13 @@ async fn run(
     if !audited.violations.is_empty() {
         eprintln!("{}: logs in {}", fault.name(), log_dir.display());
     }
-    let months_charged = harness::audit::count(
-        &cluster.database(payment::SERVICE)?,
-        "SELECT count(*) AS n FROM invoices WHERE kind = 'PERIOD' AND period > 1 AND status = 'PAID'",
-    )
-    .await?;
-    let completed = harness::audit::count(
-        &cluster.database(rental::SERVICE)?,
-        "SELECT count(*) AS n FROM rentals WHERE status = 'COMPLETED'",
-    )
-    .await?;
+    let course = Course::read(&cluster).await?;
     cluster.drop_databases_after_stop().await?;
     Ok(RunReport {
         fault,
         answers,
         rents_accepted,
-        months_charged,
-        completed,
+        course,
         recovered_in,
         settled_in,
         unknown_but_committed: audited.unknown_but_committed,
@@ -269,9 +333,9 @@ fn report(runs: &[RunReport], intensity: Intensity, total: Duration) -> String {
     );
     let _ = writeln!(
         text,
-        "| fault | requests | ok | refused (user error) | try again later | other errors | rents accepted | second months charged | contracts completed | same-key retries that found the rental | first rent accepted after the fault ended | quiet after the load stopped | violations |"
+        "| fault | requests | ok | refused (user error) | try again later | other errors | rents accepted | later months charged | months declined / paid since | extended | ended: completed / early / non-payment | visits done: care / pickup (pickups moved) | same-key retries that found the rental | first rent accepted after the fault ended | quiet after the load stopped | violations |"
     );
-    let _ = writeln!(text, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(text, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for run in runs {
         let total: u64 = run.answers.values().sum();
         let ok = run.answers.get("ok").copied().unwrap_or(0);
@@ -291,12 +355,20 @@ fn report(runs: &[RunReport], intensity: Intensity, total: Duration) -> String {
         let seconds = |duration: Option<Duration>| duration.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
         let _ = writeln!(
             text,
-            "| {} | {total} | {ok} | {refused} | {retry} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {total} | {ok} | {refused} | {retry} | {} | {} | {} | {} / {} | {} | {} / {} / {} | {} / {} ({}) | {} | {} | {} | {} |",
             run.fault.describe(),
             if other.is_empty() { "0".to_owned() } else { other.join(", ") },
             run.rents_accepted,
-            run.months_charged,
-            run.completed,
+            run.course.months_charged,
+            run.course.past_due,
+            run.course.recovered,
+            run.course.extended,
+            run.course.completed,
+            run.course.terminated_early,
+            run.course.terminated_for_non_payment,
+            run.course.care_visits_done,
+            run.course.pickups_done,
+            run.course.pickups_moved,
             run.unknown_but_committed,
             seconds(run.recovered_in),
             seconds(run.settled_in),
