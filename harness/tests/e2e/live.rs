@@ -188,18 +188,28 @@ async fn two_hundred_subscribers_each_get_exactly_their_own_events() {
         assert_eq!(status_of(&first["payload"]), "REQUESTED", "{first}");
         assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id));
     }
-    // In batches, so the subscribers are not left unread (and unanswered to the
-    // router's pings) for long.
+    // Every subscriber reads while the deliveries start: the router pings each socket
+    // every 5 s and closes one that has not answered for 10 s, and a socket answers
+    // (pong) only while it is read. Starting 200 deliveries takes longer than that on a
+    // slow machine.
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let next = ws.next_message().await;
+                (ws, next)
+            })
+        })
+        .collect();
     for batch in rentals.chunks(20) {
         futures::future::join_all(batch.iter().map(|(_, rental_id)| operator_step(&stack, "startDelivery", rental_id)))
             .await;
     }
-    for (ws, (_, rental_id)) in clients.iter_mut().zip(&rentals) {
-        let next = ws.next_message().await.unwrap_or_else(|| panic!("SHIPPING for {rental_id}"));
+    for (reader, (_, rental_id)) in readers.into_iter().zip(&rentals) {
+        let (ws, next) = reader.await.expect("the subscriber's reader ran");
+        let next = next.unwrap_or_else(|| panic!("SHIPPING for {rental_id}"));
         assert_eq!(status_of(&next["payload"]), "SHIPPING", "{next}");
         assert_eq!(next["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id), "only its own");
-    }
-    for ws in clients {
         ws.close().await;
     }
     let gauge = stack.subgraphs.delivery.open_streams.clone();
