@@ -28,7 +28,7 @@ impl EventHandler for RentalEvents {
                 service::record_step(tx, meta, step(refunded.rental_id, TimelineKind::Refunded, refunded.at)).await
             }
             ForRental::InvoicePaid(paid) => contract::invoice_paid(tx, meta, &paid).await,
-            ForRental::InvoiceFailed(failed) => contract::invoice_failed(tx, meta, &failed).await,
+            ForRental::InvoiceFailed(failed) => contract::invoice_failed(tx, &self.calendar, meta, &failed).await,
             ForRental::InvoiceVoided(voided) => contract::invoice_voided(tx, meta, &voided).await,
             ForRental::PaymentMethodUpdated(updated) => contract::card_updated(tx, meta, &updated).await,
             ForRental::DeliveryRequested(requested) => {

@@ -127,7 +127,7 @@ pub async fn terminate(
             let now = db::now();
             let term = running_term(&rental, calendar, now, "terminated")?;
             let fee = term.termination_fee(calendar, rental.monthly_fee, now);
-            end(tx, &mut rental, terminated, reason, fee, now).await?;
+            end(tx, calendar, &mut rental, terminated, reason, fee, now).await?;
             Ok(rental)
         })
         .await
@@ -146,16 +146,26 @@ fn running_term(rental: &RentalRow, calendar: &Calendar, now: DateTime<Utc>, act
     Ok(term)
 }
 
-/// Ends a delivered rental: later periods are never announced, `rental.ended` asks for
-/// the pickup (and the fee, if any), and the timeline says so.
+/// Ends a delivered rental at `at`: a period that started before then is announced if
+/// the clock has not done it yet (it looks once a tick, and the end can fall between a
+/// period's start and that tick), later periods never are, `rental.ended` asks for the
+/// pickup (and the fee, if any), and the timeline says so.
 async fn end(
     tx: &mut Tx<'_>,
+    calendar: &Calendar,
     rental: &mut RentalRow,
     status: RentalStatus,
     reason: EndReason,
     termination_fee: i32,
     at: DateTime<Utc>,
 ) -> Result<(), ApiError> {
+    let mut started = Vec::new();
+    if let Some(term) = rental.term() {
+        while rental.next_period_at.is_some_and(|starts| starts <= at) {
+            started.push(announce_next_period(rental, &term, calendar, at));
+        }
+    }
+    outbox::enqueue_all(tx, &started).await?;
     rental.status = status;
     rental.end_reason = Some(reason);
     rental.ended_at = Some(at);
@@ -189,19 +199,7 @@ pub async fn tick(database: &Database, calendar: &Calendar, now: DateTime<Utc>) 
             let mut events = Vec::with_capacity(due.len());
             for rental in &mut due {
                 let Some(term) = rental.term() else { continue };
-                let period = rental.next_period;
-                events.push(RentalPeriodDue {
-                    rental_id: rental.id,
-                    customer_id: rental.customer_id,
-                    period,
-                    starts_at: term.period_start(calendar, period),
-                    ends_at: term.period_start(calendar, period + 1).min(term.ends_at(calendar)),
-                    amount: rental.monthly_fee,
-                    at: now,
-                });
-                rental.next_period = period + 1;
-                rental.next_period_at = term.start_of(calendar, period + 1);
-                rental.updated_at = now;
+                events.push(announce_next_period(rental, &term, calendar, now));
             }
             rentals::save_all(tx, &due).await?;
             outbox::enqueue_all(tx, &events).await?;
@@ -215,12 +213,35 @@ pub async fn tick(database: &Database, calendar: &Calendar, now: DateTime<Utc>) 
             for mut rental in over {
                 // It ends when its last month ends, whenever the clock notices.
                 let ended_at = rental.term_ends_at.unwrap_or(now);
-                end(tx, &mut rental, RentalStatus::Completed, EndReason::Completed, 0, ended_at).await?;
+                end(tx, calendar, &mut rental, RentalStatus::Completed, EndReason::Completed, 0, ended_at).await?;
             }
             Ok::<_, ApiError>(count)
         })
         .await?;
     Ok(announced + completed)
+}
+
+/// `rental.period_due` for the rental's next period, its schedule moved on to the one
+/// after (none once the term has no more).
+fn announce_next_period(
+    rental: &mut RentalRow,
+    term: &Term,
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+) -> RentalPeriodDue {
+    let period = rental.next_period;
+    rental.next_period = period + 1;
+    rental.next_period_at = term.start_of(calendar, period + 1);
+    rental.updated_at = now;
+    RentalPeriodDue {
+        rental_id: rental.id,
+        customer_id: rental.customer_id,
+        period,
+        starts_at: term.period_start(calendar, period),
+        ends_at: term.period_start(calendar, period + 1).min(term.ends_at(calendar)),
+        amount: rental.monthly_fee,
+        at: now,
+    }
 }
 
 /// Runs the contract clock until `stopping`, every tick of the clock and again at once
@@ -268,7 +289,12 @@ pub async fn invoice_paid(tx: &mut Tx<'_>, meta: EventMeta, paid: &InvoicePaid) 
 
 /// `invoice.failed`: a charge was declined. The rental is past due while any invoice is;
 /// when the last automatic attempt of a month fails, the rental ends for non-payment.
-pub async fn invoice_failed(tx: &mut Tx<'_>, meta: EventMeta, failed: &InvoiceFailed) -> Result<(), HandlerError> {
+pub async fn invoice_failed(
+    tx: &mut Tx<'_>,
+    calendar: &Calendar,
+    meta: EventMeta,
+    failed: &InvoiceFailed,
+) -> Result<(), HandlerError> {
     let mut rental = locked(tx, failed.rental_id, "invoice failed").await?;
     let declined = TimelineStep::of_attempt(
         failed.rental_id,
@@ -291,7 +317,8 @@ pub async fn invoice_failed(tx: &mut Tx<'_>, meta: EventMeta, failed: &InvoiceFa
     }
     follow_account(&mut rental, failed.seq, failed.outstanding);
     if failed.final_attempt && failed.kind == InvoiceKind::Period && rental.status.is_running() {
-        end(tx, &mut rental, RentalStatus::Terminated, EndReason::TerminatedForNonPayment, 0, failed.at).await?;
+        let reason = EndReason::TerminatedForNonPayment;
+        end(tx, calendar, &mut rental, RentalStatus::Terminated, reason, 0, failed.at).await?;
         tracing::warn!(rental_id = %rental.id, "the last attempt of a monthly invoice failed: rental terminated");
         return Ok(());
     }
