@@ -162,6 +162,26 @@ impl Course {
     }
 }
 
+/// The last warnings and errors of every process of a run, from its log files.
+fn log_tails(log_dir: &std::path::Path) -> String {
+    const LINES: usize = 20;
+    let mut files: Vec<_> = std::fs::read_dir(log_dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut text = String::new();
+    for file in files.iter().filter(|file| file.extension().is_some_and(|extension| extension == "log")) {
+        let content = std::fs::read_to_string(file).unwrap_or_default();
+        let notable: Vec<&str> =
+            content.lines().filter(|line| line.contains("WARN") || line.contains("ERROR")).collect();
+        let _ = writeln!(text, "--- {} ({} warnings and errors, the last {LINES}):", file.display(), notable.len());
+        for line in &notable[notable.len().saturating_sub(LINES)..] {
+            let _ = writeln!(text, "{}", line.chars().take(400).collect::<String>());
+        }
+    }
+    text
+}
+
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(work).await?
 }
@@ -305,7 +325,8 @@ async fn run(
         .map(|rent| rent.finished_at - healed)
         .min();
     if !audited.violations.is_empty() {
-        eprintln!("{}: logs in {}", fault.name(), log_dir.display());
+        // The folder is gone with the machine a CI run had: what went wrong is printed.
+        eprintln!("{}: logs in {}\n{}", fault.name(), log_dir.display(), log_tails(&log_dir));
     }
     let course = Course::read(&cluster).await?;
     cluster.drop_databases_after_stop().await?;

@@ -39,10 +39,24 @@ enum State {
 }
 
 /// The caller may go ahead; report the outcome with [`CircuitBreaker::record`].
+///
+/// A permit dropped without a report (its call was cancelled: `rent`'s request future
+/// is dropped when the client goes away) says nothing about the other service. If it
+/// carried the probe, the next call probes instead; otherwise nothing changes.
 #[derive(Debug)]
 #[must_use = "report the call's outcome with CircuitBreaker::record"]
-pub struct Permit {
+pub struct Permit<'breaker> {
+    breaker: &'breaker CircuitBreaker,
     probe: bool,
+    reported: bool,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.reported {
+            self.breaker.release_probe();
+        }
+    }
 }
 
 /// The breaker is open: try again after `retry_after`.
@@ -62,18 +76,18 @@ impl CircuitBreaker {
         Self { config, state: Mutex::new(State::Closed { failures: 0 }) }
     }
 
-    pub fn admit(&self) -> Result<Permit, Refused> {
+    pub fn admit(&self) -> Result<Permit<'_>, Refused> {
         self.admit_at(Instant::now())
     }
 
-    pub fn admit_at(&self, now: Instant) -> Result<Permit, Refused> {
+    pub fn admit_at(&self, now: Instant) -> Result<Permit<'_>, Refused> {
         let mut state = self.state.lock().expect("breaker lock poisoned");
         match *state {
-            State::Closed { .. } => Ok(Permit { probe: false }),
+            State::Closed { .. } => Ok(Permit { breaker: self, probe: false, reported: false }),
             State::Open { until } if now < until => Err(Refused { retry_after: until - now }),
             State::Open { .. } => {
                 *state = State::HalfOpen;
-                Ok(Permit { probe: true })
+                Ok(Permit { breaker: self, probe: true, reported: false })
             }
             State::HalfOpen => Err(Refused { retry_after: PROBE_PENDING_RETRY }),
         }
@@ -94,11 +108,12 @@ impl CircuitBreaker {
 
     /// Reports how a permitted call went. Only failures of the other service count:
     /// a refusal it gave on purpose (a declined card) is a success here.
-    pub fn record(&self, permit: Permit, succeeded: bool) {
+    pub fn record(&self, permit: Permit<'_>, succeeded: bool) {
         self.record_at(permit, succeeded, Instant::now());
     }
 
-    pub fn record_at(&self, permit: Permit, succeeded: bool, now: Instant) {
+    pub fn record_at(&self, mut permit: Permit<'_>, succeeded: bool, now: Instant) {
+        permit.reported = true;
         let mut state = self.state.lock().expect("breaker lock poisoned");
         *state = match (*state, succeeded) {
             (_, true) => State::Closed { failures: 0 },
@@ -114,6 +129,17 @@ impl CircuitBreaker {
         };
         if permit.probe && succeeded {
             tracing::info!("circuit breaker closed: the probe succeeded");
+        }
+    }
+
+    /// The probe's call was cancelled before it reported: the next call probes.
+    fn release_probe(&self) {
+        // Never panic in a drop: a poisoned lock leaves the state as it is.
+        if let Ok(mut state) = self.state.lock()
+            && *state == State::HalfOpen
+        {
+            tracing::info!("circuit breaker: the probe's call was cancelled; the next call probes");
+            *state = State::Open { until: Instant::now() };
         }
     }
 
@@ -171,5 +197,42 @@ mod tests {
         breaker.record_at(probe, true, later + Duration::from_secs(10));
         assert!(!breaker.is_open());
         assert!(breaker.admit_at(later + Duration::from_secs(10)).is_ok());
+    }
+
+    /// The call carrying the probe can be cancelled before it reports: `rent`'s request
+    /// future is dropped when its client goes away (a timeout, a closed connection).
+    /// That says nothing about payment, and must not leave the breaker waiting for a
+    /// probe that never reports, refusing every call from then on (a fault-suite run
+    /// saw rental refuse every rent with PAYMENT_UNAVAILABLE for minutes after one).
+    #[test]
+    fn a_probe_dropped_without_its_outcome_lets_the_next_call_probe() {
+        let breaker = breaker();
+        let start = Instant::now();
+        for _ in 0..3 {
+            let permit = breaker.admit_at(start).unwrap();
+            breaker.record_at(permit, false, start);
+        }
+        let later = start + Duration::from_secs(10);
+        let probe = breaker.admit_at(later).expect("the probe goes through");
+        drop(probe);
+        assert!(breaker.peek().is_ok(), "a call may go ahead again");
+        let next = breaker.admit().expect("the next call probes");
+        breaker.record(next, true);
+        assert!(!breaker.is_open());
+    }
+
+    #[test]
+    fn a_dropped_call_of_a_closed_breaker_changes_nothing() {
+        let breaker = breaker();
+        let now = Instant::now();
+        let permit = breaker.admit_at(now).unwrap();
+        let failed = breaker.admit_at(now).unwrap();
+        breaker.record_at(failed, false, now);
+        drop(permit);
+        for _ in 0..2 {
+            let permit = breaker.admit_at(now).unwrap();
+            breaker.record_at(permit, false, now);
+        }
+        assert!(breaker.is_open(), "three failures open it, the dropped call counted for nothing");
     }
 }
