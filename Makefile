@@ -30,7 +30,6 @@ run-release:
 # playwright-core. `setup` comes before any build.
 test: setup schema/compose/node_modules router/tests-browser/node_modules bins
 	cargo test --workspace
-	cargo test --workspace --test e2e -- --ignored --test-threads=1
 
 # What the tests drive besides PostgreSQL and RabbitMQ (HAProxy, Prometheus, Chromium,
 # a container engine with compose, debootstrap, shellcheck): installed when missing

@@ -155,11 +155,7 @@ async fn a_client_that_goes_away_frees_its_subscription() {
     stack.stop().await;
 }
 
-// Run on its own by `make test` (`--ignored`, one test at a time): beside the other e2e
-// tests on a slow two-core machine, one of its 200 sockets ended without its SHIPPING
-// in 2 of 2 runs (an open bug, see the issue note); alone it passes.
 #[tokio::test]
-#[ignore = "run alone by make test: it loses a subscriber beside the other e2e tests on a slow machine"]
 async fn two_hundred_subscribers_each_get_exactly_their_own_events() {
     const SUBSCRIBERS: usize = 200;
     let stack = TestStack::start().await;
@@ -181,40 +177,44 @@ async fn two_hundred_subscribers_each_get_exactly_their_own_events() {
         rentals.extend(made);
     }
 
-    let mut clients = Vec::new();
-    for (token, rental_id) in &rentals {
-        let mut ws = WsClient::connect(&url, Some(token)).await;
-        ws.subscribe("mine", TRACK, json!({ "id": rental_id })).await;
-        clients.push(ws);
-    }
-    for (ws, (_, rental_id)) in clients.iter_mut().zip(&rentals) {
-        let first = ws.next_message().await.expect("current status");
-        assert_eq!(status_of(&first["payload"]), "REQUESTED", "{first}");
-        assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id));
-    }
-    // Every subscriber reads while the deliveries start: the router pings each socket
-    // every 5 s and closes one that has not answered for 10 s, and a socket answers
-    // (pong) only while it is read. Starting 200 deliveries takes longer than that on a
-    // slow machine.
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|mut ws| {
+    // Each subscriber reads its socket from the moment it subscribes until its SHIPPING,
+    // as a real client does: the router pings every socket every 5 s and closes one
+    // that has not answered (pong) for 10 s, and a socket answers only while it is
+    // read. Connecting 200 sockets one after the other and reading them afterwards left
+    // the first ones unread for longer than that on a slow machine, and the router
+    // closed them (a subscriber "lost" its SHIPPING).
+    let (ready, mut subscribed) = tokio::sync::mpsc::channel(SUBSCRIBERS);
+    let subscribers: Vec<_> = rentals
+        .iter()
+        .map(|(token, rental_id)| {
+            let (url, token, rental_id, ready) = (url.clone(), token.clone(), rental_id.clone(), ready.clone());
             tokio::spawn(async move {
+                let mut ws = WsClient::connect(&url, Some(&token)).await;
+                ws.subscribe("mine", TRACK, json!({ "id": rental_id })).await;
+                let first = ws.next_message().await;
+                let _ = ready.send(()).await;
                 let next = ws.next_message().await;
-                (ws, next)
+                ws.close().await;
+                (first, next)
             })
         })
         .collect();
+    drop(ready);
+    for _ in 0..SUBSCRIBERS {
+        subscribed.recv().await.expect("every subscriber subscribed");
+    }
     for batch in rentals.chunks(20) {
         futures::future::join_all(batch.iter().map(|(_, rental_id)| operator_step(&stack, "startDelivery", rental_id)))
             .await;
     }
-    for (reader, (_, rental_id)) in readers.into_iter().zip(&rentals) {
-        let (ws, next) = reader.await.expect("the subscriber's reader ran");
+    for (subscriber, (_, rental_id)) in subscribers.into_iter().zip(&rentals) {
+        let (first, next) = subscriber.await.expect("the subscriber ran");
+        let first = first.unwrap_or_else(|| panic!("the current status of {rental_id}"));
+        assert_eq!(status_of(&first["payload"]), "REQUESTED", "{first}");
+        assert_eq!(first["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id));
         let next = next.unwrap_or_else(|| panic!("SHIPPING for {rental_id}"));
         assert_eq!(status_of(&next["payload"]), "SHIPPING", "{next}");
         assert_eq!(next["payload"]["data"]["deliveryStatusChanged"]["rental"]["id"], json!(rental_id), "only its own");
-        ws.close().await;
     }
     let gauge = stack.subgraphs.delivery.open_streams.clone();
     assert!(eventually(Duration::from_secs(30), || async { gauge.load(Ordering::Relaxed) == 0 }).await);
