@@ -6,17 +6,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use diesel::QueryableByName;
 use diesel::pg::Pg;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
+use subgraph_kit::clock::Calendar;
 use subgraph_kit::{Database, Identity};
 use uuid::Uuid;
 
 use crate::cluster::{ProcessCluster, SERVICES};
-
-/// The card that the payment service declines.
-pub const DECLINED: &str = "4000000000000002";
+use crate::workload::DECLINED;
 
 async fn rows<T: QueryableByName<Pg> + Send + 'static>(database: &Database, sql: &str) -> anyhow::Result<Vec<T>> {
     let mut connection = database.connection().await.map_err(|error| anyhow::anyhow!(error.message))?;
@@ -196,7 +197,8 @@ impl Records {
 }
 
 /// Every invariant, numbered as docs/reliability.md numbers them, each its own function
-/// below: 1 to 10 about renting, 11 to 14 about billing, 15 to 17 about field service.
+/// below: 1 to 10 about renting, 11 to 14 and 18 about billing, 15 to 17 and 19 about
+/// field service.
 /// The history rebuild (10) rewrites the read model, so it runs last.
 ///
 /// `queues` are the depths of the cluster's queues; `restocked` the units per product
@@ -226,6 +228,8 @@ pub async fn audit(
     violations.extend(n15_one_pickup_per_rental_ended_after_delivery(cluster, &records).await?);
     violations.extend(n16_each_pickup_returned_one_unit(cluster).await?);
     violations.extend(n17_no_care_visit_after_the_end(cluster, &records).await?);
+    violations.extend(n18_every_started_month_was_invoiced(cluster).await?);
+    violations.extend(n19_care_visits_at_the_interval(cluster).await?);
     // Last: the rebuild rewrites the read model.
     violations.extend(n10_history_equals_a_rebuild(cluster, &records).await?);
     Ok(Audit { violations, unknown_but_committed })
@@ -682,6 +686,154 @@ async fn n17_no_care_visit_after_the_end(cluster: &ProcessCluster, records: &Rec
                 .then(|| format!("rental {} is {} with {} care visits still open", rental.id, rental.status, visit.n))
         })
         .collect())
+}
+
+/// A delivered rental's term as rental keeps it: when it started, when it ends (after
+/// every extension), and when it ended, if it did.
+#[derive(QueryableByName)]
+struct TermRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    months: i32,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    term_starts_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    term_ends_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    ended_at: Option<DateTime<Utc>>,
+}
+
+async fn terms(cluster: &ProcessCluster) -> anyhow::Result<Vec<TermRow>> {
+    let rental_db = cluster.database(rental::SERVICE)?;
+    rows(
+        &rental_db,
+        "SELECT id, months, term_starts_at, term_ends_at, ended_at FROM rentals WHERE term_starts_at IS NOT NULL",
+    )
+    .await
+}
+
+/// The month the cluster's services run on (`MONTH_SECONDS`, calendar months without it).
+fn calendar_of(cluster: &ProcessCluster) -> Calendar {
+    cluster
+        .spec
+        .env
+        .iter()
+        .find(|(name, _)| name == "MONTH_SECONDS")
+        .and_then(|(_, seconds)| seconds.parse().ok())
+        .map_or(Calendar::CALENDAR, Calendar::short)
+}
+
+/// 18. Every month that started before its rental ended (or, for a running rental,
+/// before now) was invoiced, and the invoice is paid, being collected or dunned, or
+/// written off: no month of a delivered rental goes unbilled, including one that had
+/// started when the contract was ended but that the contract clock had not announced yet.
+async fn n18_every_started_month_was_invoiced(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Invoice {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        rental_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        period: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let calendar = calendar_of(cluster);
+    let payment_db = cluster.database(payment::SERVICE)?;
+    let invoices: Vec<Invoice> =
+        rows(&payment_db, "SELECT rental_id, period, status FROM invoices WHERE kind = 'PERIOD'").await?;
+    let invoices: HashMap<(Uuid, i32), String> =
+        invoices.into_iter().map(|invoice| ((invoice.rental_id, invoice.period), invoice.status)).collect();
+    // The clock announces a month within a tick (a second at most) of its start.
+    let now = Utc::now() - chrono::Duration::seconds(2);
+    let mut violations = Vec::new();
+    for term in terms(cluster).await? {
+        let until = term.ended_at.unwrap_or(now);
+        let started = (1..=term.months).filter(|period| calendar.months_after(term.term_starts_at, period - 1) < until);
+        for period in started {
+            match invoices.get(&(term.id, period)).map(String::as_str) {
+                Some("PAID" | "PENDING" | "FAILED" | "VOID") => {}
+                Some(status) => violations.push(format!(
+                    "month {period} of rental {} started before its end and its invoice is {status}",
+                    term.id
+                )),
+                None => violations.push(format!(
+                    "month {period} of rental {} started before its end and was never invoiced",
+                    term.id
+                )),
+            }
+        }
+    }
+    Ok(violations)
+}
+
+/// 19. A delivered rental's care visits fall exactly at its product's interval within
+/// the term, as rental drew it (after every extension): visit n is planned n intervals
+/// after the term's start, one for every such date before the term's end and none
+/// other (invariant 17 sees that those left open at an end were called off).
+async fn n19_care_visits_at_the_interval(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct CareVisit {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        rental_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        number: i32,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        planned_for: DateTime<Utc>,
+    }
+    #[derive(QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        rental_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        care_interval_months: i32,
+    }
+    let calendar = calendar_of(cluster);
+    let delivery_db = cluster.database(delivery::SERVICE)?;
+    let plans: Vec<Plan> = rows(&delivery_db, "SELECT rental_id, care_interval_months FROM visit_plans").await?;
+    let intervals: HashMap<Uuid, i32> =
+        plans.into_iter().map(|plan| (plan.rental_id, plan.care_interval_months)).collect();
+    let visits: Vec<CareVisit> =
+        rows(&delivery_db, "SELECT rental_id, number, planned_for FROM visits WHERE kind = 'CARE'").await?;
+    let mut visits_of: HashMap<Uuid, BTreeMap<i32, CareVisit>> = HashMap::new();
+    for visit in visits {
+        visits_of.entry(visit.rental_id).or_default().insert(visit.number, visit);
+    }
+    let mut violations = Vec::new();
+    for term in terms(cluster).await? {
+        let Some(&interval) = intervals.get(&term.id) else {
+            violations.push(format!("rental {} was delivered but field service has no care plan for it", term.id));
+            continue;
+        };
+        let planned = visits_of.remove(&term.id).unwrap_or_default();
+        let due: Vec<(i32, DateTime<Utc>)> = (1..)
+            .map(|number| (number, calendar.months_after(term.term_starts_at, number * interval)))
+            .take_while(|(_, due)| *due < term.term_ends_at)
+            .collect();
+        let numbers: Vec<i32> = planned.keys().copied().collect();
+        let expected: Vec<i32> = due.iter().map(|(number, _)| *number).collect();
+        if numbers != expected {
+            violations.push(format!(
+                "rental {} has care visits {numbers:?}, but its term calls for {expected:?} (every {interval} months)",
+                term.id
+            ));
+            continue;
+        }
+        for (number, due_at) in due {
+            let visit = &planned[&number];
+            // The databases keep microseconds.
+            if (visit.planned_for - due_at).num_milliseconds().abs() > 1 {
+                violations.push(format!(
+                    "care visit {number} of rental {} is planned for {}, not {due_at}",
+                    term.id, visit.planned_for
+                ));
+            }
+        }
+    }
+    for rental_id in visits_of.keys() {
+        violations.push(format!("rental {rental_id} has care visits but was never delivered"));
+    }
+    Ok(violations)
 }
 
 /// What one effect is about: its visit or its invoice, a rental's period, or else the

@@ -32,8 +32,13 @@ use uuid::Uuid;
 
 use crate::audit::RentTold;
 
+/// The simulated card network's test cards (`payment::domain`, the card network), one
+/// home for every suite: every charge approved;
 pub const APPROVED: &str = "4242424242424242";
-pub const DECLINED: &str = crate::audit::DECLINED;
+/// every charge declined;
+pub const DECLINED: &str = "4000000000000002";
+/// approved at rent, declined for every later month (its contracts go past due).
+pub const DECLINES_LATER: &str = "4000000000000341";
 
 const RENT: &str = "mutation($input: RentInput!) { rent(input: $input) { id status } }";
 const CANCEL: &str = "mutation($id: ID!) { cancelRental(id: $id) { id status } }";

@@ -24,6 +24,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use harness::workload::APPROVED as APPROVED_CARD;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -33,7 +34,6 @@ const LONG_RUNNING: [&str; 8] =
     ["postgres", "rabbitmq", "dev-issuer", "inventory", "payment", "rental", "delivery", "router"];
 /// The one-shot services: each must exit 0.
 const ONE_SHOT: [&str; 2] = ["keys", "tokens"];
-const APPROVED_CARD: &str = "4242424242424242";
 const TRACK: &str =
     "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
 

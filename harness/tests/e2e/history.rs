@@ -11,7 +11,7 @@ use lapin::options::BasicPublishOptions;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const APPROVED: &str = "4242424242424242";
+use harness::workload::APPROVED;
 const WAIT: Duration = Duration::from_secs(30);
 const HISTORY: &str = r#"query($first: Int, $after: String, $status: RentalStatus) {
   myRentals(first: $first, after: $after, status: $status) {

@@ -10,8 +10,7 @@ use serde_json::json;
 use subgraph_kit::Identity;
 use uuid::Uuid;
 
-const APPROVED: &str = "4242424242424242";
-const DECLINED: &str = "4000000000000002";
+use harness::workload::{APPROVED, DECLINED};
 
 #[tokio::test]
 async fn renting_charges_the_first_month_and_keeps_only_the_last_four_digits() {

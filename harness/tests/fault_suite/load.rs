@@ -16,10 +16,7 @@ use subgraph_kit::{Identity, TokenIssuer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const APPROVED: &str = "4242424242424242";
-pub const DECLINED: &str = "4000000000000002";
-/// Approved at rent, declined for every later month: its contracts go past due.
-pub const DECLINES_LATER: &str = "4000000000000341";
+pub use harness::workload::{APPROVED, DECLINED, DECLINES_LATER};
 
 /// How much load a run offers.
 #[derive(Debug, Clone, Copy)]

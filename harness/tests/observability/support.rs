@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use subgraph_kit::Identity;
 use uuid::Uuid;
 
-pub const APPROVED_CARD: &str = "4242424242424242";
+pub use harness::workload::APPROVED as APPROVED_CARD;
 
 pub const RENT: &str = "mutation RentDispenser($input: RentInput!) { rent(input: $input) { id status } }";
 pub const START: &str = "mutation ShipDispenser($id: ID!) { startDelivery(id: $id) { id status } }";

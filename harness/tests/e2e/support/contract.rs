@@ -9,9 +9,7 @@ use uuid::Uuid;
 use super::TestStack;
 use super::fixtures::operator_step;
 
-pub const APPROVED: &str = "4242424242424242";
-/// Approved at rent, declined for every later month.
-pub const DECLINES_LATER: &str = "4000000000000341";
+pub use harness::workload::{APPROVED, DECLINES_LATER};
 
 /// Everything a test reads about a rental, from every subgraph.
 pub const RENTAL: &str = r#"query($id: ID!) {
