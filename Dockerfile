@@ -65,7 +65,7 @@ ENV PATH=/app/bin:$PATH \
     ROUTER_CONFIG_FILE_PATH=/app/config/router.config.yaml \
     SUPERGRAPH_PATH=/app/config/supergraph.graphql
 USER 10001:10001
-EXPOSE 4000 4001 4002 4003 4004
+EXPOSE 4000 4001 4002 4003 4004 9464
 # No service is started by default: compose and the Kubernetes manifests set the command.
 CMD ["sh", "-c", "echo 'usage: run one of: inventory | rental | payment | delivery | router | dead-letters | rebuild-history' >&2; exit 64"]
 

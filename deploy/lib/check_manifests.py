@@ -21,6 +21,9 @@ import check_platform
 
 SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
 PROCESSES = {**SUBGRAPHS, "router": 4000}
+# Where each process serves /metrics: the subgraphs on their HTTP port, the router on a
+# port of its own (never its public one).
+METRICS_PORTS = {**SUBGRAPHS, "router": 9464}
 CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
 # Secrets production creates outside these manifests: documented in deploy/README.md.
 OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
@@ -298,8 +301,11 @@ def check_deployment(r, d, docs, repo):
     check_identity_settings(r, name, c, docs)
 
     # Scraping.
-    r.check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(port)
-            and annotations.get("prometheus.io/path") == "/metrics", f"{name}: prometheus.io scrape annotations")
+    metrics_port = METRICS_PORTS[name]
+    r.check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(metrics_port)
+            and annotations.get("prometheus.io/path") == "/metrics", f"{name}: prometheus.io scrape annotations (port {metrics_port})")
+    if is_router:
+        r.check(ports.get("metrics") == metrics_port, f"router: /metrics on its own port {metrics_port} (container port `metrics`)", str(ports))
     r.check(pod_labels.get("app.kubernetes.io/name") == name and pod_labels.get("app.kubernetes.io/part-of") == "water-rental",
             f"{name}: labels app.kubernetes.io/name and part-of")
 
@@ -487,13 +493,18 @@ def check_custom_resources(r, build, docs):
                         and db["spec"]["owner"] == owner and db["spec"].get("ensure", "present") == "present",
                         f"production: database water_{service} declared in {clusters[0]['metadata']['name']}, owned by {owner}")
     services = [s for s in docs if s["kind"] == "Service"]
-    for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    scraped = []
+    for sm in monitors:
         picked = [s for s in services if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
-        names = sorted(s["metadata"]["name"] for s in picked)
-        r.check(names == sorted(PROCESSES), f"ServiceMonitor {sm['metadata']['name']} selects the five Services", str(names))
+        scraped += [s["metadata"]["name"] for s in picked]
         for ep in sm["spec"]["endpoints"]:
-            r.check(all(any(p.get("name") == ep["port"] for p in s["spec"]["ports"]) for s in picked),
-                    f"ServiceMonitor endpoint port {ep['port']} exists on every selected Service")
+            for s in picked:
+                named = [p for p in s["spec"]["ports"] if p.get("name") == ep["port"]]
+                r.check(len(named) == 1 and named[0]["port"] == METRICS_PORTS.get(s["metadata"]["name"]),
+                        f"ServiceMonitor {sm['metadata']['name']}: Service {s['metadata']['name']} port {ep['port']} is its metrics port")
+    if monitors:
+        r.check(sorted(scraped) == sorted(PROCESSES), "the ServiceMonitors select each of the five Services once", str(sorted(scraped)))
 
 
 def check_network_policies(r, docs):
@@ -535,6 +546,8 @@ def check_network_policies(r, docs):
 
     router = labels("router", "router")
     r.check(allowed_ingress(router, 4000, None), "NetworkPolicy: anyone -> router:4000")
+    r.check(not allowed_ingress(router, METRICS_PORTS["router"], None),
+            f"NetworkPolicy: not anyone -> router:{METRICS_PORTS['router']} (its metrics)")
     for sub, port in SUBGRAPHS.items():
         sl = labels(sub, "subgraph")
         r.check(allowed_egress(router, port, sl) and allowed_ingress(sl, port, router), f"NetworkPolicy: router -> {sub}:{port}")
@@ -549,7 +562,7 @@ def check_network_policies(r, docs):
     for name in PROCESSES:
         source = labels(name, "router" if name == "router" else "subgraph")
         r.check(allowed_egress(source, 443, {}), f"NetworkPolicy: {name} -> the identity provider's JWKS (HTTPS 443)")
-    for name, port in PROCESSES.items():
+    for name, port in METRICS_PORTS.items():
         target = labels(name, "router" if name == "router" else "subgraph")
         ok = any("Ingress" in p["spec"].get("policyTypes", []) and selects_or_all(p["spec"]["podSelector"], target)
                  and any(port_in(rule, port) and any("namespaceSelector" in peer for peer in rule.get("from", []))

@@ -18,6 +18,8 @@ import yaml
 
 SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
 PROCESSES = {**SUBGRAPHS, "router": 4000}
+# Where each process serves /metrics: the router on a port of its own.
+METRICS_PORTS = {**SUBGRAPHS, "router": 9464}
 # The metric families of the runtime contract (deploy/prometheus/alerts.yml uses them too).
 METRIC_FAMILIES = [
     "water_graphql_requests_total", "water_graphql_request_duration_seconds_bucket",
@@ -156,6 +158,7 @@ def compose(path, prometheus_path):
                 check(deps.get(sub, {}).get("condition") == "service_healthy", f"compose: router waits for {sub} to be healthy")
                 check(env.get(f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql", f"compose: router {sub.upper()}_URL")
             check(any(str(p).endswith(":4000") for p in s.get("ports", [])), "compose: router publishes its port 4000")
+            check(not any("9464" in str(p) for p in s.get("ports", [])), "compose: the router's metrics port 9464 is not published")
         else:
             check(env.get(f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"compose: {name} listens on 0.0.0.0:{port}")
             for var in ("POSTGRES_URL", "AMQP_URL", "DRAIN_SECONDS"):
@@ -165,9 +168,9 @@ def compose(path, prometheus_path):
     with open(prometheus_path, encoding="utf-8") as f:
         prom = yaml.safe_load(f)
     targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
-    check(targets == {f"{n}:{p}" for n, p in PROCESSES.items()}, "prometheus.yml scrapes the five compose services", str(sorted(targets)))
+    check(targets == {f"{n}:{p}" for n, p in METRICS_PORTS.items()}, "prometheus.yml scrapes the five compose services", str(sorted(targets)))
     jobs = {job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]] for job in prom["scrape_configs"]}
-    check(all(jobs.get(n) == [f"{n}:{p}"] for n, p in PROCESSES.items()),
+    check(all(jobs.get(n) == [f"{n}:{p}"] for n, p in METRICS_PORTS.items()),
           "prometheus.yml: one job per process, named after it (the NoTargetUp alerts need it)", str(jobs))
     check(all(job.get("metrics_path", "/metrics") == "/metrics" for job in prom["scrape_configs"]), "prometheus.yml scrapes /metrics")
     print(f"  compose: {len(services)} services; the five processes, their healthchecks, env and start order; prometheus targets")
@@ -222,7 +225,7 @@ def contract(root):
     if "ROUTER_INTROSPECTION" not in config:
         warn("router/router.config.yaml does not read ROUTER_INTROSPECTION yet: production cannot turn introspection off")
     if "prometheus" not in config:
-        warn("router/router.config.yaml has no Prometheus exporter yet: the router's /metrics (scraped on 4000) is missing")
+        warn("router/router.config.yaml has no Prometheus exporter yet: the router's /metrics (scraped on 9464) is missing")
     # What the Kubernetes manifests assume of the subgraphs (docs/deployment.md, last section).
     sources = ""
     for path in glob.glob(f"{root}/subgraphs/**/*.rs", recursive=True):

@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 
 /// The router's configuration file, in `router/`.
 pub const CONFIG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../router/router.config.yaml");
+/// Where `router.config.yaml` has the router serve `/metrics`, on a line of its own.
+pub const METRICS_PORT: u16 = 9464;
 /// The composed supergraph, in `schema/`.
 pub const SUPERGRAPH_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql");
 
@@ -38,7 +40,19 @@ pub struct RouterSettings {
 pub struct RouterProcess {
     child: Child,
     pub address: SocketAddr,
+    /// Where `/metrics` is: a port of its own, never the public one.
+    pub metrics_address: SocketAddr,
     log_file: Option<PathBuf>,
+    /// The configuration copy made for this process, removed with it.
+    config_copy: Option<PathBuf>,
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        if let Some(copy) = &self.config_copy {
+            let _ = std::fs::remove_file(copy);
+        }
+    }
 }
 
 impl RouterProcess {
@@ -46,6 +60,16 @@ impl RouterProcess {
     pub async fn spawn(settings: RouterSettings) -> anyhow::Result<Self> {
         let port = if settings.port == 0 { free_port(settings.host)? } else { settings.port };
         let config_file = std::env::var("ROUTER_CONFIG_FILE_PATH").unwrap_or_else(|_| CONFIG_FILE.to_owned());
+        // A router on a port picked for it (a test's) gets a picked metrics port too, so
+        // that any number of them run side by side: in a copy of the configuration, as
+        // hive-router takes that port from the file only.
+        let (metrics_port, config_copy) = if settings.port == 0 {
+            let metrics_port = free_port(settings.host)?;
+            (metrics_port, Some(config_with_metrics_port(&config_file, metrics_port)?))
+        } else {
+            (METRICS_PORT, None)
+        };
+        let config_file = config_copy.as_ref().map_or(config_file, |copy| copy.display().to_string());
         let supergraph = std::env::var("SUPERGRAPH_PATH").unwrap_or_else(|_| SUPERGRAPH_FILE.to_owned());
 
         let mut command = Command::new(&settings.binary);
@@ -76,7 +100,8 @@ impl RouterProcess {
         let child =
             command.spawn().with_context(|| format!("starting the router binary {}", settings.binary.display()))?;
         let address = SocketAddr::from((settings.host, port));
-        let mut router = Self { child, address, log_file: settings.log_file };
+        let metrics_address = SocketAddr::from((settings.host, metrics_port));
+        let mut router = Self { child, address, metrics_address, log_file: settings.log_file, config_copy };
         router.wait_until_ready(Duration::from_secs(60)).await?;
         Ok(router)
     }
@@ -92,6 +117,10 @@ impl RouterProcess {
 
     pub fn websocket_url(&self) -> String {
         format!("ws://{}/graphql", self.address)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_address)
     }
 
     async fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
@@ -147,6 +176,21 @@ impl RouterProcess {
     pub async fn exited(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         Ok(self.child.wait().await?)
     }
+}
+
+/// A copy of the configuration at `path` (in the temporary directory) whose Prometheus
+/// exporter listens on `metrics_port`. Its one relative path, the supergraph's default,
+/// does not matter: `spawn` always sets `SUPERGRAPH_PATH`.
+fn config_with_metrics_port(path: &str, metrics_port: u16) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let line = format!("port: {METRICS_PORT}\n");
+    if text.matches(&line).count() != 1 {
+        bail!("{path} must have the metrics port on one line `{}`", line.trim_end());
+    }
+    let copy = std::env::temp_dir().join(format!("water-router-{}.yaml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&copy, text.replace(&line, &format!("port: {metrics_port}\n")))
+        .with_context(|| format!("writing {}", copy.display()))?;
+    Ok(copy)
 }
 
 /// A free port on `host`, found by binding port 0. Another process could take it before

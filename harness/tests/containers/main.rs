@@ -390,6 +390,19 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     };
     let delivered_rental = rent("delivered").await;
 
+    // The router's metrics are on 9464 inside the compose network, not on the published port.
+    let router_container = project.container("router");
+    let metrics = project.docker(&["exec", &router_container, "curl", "-fsS", "http://127.0.0.1:9464/metrics"]);
+    assert!(
+        text(&metrics.stdout).contains("http_server_request_duration"),
+        "the router's /metrics on 9464: {}{}",
+        text(&metrics.stdout),
+        text(&metrics.stderr)
+    );
+    let public = client.get(format!("http://127.0.0.1:{}/metrics", project.router_port)).send().await;
+    let public = public.expect("the published port answers").text().await.expect("text");
+    assert!(!public.contains("# TYPE"), "the router's published port serves metrics: {public}");
+
     let mut live = subscribe(&url, &customer, "track", TRACK, json!({ "id": delivered_rental })).await;
     let first = next_message(&mut live).await.expect("the current status over WebSocket");
     assert_eq!(streamed_status(&first), "REQUESTED", "{first}");

@@ -97,7 +97,8 @@ fn ids_in_labels(exposition: &str) -> Vec<String> {
 #[tokio::test]
 async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation() {
     let observed = Observed::start("metrics", Settings::default()).await.expect("the cluster starts");
-    let mut targets = vec![("router", authority(&observed.cluster.router_url()))];
+    let router = observed.cluster.router.as_ref().expect("router");
+    let mut targets = vec![("router", router.metrics_address.to_string())];
     for service in harness::cluster::SERVICES {
         targets.push((service, authority(&observed.cluster.url_of(service, 0).expect("running"))));
     }
@@ -173,6 +174,14 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
         let ids = ids_in_labels(&exposition);
         assert!(ids.is_empty(), "{job} has ids as label values: {ids:?}");
     }
+    // Nothing internal on the public port: the router's metrics are on their own port.
+    let public = client.get(format!("http://{}/metrics", router.address)).send().await.expect("the public port");
+    let status = public.status();
+    let body = public.text().await.expect("text");
+    assert!(
+        !body.contains("# TYPE") && !body.contains("http_server_request_duration"),
+        "the router's public port answers /metrics ({status}):\n{body}"
+    );
     subscriber.close().await;
     drop(prometheus.child);
     observed.finish().await.expect("the cluster stops");

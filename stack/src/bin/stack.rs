@@ -189,6 +189,7 @@ fn print_welcome(router: &RouterProcess, urls: &[(&str, String)], tokens: &DevTo
     println!();
     println!("  GraphiQL and GraphQL  {}", router.graphql_url());
     println!("  WebSocket             {}", router.websocket_url());
+    println!("  router metrics        {} (a port of its own)", router.metrics_url());
     for (service, url) in urls {
         println!("  {service:<21} {url} (direct; needs a token too)");
     }
