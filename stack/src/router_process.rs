@@ -2,9 +2,11 @@
 //! state, so it gets a process of its own, started with the settings it needs through
 //! its environment and stopped with SIGTERM.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -193,8 +195,44 @@ fn config_with_metrics_port(path: &str, metrics_port: u16) -> anyhow::Result<Pat
     Ok(copy)
 }
 
-/// A free port on `host`, found by binding port 0. Another process could take it before
-/// the router binds it; start-up then fails and says so.
+/// A free port on `host` for a service to listen on, never one this process has handed
+/// out before, and below the kernel's range of ports for outgoing connections.
+///
+/// Both rules come from CI runs of the fault suite. Ports found by binding port 0 come
+/// from that same range: the OS gave the same port to two binds in a row once the first
+/// listener was closed, so two services of one cluster were told the same port; the
+/// second failed to bind, its readiness check reached the first, and the cluster
+/// "started" with rental calling inventory as payment. And in the moment between the
+/// pick and the service's own bind, any outgoing connection of the machine may take a
+/// port of that range. Below it, only another listener could; start-up then fails and
+/// says so.
 pub fn free_port(host: Ipv4Addr) -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
+    static HANDED_OUT: LazyLock<Mutex<HashSet<u16>>> = LazyLock::new(Mutex::default);
+    let below = outgoing_ports_start();
+    let span = u32::from(below - LISTEN_PORTS_START);
+    // Where to start looking: different for each process and call, so that test
+    // processes running side by side rarely probe the same ports.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let mut handed_out = HANDED_OUT.lock().expect("port list lock poisoned");
+    for step in 0..span {
+        let port = LISTEN_PORTS_START + ((seed.wrapping_add(step)) % span) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind((host, port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port between {LISTEN_PORTS_START} and {below} that this process has not handed out yet")
+}
+
+/// The lowest port `free_port` hands out.
+const LISTEN_PORTS_START: u16 = 10_000;
+
+/// The first port of the kernel's range for outgoing connections (32768 by default).
+fn outgoing_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|start| *start > LISTEN_PORTS_START + 1_000)
+        .unwrap_or(32_768)
 }

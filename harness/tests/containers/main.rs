@@ -185,7 +185,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
+    stack::router_process::free_port(std::net::Ipv4Addr::LOCALHOST).expect("a free port")
 }
 
 /// `target/debug` (or wherever cargo put this test): the binaries the image takes.
