@@ -156,14 +156,19 @@ mod tests {
         CircuitBreaker::new(BreakerConfig { failure_threshold: 3, open_for: Duration::from_secs(10) })
     }
 
+    /// Three failed calls at `at`: the breaker opens.
+    fn open(breaker: &CircuitBreaker, at: Instant) {
+        for _ in 0..3 {
+            let permit = breaker.admit_at(at).expect("closed");
+            breaker.record_at(permit, false, at);
+        }
+    }
+
     #[test]
     fn opens_after_consecutive_failures_and_refuses_with_the_remaining_time() {
         let breaker = breaker();
         let start = Instant::now();
-        for _ in 0..3 {
-            let permit = breaker.admit_at(start).expect("closed");
-            breaker.record_at(permit, false, start);
-        }
+        open(&breaker, start);
         let refused = breaker.admit_at(start + Duration::from_secs(4)).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_secs(6));
     }
@@ -183,10 +188,7 @@ mod tests {
     fn after_the_pause_one_probe_decides() {
         let breaker = breaker();
         let start = Instant::now();
-        for _ in 0..3 {
-            let permit = breaker.admit_at(start).unwrap();
-            breaker.record_at(permit, false, start);
-        }
+        open(&breaker, start);
         let later = start + Duration::from_secs(10);
         let probe = breaker.admit_at(later).expect("the probe goes through");
         assert!(breaker.admit_at(later).is_err(), "only one probe at a time");
@@ -202,16 +204,14 @@ mod tests {
     /// The call carrying the probe can be cancelled before it reports: `rent`'s request
     /// future is dropped when its client goes away (a timeout, a closed connection).
     /// That says nothing about payment, and must not leave the breaker waiting for a
-    /// probe that never reports, refusing every call from then on (a fault-suite run
-    /// saw rental refuse every rent with PAYMENT_UNAVAILABLE for minutes after one).
+    /// probe that never reports, refusing every call from then on (which fits a CI
+    /// fault-suite run where rental refused every rent with PAYMENT_UNAVAILABLE for
+    /// minutes).
     #[test]
     fn a_probe_dropped_without_its_outcome_lets_the_next_call_probe() {
         let breaker = breaker();
         let start = Instant::now();
-        for _ in 0..3 {
-            let permit = breaker.admit_at(start).unwrap();
-            breaker.record_at(permit, false, start);
-        }
+        open(&breaker, start);
         let later = start + Duration::from_secs(10);
         let probe = breaker.admit_at(later).expect("the probe goes through");
         drop(probe);
