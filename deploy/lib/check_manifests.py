@@ -622,6 +622,8 @@ def main():
         router = next(d for d in deployments if d["metadata"]["name"] == "router")
         r.check(env_value(router["spec"]["template"]["spec"]["containers"][0], "ROUTER_INTROSPECTION") == "false",
                 "production: ROUTER_INTROSPECTION=false")
+        r.check(env_value(router["spec"]["template"]["spec"]["containers"][0], "ROUTER_GRAPHIQL") == "false",
+                "production: ROUTER_GRAPHIQL=false (no GraphiQL page)")
         r.check("/" in image.split(":")[0], "production: image comes from a registry", image)
         r.check(all("replicas" not in d["spec"] for d in deployments), "production: the HPAs own the replica counts")
         check_platform.check_production_data(r, docs)

@@ -145,8 +145,23 @@ async fn the_public_schema_shows_only_public_things_and_subgraph_sdl_is_for_serv
 }
 
 #[tokio::test]
-async fn production_configuration_turns_introspection_off() {
+async fn production_configuration_turns_introspection_and_graphiql_off() {
     let stack = TestStack::start().await;
+    let page = |url: String| {
+        let client = &stack.client;
+        async move {
+            let response = client.get(url).header("accept", "text/html").send().await.expect("GET /graphql");
+            let html = response
+                .headers()
+                .get("content-type")
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|kind| kind.starts_with("text/html"));
+            let body = response.text().await.expect("body");
+            html && body.contains("<html")
+        }
+    };
+    // The development configuration serves the page to a browser.
+    assert!(page(stack.router_url()).await, "the development router serves GraphiQL");
     let router = stack::RouterProcess::spawn(stack::RouterSettings {
         binary: stack::binaries::binary("router").expect("router built"),
         port: 0,
@@ -156,7 +171,7 @@ async fn production_configuration_turns_introspection_off() {
         log_level: "warn".into(),
         log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
         workers: Some(1),
-        extra_env: vec![("ROUTER_INTROSPECTION".into(), "false".into())],
+        extra_env: vec![("ROUTER_INTROSPECTION".into(), "false".into()), ("ROUTER_GRAPHIQL".into(), "false".into())],
     })
     .await
     .expect("router starts");
@@ -164,6 +179,7 @@ async fn production_configuration_turns_introspection_off() {
     let body = json!({ "query": "{ __schema { types { name } } }" });
     let (_, refused) = post_graphql(&stack.client, &router.graphql_url(), Some(&operator), &body).await;
     assert_eq!(error_codes(&refused), ["INTROSPECTION_DISABLED"], "{refused}");
+    assert!(!page(router.graphql_url()).await, "the production router serves no GraphiQL page");
     // Ordinary queries still work.
     let (_, answered) = post_graphql(
         &stack.client,
