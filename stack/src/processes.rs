@@ -107,6 +107,18 @@ impl ServiceProcess {
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
             {
+                // A subgraph names itself: another process answering on this port means
+                // this one could not listen on it (ports are picked before the processes
+                // start), and a cluster would run with a service missing.
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                if let Err(other) = answered_by(&self.spec.name, &body) {
+                    bail!(
+                        "{} is not the process answering on {}: {other} is{}",
+                        self.spec.name,
+                        self.spec.address,
+                        self.log_tail()
+                    );
+                }
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,6 +191,16 @@ impl ServiceProcess {
     }
 }
 
+/// Whether a readiness answer `body` comes from the process `name` (`rental`, `rental-0`):
+/// a subgraph's `/ready` names its service; an answer that names none is taken as is.
+/// Err holds the service that answered instead.
+fn answered_by(name: &str, body: &serde_json::Value) -> Result<(), String> {
+    match body["service"].as_str() {
+        Some(service) if name != service && !name.starts_with(&format!("{service}-")) => Err(service.to_owned()),
+        _ => Ok(()),
+    }
+}
+
 /// Copies `stream` to stdout line by line, each line after the service's name.
 async fn prefix_lines(name: String, stream: impl tokio::io::AsyncRead + Unpin) {
     use tokio::io::AsyncBufReadExt;
@@ -218,5 +240,22 @@ impl SubgraphEnv {
         }
         env.extend(self.extra.iter().cloned());
         env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answered_by;
+    use serde_json::json;
+
+    #[test]
+    fn a_readiness_answer_from_another_service_is_not_this_process_being_ready() {
+        let rental = json!({ "status": "ready", "service": "rental" });
+        assert_eq!(answered_by("rental", &rental), Ok(()));
+        assert_eq!(answered_by("rental-1", &rental), Ok(()));
+        let inventory = json!({ "status": "ready", "service": "inventory" });
+        assert_eq!(answered_by("rental-0", &inventory), Err("inventory".to_owned()));
+        assert_eq!(answered_by("rentals", &rental), Err("rental".to_owned()), "a name is matched whole");
+        assert_eq!(answered_by("router", &json!({ "status": "ready" })), Ok(()), "an answer that names no service");
     }
 }

@@ -237,7 +237,9 @@ async fn ready(State(probe): State<ProbeState>) -> HttpResponse {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     if probe.database.is_reachable().await {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
+        // The service's name too: whoever waits for a process to be ready can tell that
+        // the answer comes from the process it started, not from another on that port.
+        Json(serde_json::json!({ "status": "ready", "service": probe.service })).into_response()
     } else {
         let body = serde_json::json!({ "status": "unavailable", "reason": "the database does not answer" });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
