@@ -157,6 +157,8 @@ struct Records {
     deliveries: Vec<Delivery>,
     requests: Vec<Request>,
     shipments: Vec<Shipment>,
+    /// The terms of the delivered rentals.
+    terms: Vec<TermRow>,
 }
 
 impl Records {
@@ -172,6 +174,11 @@ impl Records {
             requests: rows(&rental_db, "SELECT customer_id, idempotency_key, rental_id, state FROM rent_requests")
                 .await?,
             shipments: rows(&inventory_db, "SELECT delivery_id, state FROM shipments").await?,
+            terms: rows(
+                &rental_db,
+                "SELECT id, months, term_starts_at, term_ends_at, ended_at FROM rentals WHERE term_starts_at IS NOT NULL",
+            )
+            .await?,
         })
     }
 
@@ -228,8 +235,8 @@ pub async fn audit(
     violations.extend(n15_one_pickup_per_rental_ended_after_delivery(cluster, &records).await?);
     violations.extend(n16_each_pickup_returned_one_unit(cluster).await?);
     violations.extend(n17_no_care_visit_after_the_end(cluster, &records).await?);
-    violations.extend(n18_every_started_month_was_invoiced(cluster).await?);
-    violations.extend(n19_care_visits_at_the_interval(cluster).await?);
+    violations.extend(n18_every_started_month_was_invoiced(cluster, &records).await?);
+    violations.extend(n19_care_visits_at_the_interval(cluster, &records).await?);
     // Last: the rebuild rewrites the read model.
     violations.extend(n10_history_equals_a_rebuild(cluster, &records).await?);
     Ok(Audit { violations, unknown_but_committed })
@@ -704,15 +711,6 @@ struct TermRow {
     ended_at: Option<DateTime<Utc>>,
 }
 
-async fn terms(cluster: &ProcessCluster) -> anyhow::Result<Vec<TermRow>> {
-    let rental_db = cluster.database(rental::SERVICE)?;
-    rows(
-        &rental_db,
-        "SELECT id, months, term_starts_at, term_ends_at, ended_at FROM rentals WHERE term_starts_at IS NOT NULL",
-    )
-    .await
-}
-
 /// The month the cluster's services run on (`MONTH_SECONDS`, calendar months without it).
 fn calendar_of(cluster: &ProcessCluster) -> Calendar {
     cluster
@@ -728,7 +726,10 @@ fn calendar_of(cluster: &ProcessCluster) -> Calendar {
 /// before now) was invoiced, and the invoice is paid, being collected or dunned, or
 /// written off: no month of a delivered rental goes unbilled, including one that had
 /// started when the contract was ended but that the contract clock had not announced yet.
-async fn n18_every_started_month_was_invoiced(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+async fn n18_every_started_month_was_invoiced(
+    cluster: &ProcessCluster,
+    records: &Records,
+) -> anyhow::Result<Vec<String>> {
     #[derive(QueryableByName)]
     struct Invoice {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -747,7 +748,7 @@ async fn n18_every_started_month_was_invoiced(cluster: &ProcessCluster) -> anyho
     // The clock announces a month within a tick (a second at most) of its start.
     let now = Utc::now() - chrono::Duration::seconds(2);
     let mut violations = Vec::new();
-    for term in terms(cluster).await? {
+    for term in &records.terms {
         let until = term.ended_at.unwrap_or(now);
         let started = (1..=term.months).filter(|period| calendar.months_after(term.term_starts_at, period - 1) < until);
         for period in started {
@@ -771,7 +772,7 @@ async fn n18_every_started_month_was_invoiced(cluster: &ProcessCluster) -> anyho
 /// the term, as rental drew it (after every extension): visit n is planned n intervals
 /// after the term's start, one for every such date before the term's end and none
 /// other (invariant 17 sees that those left open at an end were called off).
-async fn n19_care_visits_at_the_interval(cluster: &ProcessCluster) -> anyhow::Result<Vec<String>> {
+async fn n19_care_visits_at_the_interval(cluster: &ProcessCluster, records: &Records) -> anyhow::Result<Vec<String>> {
     #[derive(QueryableByName)]
     struct CareVisit {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -800,7 +801,7 @@ async fn n19_care_visits_at_the_interval(cluster: &ProcessCluster) -> anyhow::Re
         visits_of.entry(visit.rental_id).or_default().insert(visit.number, visit);
     }
     let mut violations = Vec::new();
-    for term in terms(cluster).await? {
+    for term in &records.terms {
         let Some(&interval) = intervals.get(&term.id) else {
             violations.push(format!("rental {} was delivered but field service has no care plan for it", term.id));
             continue;

@@ -204,9 +204,7 @@ mod tests {
     /// The call carrying the probe can be cancelled before it reports: `rent`'s request
     /// future is dropped when its client goes away (a timeout, a closed connection).
     /// That says nothing about payment, and must not leave the breaker waiting for a
-    /// probe that never reports, refusing every call from then on (which fits a CI
-    /// fault-suite run where rental refused every rent with PAYMENT_UNAVAILABLE for
-    /// minutes).
+    /// probe that never reports, refusing every call from then on.
     #[test]
     fn a_probe_dropped_without_its_outcome_lets_the_next_call_probe() {
         let breaker = breaker();
