@@ -82,7 +82,7 @@ impl BenchStack {
             log_level: router_log_level(),
             log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
             workers: None,
-            extra_env: Vec::new(),
+            extra_env: stack::relaxed_rate_limits(),
         })
         .await
     }

@@ -92,7 +92,7 @@ impl IsolatedStack {
             log_level: options.router_log_level,
             log_file: Some(log_file),
             workers: options.router_workers,
-            extra_env: Vec::new(),
+            extra_env: stack::relaxed_rate_limits(),
         })
         .await?;
         Ok(Self { subgraphs, router, identities, configs, events, shutdown, databases })

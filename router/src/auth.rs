@@ -11,7 +11,8 @@
 //!   the one in `connection_init`, which the router presents as the request's headers).
 //!   A refusal ends the request with 401 and our error: as JSON for HTTP (SSE included:
 //!   the router would otherwise accept the stream and send the error inside it with
-//!   200), as `next` + `complete` over WebSocket.
+//!   200), as `next` + `complete` over WebSocket. An accepted identity is left in the
+//!   request's context (`rate_limits::Caller`), so `rate_limits` counts per client.
 //!
 //! The router's own `jwt` section is off: one verifier, the subgraphs', decides
 //! everywhere, and a difference between two implementations cannot become a gap.
@@ -32,6 +33,8 @@ use hive_router::{
     },
 };
 use identity::{AuthError, ErrorCode, JwksSource, TokenSettings, TokenVerifier};
+
+use crate::rate_limits::Caller;
 
 pub struct Auth {
     verifier: TokenVerifier,
@@ -63,7 +66,12 @@ impl RouterPlugin for Auth {
         let headers = payload.router_http_request.headers;
         let authorization = headers.get("authorization").and_then(|value| value.to_str().ok());
         match self.verifier.verify_authorization(authorization).await {
-            Ok(_) => payload.proceed(),
+            Ok(identity) => {
+                // For `rate_limits`, which counts per client. Over WebSocket the context
+                // is the connection's; each subscribe is verified, and sets it, again.
+                payload.context.insert(Caller(identity));
+                payload.proceed()
+            }
             Err(refused) => payload.end_with_graphql_error(unauthenticated(&refused), StatusCode::UNAUTHORIZED),
         }
     }

@@ -2,6 +2,7 @@
 //! configuration lives in `router/router.config.yaml`.
 //!
 //! - `auth`: every request authenticated as the subgraphs do it (one code, 401);
+//! - `rate_limits`: so many mutations and subscription starts a minute per client (429);
 //! - `inputs`: variables checked against their input types before any subgraph call;
 //! - `graphiql`: the offline GraphiQL page, every asset served from this binary.
 
@@ -12,6 +13,7 @@
 mod auth;
 mod graphiql;
 mod inputs;
+mod rate_limits;
 
 // `#[hive_router::main]` expands to `ntex::…` paths, so the name must be in scope.
 use hive_router::ntex;
@@ -36,8 +38,12 @@ async fn main() -> Result<(), RouterInitError> {
     init_rustls_crypto_provider();
     // A plugin runs only if it is both registered here and enabled under `plugins:` in
     // router.config.yaml; enabling one that is not registered stops the router at startup.
-    let plugins =
-        PluginRegistry::new().register::<auth::Auth>().register::<inputs::Inputs>().register::<graphiql::Graphiql>();
+    // Hooks run in the order registered: `rate_limits` reads the caller `auth` verified.
+    let plugins = PluginRegistry::new()
+        .register::<auth::Auth>()
+        .register::<rate_limits::RateLimits>()
+        .register::<inputs::Inputs>()
+        .register::<graphiql::Graphiql>();
     router_entrypoint(plugins).await
 }
 

@@ -11,4 +11,4 @@ pub mod router_process;
 pub mod schema;
 
 pub use identities::Identities;
-pub use router_process::{RouterProcess, RouterSettings};
+pub use router_process::{RouterProcess, RouterSettings, relaxed_rate_limits};

@@ -19,6 +19,17 @@ pub const METRICS_PORT: u16 = 9464;
 /// The composed supergraph, in `schema/`.
 pub const SUPERGRAPH_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql");
 
+/// Per-client rate limits high enough for the tests and benchmarks, whose one operator
+/// makes hundreds of mutations a minute and whose live test starts hundreds of
+/// subscriptions as one customer: the variables router.config.yaml reads, for
+/// [`RouterSettings::extra_env`]. The rate-limit test sets its own, low ones.
+pub fn relaxed_rate_limits() -> Vec<(String, String)> {
+    ["ROUTER_MUTATIONS_PER_MINUTE", "ROUTER_MUTATION_BURST", "ROUTER_SUBSCRIPTIONS_PER_MINUTE", "ROUTER_SUBSCRIPTION_BURST"]
+        .into_iter()
+        .map(|name| (name.to_owned(), "1000000".to_owned()))
+        .collect()
+}
+
 /// What the router needs to know; everything else is in `router.config.yaml`.
 pub struct RouterSettings {
     pub binary: PathBuf,

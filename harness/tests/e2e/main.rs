@@ -15,6 +15,7 @@ mod graphiql;
 mod history;
 mod lifecycle;
 mod live;
+mod rate_limits;
 mod rent;
 mod schema;
 mod visits;

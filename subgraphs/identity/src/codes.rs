@@ -29,6 +29,10 @@ pub enum ErrorCode {
     /// the same request after `extensions.retryAfterSeconds`; retrying never does a
     /// thing twice (`rent` with the same `idempotencyKey` returns the same rental).
     ServiceUnavailable,
+    /// The caller sent more mutations, or started more subscriptions, than the router
+    /// allows one client in a minute; nothing was done. Try again after
+    /// `extensions.retryAfterSeconds` (also the `Retry-After` header).
+    RateLimited,
     /// Something failed on our side; the message carries no internals.
     Internal,
 }
@@ -46,6 +50,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::WaitingForStock => "WAITING_FOR_STOCK",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }

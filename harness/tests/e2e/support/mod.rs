@@ -197,7 +197,7 @@ impl TestStack {
                 std::env::temp_dir().join(format!("water-rental-test-router-{}.log", Uuid::new_v4().simple())),
             ),
             workers: Some(1),
-            extra_env: Vec::new(),
+            extra_env: stack::relaxed_rate_limits(),
         })
         .await
         .expect("second router starts");
