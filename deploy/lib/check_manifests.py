@@ -21,9 +21,8 @@ import check_platform
 
 SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
 PROCESSES = {**SUBGRAPHS, "router": 4000}
-# Where each process serves /metrics: the subgraphs on their HTTP port, the router on a
-# port of its own (never its public one).
-METRICS_PORTS = {**SUBGRAPHS, "router": 9464}
+# Where each process serves /metrics: a port of its own (never its service port).
+METRICS_PORTS = {name: 9464 for name in [*SUBGRAPHS, "router"]}
 CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
 # Secrets production creates outside these manifests: documented in deploy/README.md.
 OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
@@ -304,8 +303,11 @@ def check_deployment(r, d, docs, repo):
     metrics_port = METRICS_PORTS[name]
     r.check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(metrics_port)
             and annotations.get("prometheus.io/path") == "/metrics", f"{name}: prometheus.io scrape annotations (port {metrics_port})")
-    if is_router:
-        r.check(ports.get("metrics") == metrics_port, f"router: /metrics on its own port {metrics_port} (container port `metrics`)", str(ports))
+    r.check(ports.get("metrics") == metrics_port and metrics_port != port,
+            f"{name}: /metrics on its own port {metrics_port} (container port `metrics`), not its service port", str(ports))
+    if not is_router:
+        r.check(env_value(c, f"{name.upper()}_METRICS_LISTEN") == f"0.0.0.0:{metrics_port}",
+                f"{name}: {name.upper()}_METRICS_LISTEN=0.0.0.0:{metrics_port}")
     r.check(pod_labels.get("app.kubernetes.io/name") == name and pod_labels.get("app.kubernetes.io/part-of") == "water-rental",
             f"{name}: labels app.kubernetes.io/name and part-of")
 
@@ -550,6 +552,8 @@ def check_network_policies(r, docs):
             f"NetworkPolicy: not anyone -> router:{METRICS_PORTS['router']} (its metrics)")
     for sub, port in SUBGRAPHS.items():
         sl = labels(sub, "subgraph")
+        r.check(not allowed_ingress(sl, METRICS_PORTS[sub], router),
+                f"NetworkPolicy: the router may not reach {sub}:{METRICS_PORTS[sub]} (its metrics)")
         r.check(allowed_egress(router, port, sl) and allowed_ingress(sl, port, router), f"NetworkPolicy: router -> {sub}:{port}")
         r.check(allowed_egress(sl, 5432, {}) and allowed_egress(sl, 5672, {}), f"NetworkPolicy: {sub} -> PostgreSQL 5432, RabbitMQ 5672")
     migration = labels("migrate", "migration")

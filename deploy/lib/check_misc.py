@@ -18,8 +18,8 @@ import yaml
 
 SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
 PROCESSES = {**SUBGRAPHS, "router": 4000}
-# Where each process serves /metrics: the router on a port of its own.
-METRICS_PORTS = {**SUBGRAPHS, "router": 9464}
+# Where each process serves /metrics: a port of its own (never its service port).
+METRICS_PORTS = {name: 9464 for name in [*SUBGRAPHS, "router"]}
 # The metric families of the runtime contract (deploy/prometheus/alerts.yml uses them too).
 METRIC_FAMILIES = [
     "water_graphql_requests_total", "water_graphql_request_duration_seconds_bucket",
@@ -161,6 +161,9 @@ def compose(path, prometheus_path):
             check(not any("9464" in str(p) for p in s.get("ports", [])), "compose: the router's metrics port 9464 is not published")
         else:
             check(env.get(f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"compose: {name} listens on 0.0.0.0:{port}")
+            check(env.get(f"{name.upper()}_METRICS_LISTEN") == f"0.0.0.0:{METRICS_PORTS[name]}",
+                  f"compose: {name} serves /metrics on 0.0.0.0:{METRICS_PORTS[name]}")
+            check(not s.get("ports"), f"compose: {name} publishes no port")
             for var in ("POSTGRES_URL", "AMQP_URL", "DRAIN_SECONDS"):
                 check(var in env, f"compose: {name} sets {var}")
             for dep in ("postgres", "rabbitmq") + (("payment",) if name == "rental" else ()):

@@ -66,6 +66,7 @@ pub fn service_config(
 ) -> anyhow::Result<ServiceConfig> {
     let mut config = ServiceConfig::from_env_with_tokens(service, 0, identities.token_settings())?;
     config.listen = listen;
+    config.metrics_listen = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
     config.database = database;
     // Only payment takes calls from another service (rental's, signed with its key).
     config.service_callers = (service == payment::SERVICE).then(|| identities.service_callers());

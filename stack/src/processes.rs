@@ -24,6 +24,8 @@ pub struct ProcessSpec {
     pub env_remove: Vec<String>,
     /// Where it listens, for the readiness probe.
     pub address: SocketAddr,
+    /// Where it serves `/metrics` (`<SERVICE>_METRICS_LISTEN`, set in `env`).
+    pub metrics_address: SocketAddr,
     /// The probe path that answers 200 once it takes work (`/ready`, `/readiness`).
     pub ready_path: String,
     /// Where its output goes.
@@ -89,6 +91,10 @@ impl ServiceProcess {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.spec.metrics_address)
     }
 
     pub fn url(&self) -> String {
@@ -225,11 +231,13 @@ pub struct SubgraphEnv {
 }
 
 impl SubgraphEnv {
-    /// The environment for `service` listening on `address`.
-    pub fn for_service(&self, service: &str, address: SocketAddr) -> Vec<(String, String)> {
+    /// The environment for `service` listening on `address`, with its metrics on
+    /// `metrics_address`.
+    pub fn for_service(&self, service: &str, address: SocketAddr, metrics_address: SocketAddr) -> Vec<(String, String)> {
         let prefix = service.to_ascii_uppercase();
         let mut env = vec![
             (format!("{prefix}_LISTEN"), address.to_string()),
+            (format!("{prefix}_METRICS_LISTEN"), metrics_address.to_string()),
             ("POSTGRES_URL".to_owned(), self.postgres_url.clone()),
             ("AMQP_URL".to_owned(), self.amqp_url.clone()),
             ("EVENTS_NAMESPACE".to_owned(), self.namespace.clone()),

@@ -402,6 +402,20 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let public = client.get(format!("http://127.0.0.1:{}/metrics", project.router_port)).send().await;
     let public = public.expect("the published port answers").text().await.expect("text");
     assert!(!public.contains("# TYPE"), "the router's published port serves metrics: {public}");
+    // So are each subgraph's, on 9464 of its container, and not on its service port.
+    for (service, port) in [("inventory", 4001), ("rental", 4002), ("payment", 4003), ("delivery", 4004)] {
+        let container = project.container(service);
+        let metrics = project.docker(&["exec", &container, "curl", "-fsS", "http://127.0.0.1:9464/metrics"]);
+        assert!(
+            text(&metrics.stdout).contains("water_db_pool_connections"),
+            "{service}'s /metrics on 9464: {}{}",
+            text(&metrics.stdout),
+            text(&metrics.stderr)
+        );
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let service_port = project.docker(&["exec", &container, "curl", "-sS", &url]);
+        assert!(!text(&service_port.stdout).contains("# TYPE"), "{service} serves metrics on {port}");
+    }
 
     let mut live = subscribe(&url, &customer, "track", TRACK, json!({ "id": delivered_rental })).await;
     let first = next_message(&mut live).await.expect("the current status over WebSocket");

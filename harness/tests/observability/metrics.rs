@@ -100,7 +100,7 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
     let router = observed.cluster.router.as_ref().expect("router");
     let mut targets = vec![("router", router.metrics_address.to_string())];
     for service in harness::cluster::SERVICES {
-        targets.push((service, authority(&observed.cluster.url_of(service, 0).expect("running"))));
+        targets.push((service, observed.cluster.metrics_address_of(service, 0).expect("running").to_string()));
     }
     let prometheus =
         Prometheus::start(&observed.log_dir.join("prometheus"), &targets).await.expect("prometheus starts");
@@ -174,14 +174,20 @@ async fn prometheus_reads_the_counters_of_a_rent_a_shipment_and_a_cancellation()
         let ids = ids_in_labels(&exposition);
         assert!(ids.is_empty(), "{job} has ids as label values: {ids:?}");
     }
-    // Nothing internal on the public port: the router's metrics are on their own port.
-    let public = client.get(format!("http://{}/metrics", router.address)).send().await.expect("the public port");
-    let status = public.status();
-    let body = public.text().await.expect("text");
-    assert!(
-        !body.contains("# TYPE") && !body.contains("http_server_request_duration"),
-        "the router's public port answers /metrics ({status}):\n{body}"
-    );
+    // Nothing internal on a service's port: each process's metrics are on a port of its own.
+    let mut public = vec![("router", router.address.to_string())];
+    for service in harness::cluster::SERVICES {
+        public.push((service, authority(&observed.cluster.url_of(service, 0).expect("running"))));
+    }
+    for (job, address) in public {
+        let answer = client.get(format!("http://{address}/metrics")).send().await.expect("the service port");
+        let status = answer.status();
+        let body = answer.text().await.expect("text");
+        assert!(
+            !body.contains("# TYPE") && !body.contains("http_server_request_duration") && !body.contains("water_"),
+            "{job}'s service port answers /metrics ({status}):\n{body}"
+        );
+    }
     subscriber.close().await;
     drop(prometheus.child);
     observed.finish().await.expect("the cluster stops");

@@ -23,7 +23,7 @@ async fn live_subscriptions(cluster: &ProcessCluster, http: &reqwest::Client) ->
     let mut counts = Vec::new();
     for replicas in cluster.services.iter().filter(|replicas| replicas.name == delivery::SERVICE) {
         for process in &replicas.processes {
-            let text = match http.get(format!("http://{}/metrics", process.spec.address)).send().await {
+            let text = match http.get(process.metrics_url()).send().await {
                 Ok(response) => response.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };

@@ -53,7 +53,12 @@ async fn main() -> anyhow::Result<()> {
     let payment_url = format!("http://{}/graphql", listen_address(payment::SERVICE, payment::DEFAULT_PORT)?);
     for (service, port) in SUBGRAPHS {
         let address = listen_address(service, port)?;
-        let mut env = vec![(format!("{}_LISTEN", service.to_ascii_uppercase()), address.to_string())];
+        let metrics_address = metrics_address(service, port)?;
+        let prefix = service.to_ascii_uppercase();
+        let mut env = vec![
+            (format!("{prefix}_LISTEN"), address.to_string()),
+            (format!("{prefix}_METRICS_LISTEN"), metrics_address.to_string()),
+        ];
         env.extend(identities.env_for(service));
         if service == inventory::SERVICE {
             env.push(("DEMO_CATALOG".into(), "true".into()));
@@ -67,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             env,
             env_remove: Vec::new(),
             address,
+            metrics_address,
             ready_path: "/ready".into(),
             output: Output::Prefixed,
         };
@@ -97,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     let mut router = RouterProcess::spawn(router_settings()?).await?;
-    print_welcome(&router, &urls, &tokens, &jwks_url);
+    print_welcome(&router, &subgraphs, &tokens, &jwks_url);
 
     // Supervise: a service that exits is started again, with backoff.
     let mut backoffs: Vec<Backoff> = subgraphs.iter().map(|_| restart_backoff()).collect();
@@ -167,6 +173,14 @@ fn listen_address(service: &str, port: u16) -> anyhow::Result<SocketAddr> {
     value.parse().with_context(|| format!("{name}={value} is not a socket address"))
 }
 
+/// `<SERVICE>_METRICS_LISTEN`, or 127.0.0.1 on the service's default metrics port
+/// (`subgraph_kit::config::default_metrics_port`).
+fn metrics_address(service: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let name = format!("{}_METRICS_LISTEN", service.to_ascii_uppercase());
+    let value = env_or(&name, &format!("127.0.0.1:{}", subgraph_kit::config::default_metrics_port(port)));
+    value.parse().with_context(|| format!("{name}={value} is not a socket address"))
+}
+
 struct DevTokens {
     customer: String,
     operator: String,
@@ -183,15 +197,18 @@ impl DevTokens {
     }
 }
 
-fn print_welcome(router: &RouterProcess, urls: &[(&str, String)], tokens: &DevTokens, jwks_url: &str) {
+fn print_welcome(router: &RouterProcess, subgraphs: &[ServiceProcess], tokens: &DevTokens, jwks_url: &str) {
     println!();
     println!("Water-dispenser rental stack is up: five processes.");
     println!();
     println!("  GraphiQL and GraphQL  {}", router.graphql_url());
     println!("  WebSocket             {}", router.websocket_url());
     println!("  router metrics        {} (a port of its own)", router.metrics_url());
-    for (service, url) in urls {
-        println!("  {service:<21} {url} (direct; needs a token too)");
+    for process in subgraphs {
+        println!("  {:<21} {} (direct; needs a token too)", process.spec.name, process.url());
+    }
+    for process in subgraphs {
+        println!("  {:<21} {}", format!("{} metrics", process.spec.name), process.metrics_url());
     }
     println!();
     println!("Dev tokens (valid 30 days; GraphiQL opens signed in as the operator; for other");

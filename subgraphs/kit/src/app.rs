@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServiceConfig;
 use crate::db::Database;
 use crate::metrics::ScrapeHook;
-use crate::server::{Served, bind, routes};
+use crate::server::{Routes, Served, bind, routes};
 use crate::shutdown::Lifecycle;
 
 /// What carries a service's events beside its server (the `event-bus` crate's bus), as
@@ -54,6 +54,7 @@ pub struct Foundation {
     /// subscriptions counts them here).
     pub open_streams: Arc<AtomicUsize>,
     listener: TcpListener,
+    metrics_listener: TcpListener,
     requests_done: CancellationToken,
     pipeline: Option<Box<dyn Pipeline>>,
     scrape_hooks: Vec<ScrapeHook>,
@@ -78,6 +79,7 @@ impl Foundation {
         let database = Database::connect(&config.database, migrations).await?;
         let background = database.sibling(config.database.background_pool_size)?;
         let listener = bind(config.listen).await?;
+        let metrics_listener = bind(config.metrics_listen).await?;
         let lifecycle = Lifecycle::new(shutdown, config.shutdown.drain);
         Ok(Self {
             config,
@@ -87,6 +89,7 @@ impl Foundation {
             lifecycle,
             open_streams: Arc::default(),
             listener,
+            metrics_listener,
             requests_done: CancellationToken::new(),
             pipeline: None,
             scrape_hooks: Vec::new(),
@@ -137,6 +140,7 @@ impl Foundation {
             lifecycle,
             open_streams,
             listener,
+            metrics_listener,
             requests_done,
             pipeline,
             scrape_hooks,
@@ -144,7 +148,8 @@ impl Foundation {
         } = self;
         let service = config.service;
         let address = listener.local_addr().expect("a bound listener has an address");
-        let app = routes(
+        let metrics_address = metrics_listener.local_addr().expect("a bound listener has an address");
+        let Routes { service: app, metrics: metrics_app } = routes(
             schema,
             Served {
                 service,
@@ -158,6 +163,12 @@ impl Foundation {
         let stopping = lifecycle.stopping().clone();
         let timeout = config.shutdown.timeout;
         let bus_connected = pipeline.as_ref().map(|pipeline| pipeline.connection());
+        // Metrics stay readable through the drain, until the last request has finished.
+        let metrics_task = tokio::spawn(
+            axum::serve(metrics_listener, metrics_app)
+                .with_graceful_shutdown(requests_done.clone().cancelled_owned())
+                .into_future(),
+        );
         let task = tokio::spawn(async move {
             let serve =
                 axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned()).into_future();
@@ -178,6 +189,9 @@ impl Foundation {
             }
             // Requests are done: what they committed can be published, then the bus ends.
             requests_done.cancel();
+            if let Ok(Ok(Err(error))) = tokio::time::timeout_at(deadline, metrics_task).await {
+                tracing::error!(service, %error, "the metrics server stopped with an error");
+            }
             if let Some(pipeline) = pipeline
                 && tokio::time::timeout_at(deadline, pipeline.stopped()).await.is_err()
             {
@@ -187,8 +201,8 @@ impl Foundation {
                 let _ = tokio::time::timeout_at(deadline, task).await;
             }
         });
-        tracing::info!(service, %address, "listening");
-        RunningService { name: service, address, database, lifecycle, open_streams, bus_connected, task }
+        tracing::info!(service, %address, %metrics_address, "listening");
+        RunningService { name: service, address, metrics_address, database, lifecycle, open_streams, bus_connected, task }
     }
 }
 
@@ -196,6 +210,8 @@ impl Foundation {
 pub struct RunningService {
     pub name: &'static str,
     pub address: SocketAddr,
+    /// Where `/metrics` is (never the service port).
+    pub metrics_address: SocketAddr,
     /// The service's request pool, for tests and tools (seeding, counting statements).
     pub database: Database,
     pub lifecycle: Lifecycle,

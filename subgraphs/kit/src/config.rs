@@ -21,6 +21,9 @@ pub struct ServiceConfig {
     /// Short service name: `inventory`, `rental`, `payment` or `delivery`.
     pub service: &'static str,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served (`<SERVICE>_METRICS_LISTEN`): a port of its own, so the
+    /// service port carries only what callers need (`/graphql`, `/ws`, the probes).
+    pub metrics_listen: SocketAddr,
     pub database: DatabaseConfig,
     /// How callers' tokens are checked (`TOKEN_*`); no default: see docs/security.md.
     pub tokens: TokenSettings,
@@ -129,7 +132,7 @@ pub struct TelemetryConfig {
 }
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
+    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
     /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
@@ -149,9 +152,15 @@ impl ServiceConfig {
         let prefix = service.to_ascii_uppercase();
         let listen = env_or(&format!("{prefix}_LISTEN"), &format!("127.0.0.1:{default_port}"));
         let listen = listen.parse().with_context(|| format!("{prefix}_LISTEN={listen} is not a socket address"))?;
+        let metrics_listen =
+            env_or(&format!("{prefix}_METRICS_LISTEN"), &format!("127.0.0.1:{}", default_metrics_port(default_port)));
+        let metrics_listen = metrics_listen
+            .parse()
+            .with_context(|| format!("{prefix}_METRICS_LISTEN={metrics_listen} is not a socket address"))?;
         Ok(Self {
             service,
             listen,
+            metrics_listen,
             database: database_from_env(service)?,
             tokens,
             service_callers: std::env::var("SERVICE_CALLERS_JWKS")
@@ -167,6 +176,14 @@ impl ServiceConfig {
             calendar: calendar_from_env()?,
         })
     }
+}
+
+/// A service's metrics port when `<SERVICE>_METRICS_LISTEN` is unset: its own port plus
+/// 5464, so 9465 to 9468 for the four services (4001 to 4004), beside the router's 9464,
+/// and none of them taken twice on one machine (`make run`). A service on port 0 (a
+/// test's) gets 0, any free port, too.
+pub fn default_metrics_port(service_port: u16) -> u16 {
+    if service_port == 0 { 0 } else { service_port.saturating_add(5464) }
 }
 
 /// The service's database settings: `POSTGRES_URL`, `<SERVICE>_DATABASE`,

@@ -1,6 +1,7 @@
 //! The HTTP side of a subgraph: GraphQL over POST/GET `/graphql`, graphql-transport-ws
-//! on `/ws`, `/health` (the process is alive), `/ready` (it takes work: its database
-//! answers and it is not draining) and `/metrics` (Prometheus).
+//! on `/ws`, `/health` (the process is alive) and `/ready` (it takes work: its database
+//! answers and it is not draining) on the service port; `/metrics` (Prometheus) on a
+//! port of its own, which only Prometheus is let reach (docs/security.md).
 //!
 //! Identity is checked here, before any resolver runs: a request without a valid token
 //! gets an UNAUTHENTICATED error and nothing else.
@@ -64,9 +65,18 @@ struct ProbeState {
     scrape_hooks: Arc<[ScrapeHook]>,
 }
 
+/// What every subgraph serves, on its two ports.
+pub struct Routes {
+    /// `/graphql`, `/ws`, `/health`, `/ready`: the service port.
+    pub service: Router,
+    /// `/metrics`: the metrics port.
+    pub metrics: Router,
+}
+
 /// The routes every subgraph serves.
-pub fn routes<E: Executor + Clone>(executor: E, served: Served) -> Router {
+pub fn routes<E: Executor + Clone>(executor: E, served: Served) -> Routes {
     let Served { service, verifier, database, background, lifecycle, scrape_hooks } = served;
+    let probe = ProbeState { service, database, background, lifecycle: lifecycle.clone(), scrape_hooks };
     let graphql = Router::new()
         .route("/graphql", get(graphql_http::<E>).post(graphql_http::<E>))
         .route("/ws", get(graphql_ws::<E>))
@@ -74,9 +84,8 @@ pub fn routes<E: Executor + Clone>(executor: E, served: Served) -> Router {
     let probes = Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "alive" })) }))
         .route("/ready", get(ready))
-        .route("/metrics", get(prometheus))
-        .with_state(ProbeState { service, database, background, lifecycle, scrape_hooks });
-    graphql.merge(probes)
+        .with_state(probe.clone());
+    Routes { service: graphql.merge(probes), metrics: Router::new().route("/metrics", get(prometheus)).with_state(probe) }
 }
 
 async fn graphql_http<E: Executor>(
