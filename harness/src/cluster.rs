@@ -394,7 +394,10 @@ impl ProcessCluster {
             log_level: cluster.spec.router_log_level.clone(),
             log_file: Some(cluster.spec.log_dir.join("router.log")),
             workers: Some(1),
-            extra_env: stack::relaxed_rate_limits().into_iter().chain(cluster.spec.router_env.iter().cloned()).collect(),
+            extra_env: stack::relaxed_rate_limits()
+                .into_iter()
+                .chain(cluster.spec.router_env.iter().cloned())
+                .collect(),
         })
         .await?;
         cluster.router = Some(router);

@@ -324,7 +324,10 @@ mod tests {
         assert_eq!(kind("{ products { edges { node { id } } } }", None), None);
         assert_eq!(kind("query Mutations { products { totalCount } }", None), None);
         assert_eq!(kind("mutation { cancelRental(id: \"x\") { id } }", None), Some(LimitedKind::Mutation));
-        assert_eq!(kind("subscription Live { rentalActivity(id: \"x\") { kind } }", None), Some(LimitedKind::Subscription));
+        assert_eq!(
+            kind("subscription Live { rentalActivity(id: \"x\") { kind } }", None),
+            Some(LimitedKind::Subscription)
+        );
         let both = "query A { products { totalCount } } mutation B { cancelRental(id: \"x\") { id } }";
         assert_eq!(kind(both, Some("A")), None);
         assert_eq!(kind(both, Some("B")), Some(LimitedKind::Mutation));

@@ -233,7 +233,12 @@ pub struct SubgraphEnv {
 impl SubgraphEnv {
     /// The environment for `service` listening on `address`, with its metrics on
     /// `metrics_address`.
-    pub fn for_service(&self, service: &str, address: SocketAddr, metrics_address: SocketAddr) -> Vec<(String, String)> {
+    pub fn for_service(
+        &self,
+        service: &str,
+        address: SocketAddr,
+        metrics_address: SocketAddr,
+    ) -> Vec<(String, String)> {
         let prefix = service.to_ascii_uppercase();
         let mut env = vec![
             (format!("{prefix}_LISTEN"), address.to_string()),

@@ -202,7 +202,16 @@ impl Foundation {
             }
         });
         tracing::info!(service, %address, %metrics_address, "listening");
-        RunningService { name: service, address, metrics_address, database, lifecycle, open_streams, bus_connected, task }
+        RunningService {
+            name: service,
+            address,
+            metrics_address,
+            database,
+            lifecycle,
+            open_streams,
+            bus_connected,
+            task,
+        }
     }
 }
 

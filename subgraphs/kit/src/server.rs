@@ -85,7 +85,10 @@ pub fn routes<E: Executor + Clone>(executor: E, served: Served) -> Routes {
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "alive" })) }))
         .route("/ready", get(ready))
         .with_state(probe.clone());
-    Routes { service: graphql.merge(probes), metrics: Router::new().route("/metrics", get(prometheus)).with_state(probe) }
+    Routes {
+        service: graphql.merge(probes),
+        metrics: Router::new().route("/metrics", get(prometheus)).with_state(probe),
+    }
 }
 
 async fn graphql_http<E: Executor>(
