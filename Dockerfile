@@ -60,6 +60,8 @@ RUN apt-get update \
       --shell /usr/sbin/nologin water
 WORKDIR /app
 COPY router/router.config.yaml /app/config/router.config.yaml
+# The trusted documents, beside the configuration that names them relative to itself.
+COPY router/trusted-documents.json /app/config/trusted-documents.json
 COPY schema/supergraph.graphql /app/config/supergraph.graphql
 ENV PATH=/app/bin:$PATH \
     ROUTER_CONFIG_FILE_PATH=/app/config/router.config.yaml \

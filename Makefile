@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` runs every test.
 # Both need PostgreSQL and RabbitMQ on their default local ports.
 
-.PHONY: run run-release test setup schema token bins
+.PHONY: run run-release test setup schema trusted-documents token bins
 
 # Prerequisites are made one after the other, in the order written: `setup` first.
 .NOTPARALLEL:
@@ -47,6 +47,11 @@ token:
 schema: schema/compose/node_modules bins
 	$(TARGET_DIR)/debug/export-schema
 	node schema/compose/compose.mjs schema
+
+# Writes router/trusted-documents.json, the router's manifest of our clients' documents,
+# from the README's tour: run it after changing a GraphQL example there.
+trusted-documents: bins
+	$(TARGET_DIR)/debug/trusted-documents
 
 schema/compose/node_modules: schema/compose/package-lock.json
 	npm ci --prefix schema/compose --no-audit --no-fund

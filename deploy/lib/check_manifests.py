@@ -347,6 +347,11 @@ def check_router_files(r, d, c, docs, repo):
             with open(f"{repo}/{repo_file}", encoding="utf-8") as f:
                 r.check(cm["data"][key] == f.read(), f"router: ConfigMap {cm_name} holds the current {repo_file}")
         r.check(env_value(c, env) == f"{mounts.get(volume)}/{key}", f"router: {env} is the mounted {key}")
+    # The trusted documents travel with the configuration, which names them relative to itself.
+    cm = configmaps.get(volumes.get("router-config", {}).get("configMap", {}).get("name", ""))
+    with open(f"{repo}/router/trusted-documents.json", encoding="utf-8") as f:
+        r.check(cm is not None and cm.get("data", {}).get("trusted-documents.json") == f.read(),
+                "router: the router-config ConfigMap holds the current router/trusted-documents.json beside router.config.yaml")
 
 
 def generated(name, base):
@@ -628,6 +633,8 @@ def main():
                 "production: ROUTER_INTROSPECTION=false")
         r.check(env_value(router["spec"]["template"]["spec"]["containers"][0], "ROUTER_GRAPHIQL") == "false",
                 "production: ROUTER_GRAPHIQL=false (no GraphiQL page)")
+        r.check(env_value(router["spec"]["template"]["spec"]["containers"][0], "ROUTER_TRUSTED_DOCUMENTS") == "refuse",
+                "production: ROUTER_TRUSTED_DOCUMENTS=refuse (only the trusted documents run)")
         r.check("/" in image.split(":")[0], "production: image comes from a registry", image)
         r.check(all("replicas" not in d["spec"] for d in deployments), "production: the HPAs own the replica counts")
         check_platform.check_production_data(r, docs)

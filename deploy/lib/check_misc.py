@@ -205,6 +205,8 @@ def dockerfile(path, root):
     check(("runtime", "dev") in stages and ("prebuilt", "prebuilt-dev") in stages, "Dockerfile: targets dev and prebuilt-dev")
     for src in ("router/router.config.yaml", "schema/supergraph.graphql"):
         check(f"COPY {src} " in text, f"Dockerfile: copies {src}")
+    check("COPY router/trusted-documents.json /app/config/trusted-documents.json" in text,
+          "Dockerfile: copies router/trusted-documents.json beside router.config.yaml (which names it relative to itself)")
     # The bins the workspace declares now: a missing one would fail the image build.
     declared = set()
     for manifest in glob.glob(f"{root}/**/Cargo.toml", recursive=True):

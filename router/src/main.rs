@@ -2,6 +2,8 @@
 //! configuration lives in `router/router.config.yaml`.
 //!
 //! - `auth`: every request authenticated as the subgraphs do it (one code, 401);
+//! - `trusted_documents`: only the documents of our clients' manifest (`refuse`), or
+//!   each other one logged (`log`);
 //! - `rate_limits`: so many mutations and subscription starts a minute per client (429);
 //! - `inputs`: variables checked against their input types before any subgraph call;
 //! - `graphiql`: the offline GraphiQL page, every asset served from this binary.
@@ -14,6 +16,7 @@ mod auth;
 mod graphiql;
 mod inputs;
 mod rate_limits;
+mod trusted_documents;
 
 // `#[hive_router::main]` expands to `ntex::…` paths, so the name must be in scope.
 use hive_router::ntex;
@@ -38,9 +41,11 @@ async fn main() -> Result<(), RouterInitError> {
     init_rustls_crypto_provider();
     // A plugin runs only if it is both registered here and enabled under `plugins:` in
     // router.config.yaml; enabling one that is not registered stops the router at startup.
-    // Hooks run in the order registered: `rate_limits` reads the caller `auth` verified.
+    // Hooks run in the order registered: `rate_limits` reads the caller `auth` verified,
+    // and a document `trusted_documents` refuses does not count against the client.
     let plugins = PluginRegistry::new()
         .register::<auth::Auth>()
+        .register::<trusted_documents::TrustedDocuments>()
         .register::<rate_limits::RateLimits>()
         .register::<inputs::Inputs>()
         .register::<graphiql::Graphiql>();

@@ -16,6 +16,9 @@ use tokio::process::{Child, Command};
 pub const CONFIG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../router/router.config.yaml");
 /// Where `router.config.yaml` has the router serve `/metrics`, on a line of its own.
 pub const METRICS_PORT: u16 = 9464;
+/// The manifest of trusted documents, beside the configuration (which names it relative
+/// to itself; a router on a copy of the configuration is given this path).
+pub const TRUSTED_DOCUMENTS_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../router/trusted-documents.json");
 /// The composed supergraph, in `schema/`.
 pub const SUPERGRAPH_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql");
 
@@ -24,10 +27,15 @@ pub const SUPERGRAPH_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schem
 /// subscriptions as one customer: the variables router.config.yaml reads, for
 /// [`RouterSettings::extra_env`]. The rate-limit test sets its own, low ones.
 pub fn relaxed_rate_limits() -> Vec<(String, String)> {
-    ["ROUTER_MUTATIONS_PER_MINUTE", "ROUTER_MUTATION_BURST", "ROUTER_SUBSCRIPTIONS_PER_MINUTE", "ROUTER_SUBSCRIPTION_BURST"]
-        .into_iter()
-        .map(|name| (name.to_owned(), "1000000".to_owned()))
-        .collect()
+    [
+        "ROUTER_MUTATIONS_PER_MINUTE",
+        "ROUTER_MUTATION_BURST",
+        "ROUTER_SUBSCRIPTIONS_PER_MINUTE",
+        "ROUTER_SUBSCRIPTION_BURST",
+    ]
+    .into_iter()
+    .map(|name| (name.to_owned(), "1000000".to_owned()))
+    .collect()
 }
 
 /// What the router needs to know; everything else is in `router.config.yaml`.
@@ -84,11 +92,14 @@ impl RouterProcess {
         };
         let config_file = config_copy.as_ref().map_or(config_file, |copy| copy.display().to_string());
         let supergraph = std::env::var("SUPERGRAPH_PATH").unwrap_or_else(|_| SUPERGRAPH_FILE.to_owned());
+        let trusted_documents =
+            std::env::var("ROUTER_TRUSTED_DOCUMENTS_FILE").unwrap_or_else(|_| TRUSTED_DOCUMENTS_FILE.to_owned());
 
         let mut command = Command::new(&settings.binary);
         command
             .env("ROUTER_CONFIG_FILE_PATH", &config_file)
             .env("SUPERGRAPH_PATH", &supergraph)
+            .env("ROUTER_TRUSTED_DOCUMENTS_FILE", &trusted_documents)
             .env("ROUTER_HOST", settings.host.to_string())
             .env("ROUTER_PORT", port.to_string())
             .env("LOG_LEVEL", &settings.log_level)

@@ -18,4 +18,5 @@ mod live;
 mod rate_limits;
 mod rent;
 mod schema;
+mod trusted_documents;
 mod visits;

@@ -29,3 +29,14 @@ fn the_committed_supergraph_is_the_composition_of_the_subgraphs() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The router's manifest of trusted documents is exactly the README's tour.
+#[test]
+fn the_committed_trusted_documents_are_the_readmes_tour() {
+    let expected = stack::trusted_documents::manifest_from_readme().expect("the README has documents");
+    let committed = std::fs::read_to_string(stack::trusted_documents::MANIFEST_FILE).unwrap_or_default();
+    assert!(
+        committed == expected,
+        "router/trusted-documents.json differs from the README: run `make trusted-documents`"
+    );
+}
