@@ -18,5 +18,6 @@ mod live;
 mod rate_limits;
 mod rent;
 mod schema;
+mod security;
 mod trusted_documents;
 mod visits;
