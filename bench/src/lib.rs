@@ -55,6 +55,7 @@ impl BenchStack {
                 pool_size: 32,
                 calendar: subgraph_kit::clock::Calendar::CALENDAR,
                 dunning: payment::domain::DunningSchedule::default(),
+                payment_tls: false,
             })
             .await?;
         Ok(Self {

@@ -30,6 +30,9 @@ pub struct IsolatedOptions {
     pub calendar: subgraph_kit::clock::Calendar,
     /// When payment retries a declined invoice.
     pub dunning: payment::domain::DunningSchedule,
+    /// Payment serves TLS with a certificate of a test CA, which rental and the router
+    /// are told to trust.
+    pub payment_tls: bool,
 }
 
 pub struct IsolatedStack {
@@ -43,6 +46,8 @@ pub struct IsolatedStack {
     pub shutdown: CancellationToken,
     /// Dropped last: the services must stop before their databases go.
     pub databases: Vec<TestDatabase>,
+    /// The test CA and payment's certificate, when payment serves TLS.
+    pub certificates: Option<crate::tls::TestCertificates>,
 }
 
 impl IsolatedStack {
@@ -50,6 +55,8 @@ impl IsolatedStack {
         let identities = std::sync::Arc::new(stack::Identities::generate()?);
         let mut rental = options.rental.clone();
         rental.payments.credential = identities.rental.clone();
+        let certificates = if options.payment_tls { Some(crate::tls::TestCertificates::new()?) } else { None };
+        rental.payments.ca_file = certificates.as_ref().map(|certificates| certificates.ca.clone());
         let shutdown = CancellationToken::new();
         let mut databases = Vec::new();
         for (service, migrations, dir) in [
@@ -72,6 +79,14 @@ impl IsolatedStack {
                 let mut config =
                     service_config(service, any_port, database.config.clone(), &identities, events.config.clone())?;
                 config.calendar = options.calendar;
+                if *service == payment::SERVICE
+                    && let Some(certificates) = &certificates
+                {
+                    config.tls = Some(subgraph_kit::config::TlsFiles {
+                        cert: certificates.cert.clone(),
+                        key: certificates.key.clone(),
+                    });
+                }
                 Ok(config)
             })
             .collect::<anyhow::Result<Vec<ServiceConfig>>>()?;
@@ -92,9 +107,16 @@ impl IsolatedStack {
             log_level: options.router_log_level,
             log_file: Some(log_file),
             workers: options.router_workers,
-            extra_env: stack::relaxed_rate_limits(),
+            extra_env: stack::relaxed_rate_limits()
+                .into_iter()
+                .chain(
+                    certificates
+                        .iter()
+                        .map(|certificates| ("PAYMENT_CA_FILE".into(), certificates.ca.display().to_string())),
+                )
+                .collect(),
         })
         .await?;
-        Ok(Self { subgraphs, router, identities, configs, events, shutdown, databases })
+        Ok(Self { subgraphs, router, identities, configs, events, shutdown, databases, certificates })
     }
 }

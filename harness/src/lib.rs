@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod in_process;
 pub mod isolated;
 pub mod live_clients;
+pub mod tls;
 pub mod workload;
 
 pub use in_process::Subgraphs;

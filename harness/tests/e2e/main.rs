@@ -15,6 +15,7 @@ mod graphiql;
 mod history;
 mod lifecycle;
 mod live;
+mod payment_tls;
 mod rate_limits;
 mod rent;
 mod schema;

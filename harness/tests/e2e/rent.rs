@@ -237,7 +237,7 @@ async fn a_request_being_called_off_is_left_to_the_rent_that_gave_up_on_it() {
     config.payments.credential = stack.identities.rental.clone();
     let renting = rental::service::renting::Renting {
         database: rental_db.clone(),
-        payments: rental::service::payments::PaymentClient::new(config.payments),
+        payments: rental::service::payments::PaymentClient::new(config.payments).expect("payment client"),
         reconcile_after: Duration::from_secs(30),
     };
     assert_eq!(renting.reconcile_once(rental_db).await.expect("reconciled"), 0, "a fresh VOIDING request is not taken");

@@ -54,6 +54,8 @@ pub struct Foundation {
     /// subscriptions counts them here).
     pub open_streams: Arc<AtomicUsize>,
     listener: TcpListener,
+    /// TLS on the service port, when configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics_listener: TcpListener,
     requests_done: CancellationToken,
     pipeline: Option<Box<dyn Pipeline>>,
@@ -79,6 +81,7 @@ impl Foundation {
         let database = Database::connect(&config.database, migrations).await?;
         let background = database.sibling(config.database.background_pool_size)?;
         let listener = bind(config.listen).await?;
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let metrics_listener = bind(config.metrics_listen).await?;
         let lifecycle = Lifecycle::new(shutdown, config.shutdown.drain);
         Ok(Self {
@@ -89,6 +92,7 @@ impl Foundation {
             lifecycle,
             open_streams: Arc::default(),
             listener,
+            tls,
             metrics_listener,
             requests_done: CancellationToken::new(),
             pipeline: None,
@@ -140,6 +144,7 @@ impl Foundation {
             lifecycle,
             open_streams,
             listener,
+            tls,
             metrics_listener,
             requests_done,
             pipeline,
@@ -169,10 +174,18 @@ impl Foundation {
                 .with_graceful_shutdown(requests_done.clone().cancelled_owned())
                 .into_future(),
         );
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let graceful = stopping.clone().cancelled_owned();
+        let serve: futures::future::BoxFuture<'static, std::io::Result<()>> = match tls {
+            Some(acceptor) => {
+                let listener =
+                    crate::tls::TlsListener::new(listener, acceptor).expect("a bound listener has an address");
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
+            }
+            None => Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future()),
+        };
         let task = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned()).into_future();
-            tokio::pin!(serve);
+            let mut serve = serve;
             let served = tokio::select! {
                 result = &mut serve => Some(result),
                 () = stopping.cancelled() => None,
@@ -201,10 +214,11 @@ impl Foundation {
                 let _ = tokio::time::timeout_at(deadline, task).await;
             }
         });
-        tracing::info!(service, %address, %metrics_address, "listening");
+        tracing::info!(service, %address, scheme, %metrics_address, "listening");
         RunningService {
             name: service,
             address,
+            scheme,
             metrics_address,
             database,
             lifecycle,
@@ -219,6 +233,8 @@ impl Foundation {
 pub struct RunningService {
     pub name: &'static str,
     pub address: SocketAddr,
+    /// `https` when the service port serves TLS, else `http`.
+    pub scheme: &'static str,
     /// Where `/metrics` is (never the service port).
     pub metrics_address: SocketAddr,
     /// The service's request pool, for tests and tools (seeding, counting statements).
@@ -232,7 +248,7 @@ pub struct RunningService {
 
 impl RunningService {
     pub fn url(&self) -> String {
-        format!("http://{}/graphql", self.address)
+        format!("{}://{}/graphql", self.scheme, self.address)
     }
 
     /// Waits until the service's event bus is connected, up to `limit`.

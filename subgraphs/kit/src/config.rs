@@ -24,6 +24,9 @@ pub struct ServiceConfig {
     /// Where `/metrics` is served (`<SERVICE>_METRICS_LISTEN`): a port of its own, so the
     /// service port carries only what callers need (`/graphql`, `/ws`, the probes).
     pub metrics_listen: SocketAddr,
+    /// TLS on the service port (`<SERVICE>_TLS_CERT_FILE` and `<SERVICE>_TLS_KEY_FILE`,
+    /// both or neither); none serves plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub database: DatabaseConfig,
     /// How callers' tokens are checked (`TOKEN_*`); no default: see docs/security.md.
     pub tokens: TokenSettings,
@@ -35,6 +38,13 @@ pub struct ServiceConfig {
     pub telemetry: TelemetryConfig,
     /// How long a month is (`MONTH_SECONDS`; calendar months when unset).
     pub calendar: Calendar,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -132,7 +142,7 @@ pub struct TelemetryConfig {
 }
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
+    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_TLS_*_FILE`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
     /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
@@ -161,6 +171,7 @@ impl ServiceConfig {
             service,
             listen,
             metrics_listen,
+            tls: tls_from_env(&prefix)?,
             database: database_from_env(service)?,
             tokens,
             service_callers: std::env::var("SERVICE_CALLERS_JWKS")
@@ -175,6 +186,19 @@ impl ServiceConfig {
             telemetry: telemetry_from_env()?,
             calendar: calendar_from_env()?,
         })
+    }
+}
+
+/// `<PREFIX>_TLS_CERT_FILE` and `<PREFIX>_TLS_KEY_FILE`: both, or neither (plain HTTP).
+pub fn tls_from_env(prefix: &str) -> anyhow::Result<Option<TlsFiles>> {
+    let file =
+        |name: String| std::env::var(&name).ok().filter(|value| !value.trim().is_empty()).map(|value| (name, value));
+    match (file(format!("{prefix}_TLS_CERT_FILE")), file(format!("{prefix}_TLS_KEY_FILE"))) {
+        (None, None) => Ok(None),
+        (Some((_, cert)), Some((_, key))) => Ok(Some(TlsFiles { cert: cert.into(), key: key.into() })),
+        (Some((set, _)), None) | (None, Some((set, _))) => {
+            bail!("{set} is set without its pair: TLS needs both {prefix}_TLS_CERT_FILE and {prefix}_TLS_KEY_FILE")
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -28,7 +28,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The common settings, plus `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS` (2000),
+    /// The common settings, plus `PAYMENT_URL`, `PAYMENT_CA_FILE` (for an https URL),
+    /// `PAYMENT_TIMEOUT_MS` (2000),
     /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_OPEN_MS` (5000),
     /// `RENT_RECONCILE_AFTER_MS` (30000), and rental's own key for calling payment,
     /// `SERVICE_KEY_FILE` (required; with `SERVICE_KEY_CREATE=true` a missing file is
@@ -65,6 +66,7 @@ impl Config {
                     open_for: env_millis("PAYMENT_BREAKER_OPEN_MS", 5000)?,
                 },
                 credential,
+                ca_file: std::env::var("PAYMENT_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into),
             },
             reconcile_after: env_millis("RENT_RECONCILE_AFTER_MS", 30_000)?,
         })
@@ -87,7 +89,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     foundation.consume(contracts::TOPOLOGY, events::RentalEvents { calendar });
     let renting = Arc::new(Renting {
         database: foundation.database.clone(),
-        payments: PaymentClient::new(config.payments),
+        payments: PaymentClient::new(config.payments)?,
         reconcile_after: config.reconcile_after,
     });
     let stopping = foundation.lifecycle.stopping().clone();
@@ -108,10 +110,11 @@ pub fn detached_schema() -> RentalSchema {
         timeout: Duration::from_secs(1),
         breaker: BreakerConfig { failure_threshold: 1, open_for: Duration::from_secs(1) },
         credential: identity::TokenIssuer::generate(SERVICE, "payment"),
+        ca_file: None,
     };
     let renting = Arc::new(Renting {
         database: database.clone(),
-        payments: PaymentClient::new(settings),
+        payments: PaymentClient::new(settings).expect("a plain URL and no CA"),
         reconcile_after: Duration::from_secs(30),
     });
     let resolvers =

@@ -28,6 +28,8 @@ pub struct TestStack {
     shutdown: CancellationToken,
     pub events: TestEvents,
     dunning: payment::domain::DunningSchedule,
+    /// The test CA and payment's certificate, when payment serves TLS.
+    pub certificates: Option<harness::tls::TestCertificates>,
     // Dropped last: the services must stop before their databases go.
     _databases: Vec<TestDatabase>,
 }
@@ -40,6 +42,8 @@ pub struct StackOptions {
     pub calendar: subgraph_kit::clock::Calendar,
     /// When payment retries a declined invoice (1, 3 and 7 days).
     pub dunning: payment::domain::DunningSchedule,
+    /// Payment serves TLS; rental and the router trust the test's CA only.
+    pub payment_tls: bool,
 }
 
 impl Default for StackOptions {
@@ -53,6 +57,7 @@ impl Default for StackOptions {
             rental,
             calendar: subgraph_kit::clock::Calendar::CALENDAR,
             dunning: payment::domain::DunningSchedule::default(),
+            payment_tls: false,
         }
     }
 }
@@ -77,7 +82,7 @@ impl TestStack {
     pub async fn start_with(options: StackOptions) -> Self {
         subgraph_kit::telemetry::init_for_tests();
         let dunning = options.dunning.clone();
-        let IsolatedStack { subgraphs, router, identities, configs, events, shutdown, databases } =
+        let IsolatedStack { subgraphs, router, identities, configs, events, shutdown, databases, certificates } =
             IsolatedStack::start(IsolatedOptions {
                 rental: options.rental,
                 router_binary: stack::binaries::binary("router").expect("the router is built"),
@@ -86,6 +91,7 @@ impl TestStack {
                 pool_size: 8,
                 calendar: options.calendar,
                 dunning: options.dunning.clone(),
+                payment_tls: options.payment_tls,
             })
             .await
             .expect("the stack starts");
@@ -100,6 +106,7 @@ impl TestStack {
             shutdown,
             events,
             dunning,
+            certificates,
             _databases: databases,
         }
     }

@@ -34,6 +34,9 @@ pub struct PaymentSettings {
     /// the public half (its `SERVICE_CALLERS_JWKS`). No user token can call payment's
     /// charges, and no other service can sign as rental.
     pub credential: TokenIssuer,
+    /// The CA that signs payment's certificate (`PAYMENT_CA_FILE`), for an `https` URL:
+    /// rental trusts it and nothing else, so the card numbers it sends go to payment.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// What payment said to a charge.
@@ -58,13 +61,36 @@ pub struct PaymentClient {
 }
 
 impl PaymentClient {
-    pub fn new(settings: PaymentSettings) -> Self {
-        Self {
-            http: reqwest::Client::new(),
+    /// Fails when the URL and the CA do not go together: `https` needs `PAYMENT_CA_FILE`
+    /// (no built-in roots are trusted), and a CA with a plain `http` URL would protect
+    /// nothing.
+    pub fn new(settings: PaymentSettings) -> anyhow::Result<Self> {
+        let https = settings.url.starts_with("https://");
+        let http = match (&settings.ca_file, https) {
+            (Some(ca_file), true) => {
+                let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
+                for certificate in subgraph_kit::tls::read_certificates(ca_file)? {
+                    builder = builder.add_root_certificate(reqwest::Certificate::from_der(&certificate)?);
+                }
+                builder.build()?
+            }
+            (None, false) => reqwest::Client::new(),
+            (None, true) => anyhow::bail!(
+                "PAYMENT_URL={} is https: set PAYMENT_CA_FILE to the CA that signs payment's certificate",
+                settings.url
+            ),
+            (Some(ca_file), false) => anyhow::bail!(
+                "PAYMENT_CA_FILE={} is set but PAYMENT_URL={} is plain http: use https",
+                ca_file.display(),
+                settings.url
+            ),
+        };
+        Ok(Self {
+            http,
             breaker: CircuitBreaker::new(settings.breaker),
             issuer: settings.credential.for_audience(crate::SERVICE, "payment"),
             settings,
-        }
+        })
     }
 
     /// Fails at once while the breaker is open, before anything is written.
@@ -187,4 +213,33 @@ fn first_error(response: &Value) -> ApiError {
         _ => return ApiError::internal(format!("unexpected answer from payment: {response}")),
     };
     ApiError::new(code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str, ca_file: Option<&str>) -> PaymentSettings {
+        PaymentSettings {
+            url: url.into(),
+            timeout: Duration::from_secs(1),
+            breaker: BreakerConfig { failure_threshold: 1, open_for: Duration::from_secs(1) },
+            credential: TokenIssuer::generate(crate::SERVICE, "payment"),
+            ca_file: ca_file.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn an_https_url_needs_a_ca_and_a_ca_needs_an_https_url() {
+        let error = PaymentClient::new(settings("https://payment:4003/graphql", None)).err().expect("refused");
+        assert!(error.to_string().contains("set PAYMENT_CA_FILE"), "{error}");
+        let error =
+            PaymentClient::new(settings("http://payment:4003/graphql", Some("/ca.pem"))).err().expect("refused");
+        assert!(error.to_string().contains("plain http: use https"), "{error}");
+        let error = PaymentClient::new(settings("https://payment:4003/graphql", Some("/nonexistent/ca.pem")))
+            .err()
+            .expect("refused");
+        assert!(format!("{error:#}").contains("/nonexistent/ca.pem"), "{error:#}");
+        assert!(PaymentClient::new(settings("http://payment:4003/graphql", None)).is_ok());
+    }
 }
