@@ -25,9 +25,10 @@ PROCESSES = {**SUBGRAPHS, "router": 4000}
 METRICS_PORTS = {name: 9464 for name in [*SUBGRAPHS, "router"]}
 CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
 # Secrets production creates outside these manifests: documented in deploy/README.md.
-OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
+OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"},
+                       "water-payment-tls": {"tls.crt", "tls.key"}}
 # Config maps production creates outside these manifests (they must match a secret).
-OUT_OF_BAND_CONFIGMAPS = {"water-payment-callers": {"jwks.json"}}
+OUT_OF_BAND_CONFIGMAPS = {"water-payment-callers": {"jwks.json"}, "water-payment-ca": {"ca.crt"}}
 # Deployments that are not one of the five processes: the development issuer, dev only.
 DEV_TOOLS = {"dev-issuer"}
 CNPG_APP_SECRET_KEYS = {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
@@ -219,7 +220,7 @@ def selects(selector, labels):
     return bool(match or selector.get("matchExpressions"))
 
 
-def check_deployment(r, d, docs, repo):
+def check_deployment(r, d, docs, repo, build):
     name = d["metadata"]["name"]
     pod = d["spec"]["template"]["spec"]
     pod_labels = d["spec"]["template"]["metadata"].get("labels", {})
@@ -286,18 +287,18 @@ def check_deployment(r, d, docs, repo):
         r.check(env_value(c, "ROUTER_HOST") == "0.0.0.0" and env_value(c, "ROUTER_PORT") == str(port),
                 "router: ROUTER_HOST=0.0.0.0, ROUTER_PORT=4000")
         for sub, sub_port in SUBGRAPHS.items():
-            r.check(env_value(c, f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql",
-                    f"router: {sub.upper()}_URL points at Service {sub}")
+            if sub != "payment":
+                r.check(env_value(c, f"{sub.upper()}_URL") == f"http://{sub}:{sub_port}/graphql",
+                        f"router: {sub.upper()}_URL points at Service {sub}")
         check_router_files(r, d, c, docs, repo)
     else:
         r.check(env_value(c, f"{name.upper()}_LISTEN") == f"0.0.0.0:{port}", f"{name}: {name.upper()}_LISTEN=0.0.0.0:{port}")
         for var in ("POSTGRES_URL", "AMQP_URL"):
             r.check(var in env, f"{name}: {var} set")
         r.check("JWT_SECRET" not in env, f"{name}: no shared JWT_SECRET")
-        if name == "rental":
-            r.check(env_value(c, "PAYMENT_URL") == "http://payment:4003/graphql", "rental: PAYMENT_URL points at Service payment")
         check_service_keys(r, name, d, c)
     check_identity_settings(r, name, c, docs)
+    check_payment_tls(r, name, d, c, build)
 
     # Scraping.
     metrics_port = METRICS_PORTS[name]
@@ -398,6 +399,34 @@ def check_service_keys(r, name, d, c):
                 "payment: SERVICE_CALLERS_JWKS is jwks.json of the ConfigMap water-payment-callers")
     else:
         r.check(env_value(c, "SERVICE_CALLERS_JWKS") is None, f"{name}: trusts no calling service")
+
+
+def check_payment_tls(r, name, d, c, build):
+    """The card's path: payment serves TLS from the Secret water-payment-tls (mounted by
+    payment only), and rental and the router call it over https trusting only the CA of
+    the ConfigMap water-payment-ca; or, outside production, all of it plain."""
+    pod = d["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    tls_volume = next((n for n, v in volumes.items() if "secret" in v and generated(v["secret"]["secretName"], "water-payment-tls")), None)
+    if name != "payment":
+        r.check(tls_volume is None, f"{name}: does not mount payment's TLS key")
+    if name == "payment":
+        cert, key = env_value(c, "PAYMENT_TLS_CERT_FILE"), env_value(c, "PAYMENT_TLS_KEY_FILE")
+        on = cert is not None or key is not None
+        if on or build == "production":
+            r.check(tls_volume is not None and cert == f"{mounts.get(tls_volume)}/tls.crt" and key == f"{mounts.get(tls_volume)}/tls.key",
+                    "payment: PAYMENT_TLS_CERT_FILE and _KEY_FILE are tls.crt and tls.key of the Secret water-payment-tls")
+            schemes = {probe: c.get(probe, {}).get("httpGet", {}).get("scheme") for probe in ("readinessProbe", "livenessProbe", "startupProbe")}
+            r.check(all(scheme == "HTTPS" for scheme in schemes.values()), "payment: its probes speak HTTPS", str(schemes))
+    if name in ("rental", "router"):
+        url, ca = env_value(c, "PAYMENT_URL"), env_value(c, "PAYMENT_CA_FILE")
+        ca_volume = next((n for n, v in volumes.items() if "configMap" in v and generated(v["configMap"]["name"], "water-payment-ca")), None)
+        plain = url == "http://payment:4003/graphql" and ca is None
+        sealed = url == "https://payment:4003/graphql" and ca_volume is not None and ca == f"{mounts.get(ca_volume)}/ca.crt"
+        r.check(sealed if build == "production" else plain or sealed,
+                f"{name}: PAYMENT_URL points at Service payment" + (" over https, trusting ca.crt of the ConfigMap water-payment-ca" if build == "production" else ""),
+                f"{url} {ca}")
 
 
 def secret_refs(docs):
@@ -611,7 +640,7 @@ def main():
     deployments = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] not in DEV_TOOLS]
     r.check(sorted(d["metadata"]["name"] for d in deployments) == sorted(PROCESSES), "a Deployment for each of the five processes")
     for d in deployments:
-        check_deployment(r, d, docs, args.repo)
+        check_deployment(r, d, docs, args.repo, args.build)
     check_network_policies(r, docs)
     check_secrets(r, args.build, docs)
     check_custom_resources(r, args.build, docs)
