@@ -162,19 +162,9 @@ async fn production_configuration_turns_introspection_and_graphiql_off() {
     };
     // The development configuration serves the page to a browser.
     assert!(page(stack.router_url()).await, "the development router serves GraphiQL");
-    let router = stack::RouterProcess::spawn(stack::RouterSettings {
-        binary: stack::binaries::binary("router").expect("router built"),
-        port: 0,
-        host: std::net::Ipv4Addr::LOCALHOST,
-        subgraph_urls: stack.subgraphs.urls(),
-        token_env: stack.identities.env_for("router"),
-        log_level: "warn".into(),
-        log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
-        workers: Some(1),
-        extra_env: vec![("ROUTER_INTROSPECTION".into(), "false".into()), ("ROUTER_GRAPHIQL".into(), "false".into())],
-    })
-    .await
-    .expect("router starts");
+    let router = stack
+        .router_with(vec![("ROUTER_INTROSPECTION".into(), "false".into()), ("ROUTER_GRAPHIQL".into(), "false".into())])
+        .await;
     let operator = stack.operator_token();
     let body = json!({ "query": "{ __schema { types { name } } }" });
     let (_, refused) = post_graphql(&stack.client, &router.graphql_url(), Some(&operator), &body).await;

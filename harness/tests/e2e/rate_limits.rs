@@ -6,14 +6,13 @@
 //! measured in `bench/`, not asserted here; what is asserted is why it cannot: the
 //! refused requests never reach a subgraph.)
 
-use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use futures::StreamExt;
 use harness::live_clients::WsClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::{RouterProcess, RouterSettings};
+use stack::RouterProcess;
 use uuid::Uuid;
 
 use crate::support::fixtures::{RENT, rent_input, rentable_product};
@@ -26,24 +25,14 @@ const SUBSCRIPTION_BURST: usize = 2;
 const FLOOD: usize = 30;
 
 async fn limited_router(stack: &TestStack) -> RouterProcess {
-    RouterProcess::spawn(RouterSettings {
-        binary: stack::binaries::binary("router").expect("router built"),
-        port: 0,
-        host: Ipv4Addr::LOCALHOST,
-        subgraph_urls: stack.subgraphs.urls(),
-        token_env: stack.identities.env_for("router"),
-        log_level: "warn".into(),
-        log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
-        workers: Some(1),
-        extra_env: vec![
+    stack
+        .router_with(vec![
             ("ROUTER_MUTATIONS_PER_MINUTE".into(), MUTATIONS_PER_MINUTE.to_string()),
             ("ROUTER_MUTATION_BURST".into(), MUTATION_BURST.to_string()),
             ("ROUTER_SUBSCRIPTIONS_PER_MINUTE".into(), "6".into()),
             ("ROUTER_SUBSCRIPTION_BURST".into(), SUBSCRIPTION_BURST.to_string()),
-        ],
-    })
-    .await
-    .expect("router starts")
+        ])
+        .await
 }
 
 /// A rent through `router`: status, `Retry-After`, body.

@@ -3,13 +3,11 @@
 //! else is refused before any subgraph sees it, over HTTP and WebSocket. In `log` mode
 //! (the default, which every other test runs with) every document runs.
 
-use std::net::Ipv4Addr;
-
 use harness::live_clients::WsClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use stack::RouterProcess;
 use stack::trusted_documents::{README_FILE, document_id, graphql_blocks};
-use stack::{RouterProcess, RouterSettings};
 use uuid::Uuid;
 
 use crate::support::fixtures::{rent, rentable_product};
@@ -18,19 +16,7 @@ use crate::support::{TestStack, error_codes};
 async fn refusing_router(stack: &TestStack) -> RouterProcess {
     let mut env = stack::relaxed_rate_limits();
     env.push(("ROUTER_TRUSTED_DOCUMENTS".into(), "refuse".into()));
-    RouterProcess::spawn(RouterSettings {
-        binary: stack::binaries::binary("router").expect("router built"),
-        port: 0,
-        host: Ipv4Addr::LOCALHOST,
-        subgraph_urls: stack.subgraphs.urls(),
-        token_env: stack.identities.env_for("router"),
-        log_level: "warn".into(),
-        log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
-        workers: Some(1),
-        extra_env: env,
-    })
-    .await
-    .expect("router starts")
+    stack.router_with(env).await
 }
 
 /// The README's document that starts with `head`.

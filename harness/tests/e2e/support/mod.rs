@@ -211,6 +211,24 @@ impl TestStack {
         (second, router)
     }
 
+    /// Another router in front of this stack's subgraphs, with `env` on top of the
+    /// configuration (a test's own limits, modes or production settings).
+    pub async fn router_with(&self, env: Vec<(String, String)>) -> RouterProcess {
+        RouterProcess::spawn(RouterSettings {
+            binary: stack::binaries::binary("router").expect("the router is built"),
+            port: 0,
+            host: Ipv4Addr::LOCALHOST,
+            subgraph_urls: self.subgraphs.urls(),
+            token_env: self.identities.env_for("router"),
+            log_level: "warn".into(),
+            log_file: Some(std::env::temp_dir().join(format!("water-rental-router-{}.log", Uuid::new_v4().simple()))),
+            workers: Some(1),
+            extra_env: env,
+        })
+        .await
+        .expect("the router starts")
+    }
+
     pub async fn stop_payment(&mut self) -> std::net::SocketAddr {
         self.stop_service(payment::SERVICE).await
     }
