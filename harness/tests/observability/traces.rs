@@ -261,6 +261,18 @@ async fn one_rent_is_one_trace_from_the_router_to_the_last_consumer() {
     below(&trace, ("delivery", "live update", None), change);
 
     subscriber.close().await;
+    // No span any process exported carries a card number, an address or a token (a JWT
+    // starts `eyJ`: its header, base64): not the customer's, the operator's, nor the one
+    // rental signs for payment.
+    let every_span = collector.spans.lock().expect("spans").clone();
+    assert!(every_span.len() > 20, "{} spans", every_span.len());
+    for span in &every_span {
+        for (key, value) in &span.attributes {
+            let secret =
+                [APPROVED_CARD, address.as_str(), "eyJ", "Bearer "].into_iter().find(|secret| value.contains(secret));
+            assert!(secret.is_none(), "{} carries {secret:?} in {key}: {value}", span.describe());
+        }
+    }
     let unreadable = collector.unreadable.lock().expect("unreadable").clone();
     assert!(unreadable.is_empty(), "exports the receiver could not read: {unreadable:?}");
     observed.finish().await.expect("the cluster stops");
