@@ -281,7 +281,9 @@ const ROLES: &[(&str, May, May)] = &[
     ("voidRentalCharge", May::Hidden, May::Hidden),
 ];
 
-/// What rental's service key may do at payment, reached directly.
+/// What rental's service key may do at payment, reached directly (with made-up ids:
+/// `payment`, `invoice` and `payInvoice` run, and find nothing; on a customer's real ones
+/// they find nothing either, `another_customers_things_read_as_missing_to_every_operation`).
 const SERVICE_AT_PAYMENT: &[(&str, May)] = &[
     ("chargeRental", May::Run),
     ("voidRentalCharge", May::Run),
@@ -417,6 +419,18 @@ async fn another_customers_things_read_as_missing_to_every_operation() {
         assert!(!leaked, "{document} gave another customer data: {answer}");
     }
     assert!(wrong.is_empty(), "not answered NOT_FOUND:\n{}", wrong.join("\n"));
+    // Rental's service key, at payment directly: the charges, and no customer's things.
+    let service = stack.identities.rental.issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
+    for (document, variables) in [&attempts[2], &attempts[3], &attempts[9]] {
+        let body = json!({ "query": document, "variables": variables });
+        let (_, answer) =
+            crate::support::post_graphql(&stack.client, &stack.subgraphs.payment.url(), Some(&service), &body).await;
+        assert_eq!(
+            error_codes(&answer),
+            ["NOT_FOUND"],
+            "rental's key reads or pays a customer's: {document}: {answer}"
+        );
+    }
     assert_eq!(read(&stack, &owner).await, before, "another customer's attempts changed the rental");
 
     // Live: neither subscription follows another customer's rental.

@@ -47,11 +47,15 @@ pub enum Identity {
 }
 
 impl Identity {
-    /// Staff and trusted services see everything; a customer sees only their own.
+    /// Staff see everything; a customer sees only their own; a service (rental's key, at
+    /// payment) sees no customer's things: it may call the operations made for it
+    /// (payment's charges) and read or change nothing else, so a stolen rental key does
+    /// not open every payment and invoice.
     pub fn may_see_customer(&self, customer_id: Uuid) -> bool {
         match self {
             Identity::Customer { customer_id: own } => *own == customer_id,
-            Identity::Operator { .. } | Identity::Service { .. } => true,
+            Identity::Operator { .. } => true,
+            Identity::Service { .. } => false,
         }
     }
 
