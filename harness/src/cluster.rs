@@ -349,17 +349,14 @@ impl ProcessCluster {
             }
             addresses.push((service, replicas));
         }
-        let mut metrics_addresses = Vec::new();
-        for _ in 0..SERVICES.len() * spec.replicas {
-            metrics_addresses.push(SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)?)));
-        }
         let balancer =
             if balanced { Some(Balancer::start(&addresses, &spec.log_dir.join("haproxy.log")).await?) } else { None };
         let mut cluster = Self { spec, namespace, identities, databases, services: Vec::new(), router: None, balancer };
         for (service, replicas) in addresses {
             let mut processes = Vec::new();
             for (replica, address) in replicas.into_iter().enumerate() {
-                let metrics_address = metrics_addresses.pop().expect("one metrics port per replica");
+                // The balancer needs the service addresses up front; this one only the process.
+                let metrics_address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)?));
                 let mut variables = env.for_service(service, address, metrics_address);
                 if service == rental::SERVICE {
                     let payment_url = match &cluster.balancer {
@@ -447,19 +444,19 @@ impl ProcessCluster {
     }
 
     /// The GraphQL URL of a replica.
-    /// Where replica `replica` of `service` serves `/metrics`.
-    pub fn metrics_address_of(&self, service: &str, replica: usize) -> anyhow::Result<SocketAddr> {
-        let replicas = self.services.iter().find(|replicas| replicas.name == service);
-        match replicas.and_then(|replicas| replicas.processes.get(replica)) {
-            Some(process) => Ok(process.spec.metrics_address),
-            None => bail!("{service} replica {replica} is not running"),
-        }
+    pub fn url_of(&self, service: &str, replica: usize) -> anyhow::Result<String> {
+        Ok(self.process_of(service, replica)?.url())
     }
 
-    pub fn url_of(&self, service: &str, replica: usize) -> anyhow::Result<String> {
+    /// Where replica `replica` of `service` serves `/metrics`.
+    pub fn metrics_address_of(&self, service: &str, replica: usize) -> anyhow::Result<SocketAddr> {
+        Ok(self.process_of(service, replica)?.spec.metrics_address)
+    }
+
+    fn process_of(&self, service: &str, replica: usize) -> anyhow::Result<&ServiceProcess> {
         let replicas = self.services.iter().find(|replicas| replicas.name == service);
         match replicas.and_then(|replicas| replicas.processes.get(replica)) {
-            Some(process) => Ok(process.url()),
+            Some(process) => Ok(process),
             None => bail!("{service} replica {replica} is not running"),
         }
     }

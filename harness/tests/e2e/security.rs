@@ -199,25 +199,22 @@ async fn every_operation_refuses_every_bad_token_through_the_router_and_at_its_s
     let stack = TestStack::start().await;
     let operations = operations();
     assert!(operations.len() >= 25, "the supergraph's operations: {operations:?}");
-    let credentials = bad_credentials(&stack);
-    // Rental's own key proves rental to payment, and to nothing else.
-    let service = format!(
-        "Bearer {}",
-        stack.identities.rental.issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60))
-    );
+    // Rental's own key proves rental to payment, and to nothing else: refused everywhere
+    // but at payment itself.
+    const SERVICE_KEY: &str = "rental's service key";
+    let mut credentials = bad_credentials(&stack);
+    let service = stack.identities.rental.issue(&Identity::Service { name: "rental".into() }, Duration::from_secs(60));
+    credentials.push((SERVICE_KEY, Some(format!("Bearer {service}"))));
     let before = footprint(&stack).await;
     let mut wrong = Vec::new();
     for operation in &operations {
         let subgraph = stack.subgraphs.all().into_iter().find(|service| service.name == operation.subgraph);
         let subgraph = subgraph.unwrap_or_else(|| panic!("no subgraph {}", operation.subgraph)).url();
-        let mut targets = vec![("router", stack.router_url(), credentials.clone())];
-        let mut direct = credentials.clone();
-        if operation.subgraph != payment::SERVICE {
-            direct.push(("rental's service key", Some(service.clone())));
-        }
-        targets.push(("subgraph", subgraph, direct));
-        targets[0].2.push(("rental's service key", Some(service.clone())));
-        for (target, url, credentials) in targets {
+        let at_payment = operation.subgraph == payment::SERVICE;
+        let direct = credentials.iter().filter(|(what, _)| !(at_payment && *what == SERVICE_KEY)).cloned().collect();
+        for (target, url, credentials) in
+            [("router", stack.router_url(), credentials.clone()), ("subgraph", subgraph, direct)]
+        {
             for (what, authorization) in credentials {
                 let (status, answer) = post(&stack, &url, authorization.as_deref(), &operation.document).await;
                 let data = answer.get("data").filter(|data| !data.is_null());

@@ -168,16 +168,19 @@ fn restart_backoff() -> Backoff {
 
 /// `<SERVICE>_LISTEN`, or 127.0.0.1 on the service's default port.
 fn listen_address(service: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    let name = format!("{}_LISTEN", service.to_ascii_uppercase());
-    let value = env_or(&name, &format!("127.0.0.1:{port}"));
-    value.parse().with_context(|| format!("{name}={value} is not a socket address"))
+    address_from_env(&format!("{}_LISTEN", service.to_ascii_uppercase()), port)
 }
 
 /// `<SERVICE>_METRICS_LISTEN`, or 127.0.0.1 on the service's default metrics port
 /// (`subgraph_kit::config::default_metrics_port`).
 fn metrics_address(service: &str, port: u16) -> anyhow::Result<SocketAddr> {
     let name = format!("{}_METRICS_LISTEN", service.to_ascii_uppercase());
-    let value = env_or(&name, &format!("127.0.0.1:{}", subgraph_kit::config::default_metrics_port(port)));
+    address_from_env(&name, subgraph_kit::config::default_metrics_port(port))
+}
+
+/// The socket address in variable `name`, or 127.0.0.1 on `port`.
+fn address_from_env(name: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let value = env_or(name, &format!("127.0.0.1:{port}"));
     value.parse().with_context(|| format!("{name}={value} is not a socket address"))
 }
 
