@@ -56,6 +56,7 @@ impl BenchStack {
                 calendar: subgraph_kit::clock::Calendar::CALENDAR,
                 dunning: payment::domain::DunningSchedule::default(),
                 payment_tls: false,
+                topic_permissions: false,
             })
             .await?;
         Ok(Self {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use subgraph_kit::Database;
+use subgraph_kit::db::service_role;
 use uuid::Uuid;
 
 use crate::balancer::Balancer;
@@ -273,7 +274,12 @@ impl Drop for PrivateRabbit {
 pub struct ClusterSpec {
     /// Server URL of PostgreSQL (without a database name).
     pub postgres_url: String,
+    /// The broker, as its administrator (the cluster declares its topology and makes
+    /// each service's user with it).
     pub amqp_url: String,
+    /// The RabbitMQ node `rabbitmqctl` should address: a private one's name, or `None`
+    /// for the machine's own.
+    pub broker_node: Option<String>,
     /// Subgraph replicas of each service (each its own process and port).
     pub replicas: usize,
     /// Extra environment for every subgraph process.
@@ -331,10 +337,28 @@ impl ProcessCluster {
         let identities = std::sync::Arc::new(stack::Identities::generate()?);
         let databases: Vec<(&'static str, String)> =
             SERVICES.iter().map(|service| (*service, format!("c{id}_{service}"))).collect();
+        // Each service logs in as its own role, owner of its database only, as in
+        // production; the server trusts local connections, so no password.
+        for (service, name) in &databases {
+            subgraph_kit::db::provision_database(&spec.postgres_url, &service_role(service), name, None).await?;
+        }
+        // And into RabbitMQ as a user of its own (`cluster_<service>`, shared by every
+        // cluster on the broker, so with fixed passwords).
+        let broker_accounts = stack::accounts::provision_broker(
+            &spec.amqp_url,
+            spec.broker_node.as_deref(),
+            &namespace,
+            "cluster_[0-9a-f]+",
+            "cluster",
+            stack::accounts::Passwords::Fixed,
+            &spec.log_dir,
+        )
+        .await?;
         let env = SubgraphEnv {
             postgres_url: spec.postgres_url.clone(),
             databases: databases.iter().map(|(service, name)| ((*service).to_owned(), name.clone())).collect(),
             amqp_url: spec.amqp_url.clone(),
+            broker_accounts,
             namespace: namespace.clone(),
             identities: identities.clone(),
             extra: spec.env.clone(),
@@ -500,6 +524,8 @@ impl ProcessCluster {
                 let queue = format!("{}.{service}{suffix}", self.namespace);
                 let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
             }
+            let dead_letters = format!("{}.{service}.dead", self.namespace);
+            let _ = channel.exchange_delete(dead_letters.as_str().into(), Default::default()).await;
         }
         let _ = channel.exchange_delete(format!("{}.events", self.namespace).as_str().into(), Default::default()).await;
         let _ = connection.close(200, "done".into()).await;

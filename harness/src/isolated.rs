@@ -6,6 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use event_bus::testing::TestEvents;
 use subgraph_kit::ServiceConfig;
 use subgraph_kit::testing::TestDatabase;
@@ -33,6 +34,9 @@ pub struct IsolatedOptions {
     /// Payment serves TLS with a certificate of a test CA, which rental and the router
     /// are told to trust.
     pub payment_tls: bool,
+    /// The broker users also get production's topic permissions on this stack's exchange
+    /// (each publishes only its own events): one more `rabbitmqctl` call at start.
+    pub topic_permissions: bool,
 }
 
 pub struct IsolatedStack {
@@ -69,15 +73,17 @@ impl IsolatedStack {
             database.config.pool_size = options.pool_size;
             databases.push(database);
         }
-        let events = TestEvents::new(&[inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE]);
+        let events = TestEvents::new(contracts::TOPOLOGY);
+        // Each service on the broker as its own user, as in production.
+        let mut accounts = events.accounts(&contracts::grants(), options.topic_permissions).await?;
         let any_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let services = [inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE];
         let configs = services
             .iter()
             .zip(&databases)
             .map(|(service, database)| {
-                let mut config =
-                    service_config(service, any_port, database.config.clone(), &identities, events.config.clone())?;
+                let own_events = accounts.remove(service).context("a broker user for every service")?;
+                let mut config = service_config(service, any_port, database.config.clone(), &identities, own_events)?;
                 config.calendar = options.calendar;
                 if *service == payment::SERVICE
                     && let Some(certificates) = &certificates

@@ -9,6 +9,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use subgraph_kit::config::with_user;
+use subgraph_kit::db::service_role;
 use tokio::process::{Child, Command};
 
 /// How to start one service process.
@@ -220,10 +222,15 @@ async fn prefix_lines(name: String, stream: impl tokio::io::AsyncRead + Unpin) {
 /// namespace, and what it is told about tokens and keys.
 #[derive(Debug, Clone)]
 pub struct SubgraphEnv {
+    /// The PostgreSQL server; each service logs in as its own role on it
+    /// (`water_<service>`, provisioned beforehand: [`subgraph_kit::db::provision_database`]).
     pub postgres_url: String,
     /// The database of each service, by service name; the default name when absent.
     pub databases: Vec<(String, String)>,
     pub amqp_url: String,
+    /// Each service's own broker user (`AMQP_URL`, `AMQP_PASSWORD_FILE`), by service:
+    /// [`crate::accounts::provision_broker`]. A service not listed uses `amqp_url`.
+    pub broker_accounts: Vec<(&'static str, Vec<(String, String)>)>,
     pub namespace: String,
     pub identities: std::sync::Arc<crate::Identities>,
     /// Extra variables for every subgraph (`DRAIN_SECONDS`, `RUST_LOG`, ...).
@@ -243,10 +250,13 @@ impl SubgraphEnv {
         let mut env = vec![
             (format!("{prefix}_LISTEN"), address.to_string()),
             (format!("{prefix}_METRICS_LISTEN"), metrics_address.to_string()),
-            ("POSTGRES_URL".to_owned(), self.postgres_url.clone()),
-            ("AMQP_URL".to_owned(), self.amqp_url.clone()),
+            ("POSTGRES_URL".to_owned(), with_user(&self.postgres_url, &service_role(service))),
             ("EVENTS_NAMESPACE".to_owned(), self.namespace.clone()),
         ];
+        match self.broker_accounts.iter().find(|(owner, _)| *owner == service) {
+            Some((_, variables)) => env.extend(variables.iter().cloned()),
+            None => env.push(("AMQP_URL".to_owned(), self.amqp_url.clone())),
+        }
         env.extend(self.identities.env_for(service));
         if let Some((_, database)) = self.databases.iter().find(|(name, _)| name == service) {
             env.push((format!("{prefix}_DATABASE"), database.clone()));

@@ -77,6 +77,7 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
     let mut cluster = ProcessCluster::start_balanced(ClusterSpec {
         postgres_url: postgres.url(),
         amqp_url: AMQP_URL.into(),
+        broker_node: None,
         replicas: 2,
         env: [
             ("RUST_LOG", "warn".to_owned()),

@@ -85,7 +85,7 @@ pub async fn run(rate: usize, seconds: u64) -> anyhow::Result<Value> {
     sql_query("CREATE TABLE applied (id uuid PRIMARY KEY, occurred_at timestamptz NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())")
         .execute(&mut connection)
         .await?;
-    let events = TestEvents::new(&[SERVICE]);
+    let events = TestEvents::new(TOPOLOGY);
     let stop = BusStop::default();
     let bus = EventBus::start(events.config.clone(), TOPOLOGY, database.clone(), Recorder, stop.clone());
     anyhow::ensure!(bus.connected(Duration::from_secs(20)).await, "the bus connects");

@@ -447,3 +447,138 @@ async fn another_customers_things_read_as_missing_to_every_operation() {
     socket.close().await;
     stack.stop().await;
 }
+
+/// Each service logs into PostgreSQL as its own role, which owns its database and may
+/// connect to no other, nor make databases or roles: a stolen pod's database password
+/// opens that service's data and nothing else.
+#[tokio::test]
+async fn a_service_cannot_reach_another_services_database() {
+    use diesel::sql_query;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let stack = TestStack::start().await;
+    let services = [inventory::SERVICE, rental::SERVICE, payment::SERVICE, delivery::SERVICE];
+    for service in services {
+        let own = &stack.config_of(service).database;
+        assert_eq!(subgraph_kit::config::user_of(&own.server_url), Some(format!("water_{service}").as_str()));
+        let mut connection =
+            AsyncPgConnection::establish(&own.url()).await.expect("a service reaches its own database");
+        sql_query("SELECT 1 FROM outbox LIMIT 1").execute(&mut connection).await.expect("and reads its own tables");
+        for (statement, refusal) in [
+            ("CREATE DATABASE water_squatter", "permission denied to create database"),
+            ("CREATE ROLE water_squatter", "permission denied to create role"),
+        ] {
+            let error = sql_query(statement).execute(&mut connection).await.expect_err(statement);
+            assert!(error.to_string().contains(refusal), "{service}: {statement}: {error}");
+        }
+        for other in services.iter().filter(|other| **other != service) {
+            let theirs = &stack.config_of(other).database;
+            let url = subgraph_kit::config::database_url(&own.server_url_with_password(), &theirs.name);
+            let Err(error) = AsyncPgConnection::establish(&url).await else {
+                panic!("{service}'s role connected to {other}'s database {}", theirs.name);
+            };
+            assert!(error.to_string().contains("permission denied for database"), "{service} → {other}: {error}");
+        }
+    }
+    stack.stop().await;
+}
+
+/// Each service logs into RabbitMQ as its own user, who may publish only the events its
+/// service produces, and read, declare and bind only its own queues: a stolen pod's
+/// broker password cannot forge another service's event (a payment, say) nor drain
+/// another's queue.
+#[tokio::test]
+async fn a_service_cannot_publish_another_services_events_or_touch_its_queues() {
+    use event_bus::Event;
+    use lapin::options::{
+        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    let options = crate::support::StackOptions { topic_permissions: true, ..Default::default() };
+    let stack = TestStack::start_with(options).await;
+    let rental = stack.config_of(rental::SERVICE).events.clone();
+    assert_eq!(subgraph_kit::config::user_of(&rental.amqp_url), Some("test_rental"));
+    let connection = Connection::connect(&rental.connection_url(), ConnectionProperties::default())
+        .await
+        .expect("rental's user logs in");
+    let refused = |what: &str, outcome: Result<(), lapin::Error>| match outcome {
+        Ok(()) => panic!("rental's broker user could {what}"),
+        Err(error) => assert!(error.to_string().contains("ACCESS_REFUSED"), "{what}: {error}"),
+    };
+    let publish = |exchange: String, routing_key: &'static str| {
+        let connection = &connection;
+        async move {
+            let channel = connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            let properties = BasicProperties::default();
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    b"{}",
+                    properties,
+                )
+                .await?
+                .await?;
+            Ok(())
+        }
+    };
+    refused("publish invoice.paid", publish(rental.exchange(), contracts::InvoicePaid::TYPE).await);
+    refused("publish payment.charged", publish(rental.exchange(), contracts::PaymentCharged::TYPE).await);
+    refused("publish to payment's queue through the default exchange", publish(String::new(), "payment").await);
+    let payment_queue = rental.queue(payment::SERVICE);
+    let channel = connection.create_channel().await.expect("channel");
+    let consumed = channel
+        .basic_consume(
+            payment_queue.as_str().into(),
+            "thief".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    refused("consume payment's queue", consumed.map(drop));
+    let channel = connection.create_channel().await.expect("channel");
+    let declared = channel
+        .queue_declare(
+            rental.queue("rental_shadow").as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    refused("declare a queue that is not its own", declared.map(drop));
+    // A queue of its own may hear only what rental reads: binding it to another
+    // service's inbox traffic (rental.accepted goes to delivery) is refused.
+    let channel = connection.create_channel().await.expect("channel");
+    let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    let own = channel.queue_declare("".into(), exclusive, FieldTable::default()).await.expect("a listener's own queue");
+    let bound = channel
+        .queue_bind(
+            own.name().clone(),
+            rental.exchange().as_str().into(),
+            contracts::RentalAccepted::TYPE.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    refused("bind to rental.accepted", bound);
+    let _ = connection.close(200, "done".into()).await;
+    // What rental itself does with the same user still works: a rent publishes
+    // rental.accepted, which delivery receives.
+    use crate::support::contract::{APPROVED, rent};
+    let product = crate::support::fixtures::rentable_product(&stack, "Broker-bound model", 19_900, 3).await;
+    let rented = rent(&stack, product, 12, APPROVED).await;
+    let delivered = crate::support::eventually(Duration::from_secs(20), || async {
+        let (_, answer) = stack
+            .graphql(
+                Some(&rented.customer),
+                "query($id: ID!) { rental(id: $id) { delivery { id } } }",
+                json!({ "id": rented.rental_id }),
+            )
+            .await;
+        answer["data"]["rental"]["delivery"]["id"].is_string()
+    })
+    .await;
+    assert!(delivered, "rental's own event reached delivery");
+    stack.stop().await;
+}

@@ -223,6 +223,7 @@ async fn run(
     let spec = ClusterSpec {
         postgres_url: postgres.url(),
         amqp_url: rabbit.amqp_url(),
+        broker_node: Some(rabbit.node.clone()),
         replicas: if two_replicas { 2 } else { 1 },
         env: [
             ("RUST_LOG", "warn"),

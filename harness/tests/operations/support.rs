@@ -27,6 +27,7 @@ pub fn spec(postgres: &PrivatePostgres, test: &str, replicas: usize) -> ClusterS
     ClusterSpec {
         postgres_url: postgres.url(),
         amqp_url: AMQP_URL.into(),
+        broker_node: None,
         replicas,
         env: [
             ("RUST_LOG", "warn".to_owned()),

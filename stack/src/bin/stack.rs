@@ -1,13 +1,16 @@
 //! Runs the whole system on this machine as five processes: each subgraph from its own
 //! binary, then the router, and the development issuer inside this one (it signs the
 //! tokens; every process verifies them with its JWKS, as in production). Each service
-//! creates and migrates its own database; inventory seeds the demo catalog. The keys are
+//! logs into PostgreSQL as a role of its own, owner of its database only (made here, its
+//! password kept in `.dev/secrets/`), and migrates it, and into RabbitMQ as a user of its
+//! own (made here with `rabbitmqctl`, after the topology); inventory seeds the demo catalog. The keys are
 //! kept in `.dev/` (`DEV_KEYS_DIR`), so tokens survive a restart. Prints the URLs and
 //! two dev tokens, restarts a
 //! service that crashes (and says so), and on Ctrl-C or SIGTERM drains and stops
 //! everything, the router first.
 //!
-//! Needs PostgreSQL (POSTGRES_URL, default postgres://postgres@127.0.0.1:5432) and
+//! Needs PostgreSQL (POSTGRES_URL, default postgres://postgres@127.0.0.1:5432, a role
+//! that may create roles and databases) and
 //! RabbitMQ (AMQP_URL). Every other variable the services read passes through.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,7 +22,7 @@ use stack::binaries::binary;
 use stack::processes::{Output, ProcessSpec, ServiceProcess};
 use stack::{RouterProcess, RouterSettings};
 use subgraph_kit::backoff::Backoff;
-use subgraph_kit::config::{env_or, telemetry_from_env};
+use subgraph_kit::config::{DEFAULT_AMQP_URL, DEFAULT_POSTGRES_URL, env_or, telemetry_from_env, without_password};
 
 /// In start order: rental calls payment, so payment comes first.
 const SUBGRAPHS: [(&str, u16); 4] = [
@@ -48,6 +51,28 @@ async fn main() -> anyhow::Result<()> {
     let jwks_url = format!("http://{issuer_address}{}", dev_issuer::JWKS_PATH);
     let identities = stack::Identities::development(users.clone(), JwksSource::Url(jwks_url.clone()), &keys_dir)?;
 
+    let postgres_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
+    let amqp_url = env_or("AMQP_URL", DEFAULT_AMQP_URL);
+    let namespace = env_or("EVENTS_NAMESPACE", "water");
+    let broker_accounts = match stack::accounts::provision_broker(
+        &amqp_url,
+        None,
+        &namespace,
+        &namespace.replace('.', r"\."),
+        "water",
+        stack::accounts::Passwords::Random,
+        &keys_dir,
+    )
+    .await
+    {
+        Ok(accounts) => accounts,
+        // `rabbitmqctl` needs the broker's cookie (root, or the rabbitmq user): without
+        // it the services share AMQP_URL's user, as they did before users of their own.
+        Err(error) => {
+            eprintln!("stack: the services share {}'s broker user: {error:#}", without_password(&amqp_url));
+            Vec::new()
+        }
+    };
     let mut subgraphs = Vec::new();
     let mut urls = Vec::new();
     let payment_url = format!("http://{}/graphql", listen_address(payment::SERVICE, payment::DEFAULT_PORT)?);
@@ -60,6 +85,11 @@ async fn main() -> anyhow::Result<()> {
             (format!("{prefix}_METRICS_LISTEN"), metrics_address.to_string()),
         ];
         env.extend(identities.env_for(service));
+        let database = env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}"));
+        env.extend(stack::accounts::provision_postgres(&postgres_url, service, &database, &keys_dir).await?);
+        if let Some((_, variables)) = broker_accounts.iter().find(|(owner, _)| *owner == service) {
+            env.extend(variables.iter().cloned());
+        }
         if service == inventory::SERVICE {
             env.push(("DEMO_CATALOG".into(), "true".into()));
         }

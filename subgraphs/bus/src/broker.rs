@@ -21,7 +21,7 @@ pub struct Link {
 impl Link {
     pub async fn open(config: &EventsConfig, service: &str) -> lapin::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
-        let connection = Connection::connect(&config.amqp_url, properties).await?;
+        let connection = Connection::connect(&config.connection_url(), properties).await?;
         Ok(Self { connection, channels: Mutex::new(Vec::new()) })
     }
 
@@ -58,16 +58,46 @@ pub fn connection_name(config: &EventsConfig, service: &str) -> String {
     format!("{} {service}", config.namespace)
 }
 
-/// Declares the exchange and every subscription's queue, bindings and dead-letter
-/// queue: the whole topology, not only this service's, so an event always has a queue
-/// to go to whatever the start order. Every declaration is idempotent, so this runs at
-/// every (re)connection.
-pub async fn declare(channel: &Channel, config: &EventsConfig, subscriptions: &[Subscription]) -> lapin::Result<()> {
+/// Declares the whole topology: the exchange, and every subscription's queue, bindings,
+/// dead-letter exchange and queue, so an event always has a queue to go to whatever the
+/// start order. Provisioning does this with the broker's administrator (`make run`,
+/// the tests, compose's definitions, the Kubernetes topology operator) before any
+/// service starts: a service's own user may declare nothing of another's.
+pub async fn declare_topology(
+    channel: &Channel,
+    config: &EventsConfig,
+    subscriptions: &[Subscription],
+) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
     channel
         .exchange_declare(config.exchange().as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
         .await?;
     for subscription in subscriptions {
+        declare_queue(channel, config, subscription.service, subscription.event_types).await?;
+    }
+    Ok(())
+}
+
+/// What a service declares at every (re)connection, with its own user: that the exchange
+/// is there (passively: only provisioning makes it), and its own queue, bindings and
+/// dead letters, which are idempotent and come back if someone deleted them. A listener
+/// with no queue of its own passes `None`.
+pub async fn declare_own(
+    channel: &Channel,
+    config: &EventsConfig,
+    subscription: Option<&Subscription>,
+) -> anyhow::Result<()> {
+    let passive = ExchangeDeclareOptions { passive: true, ..Default::default() };
+    let exchange = config.exchange();
+    if let Err(error) =
+        channel.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, passive, FieldTable::default()).await
+    {
+        anyhow::bail!(
+            "the exchange {exchange} is not there ({error}): the broker has not been provisioned \
+             (docs/security.md, \"Each service only its own\")"
+        );
+    }
+    if let Some(subscription) = subscription {
         declare_queue(channel, config, subscription.service, subscription.event_types).await?;
     }
     Ok(())
@@ -84,6 +114,23 @@ async fn declare_queue(
     let mut dead_letter_arguments = FieldTable::default();
     dead_letter_arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     channel.queue_declare(dead_letters.as_str().into(), queue_options, dead_letter_arguments).await?;
+    // The consumer moves poison here, with its reason, through an exchange of this
+    // service's own: publishing straight to the queue would take the default exchange,
+    // and a user who may write to that may write to every queue.
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let dead_letter_exchange = config.dead_letter_exchange(service);
+    channel
+        .exchange_declare(dead_letter_exchange.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            dead_letters.as_str().into(),
+            dead_letter_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
 
     // A quorum queue counts deliveries; past the limit a message is dead-lettered, via
     // the default exchange, straight into this service's dead-letter queue. Consumers

@@ -192,7 +192,8 @@ impl<H: EventHandler> Session<'_, H> {
 
     async fn run_on(&self, link: &Link, stop: &BusStop) -> anyhow::Result<()> {
         let setup = link.channel().await?;
-        broker::declare(&setup, self.config, self.topology).await?;
+        let own = self.topology.iter().find(|subscription| subscription.service == self.service);
+        broker::declare_own(&setup, self.config, own).await?;
         let publisher = link.publisher_channel().await?;
         let consumer = link.channel().await?;
         let _ = self.connected.send(true);
@@ -376,8 +377,8 @@ impl<H: EventHandler> Session<'_, H> {
         let dead_letters = self.config.dead_letter_queue(self.service);
         let confirmation = publisher
             .basic_publish(
+                self.config.dead_letter_exchange(self.service).as_str().into(),
                 "".into(),
-                dead_letters.as_str().into(),
                 BasicPublishOptions { mandatory: true, ..Default::default() },
                 &delivery.data,
                 properties,

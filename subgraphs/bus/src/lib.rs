@@ -22,6 +22,7 @@
 //! - Topology is declared at every (re)connection, idempotently; a lost connection is
 //!   re-established with backoff ([`bus::EventBus`]).
 
+pub mod accounts;
 pub mod broker;
 pub mod bus;
 pub mod dead_letters;

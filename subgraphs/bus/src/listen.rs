@@ -61,7 +61,7 @@ async fn listen<I: Inbox>(
     let link = Link::open(config, name).await?;
     let result = async {
         let channel = link.channel().await?;
-        broker::declare(&channel, config, &[]).await?;
+        broker::declare_own(&channel, config, None).await?;
         // A server-named, exclusive queue: it lives as long as this connection, and
         // every instance has its own, so each one hears every change.
         let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };

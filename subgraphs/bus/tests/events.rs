@@ -120,7 +120,7 @@ async fn start_with(through_proxy: bool) -> Fixture {
     } else {
         (direct, None)
     };
-    let events = TestEvents::new(&[SERVICE]);
+    let events = TestEvents::new(TOPOLOGY);
     let stop = BusStop::default();
     let flaky = Arc::new(AtomicBool::new(false));
     let bus = EventBus::start(

@@ -584,6 +584,31 @@ pub const TOPOLOGY: &[Subscription] = &[
     Subscription::of::<ForDelivery>(),
 ];
 
+/// The live listeners, by the service that runs them: they bind server-named queues of
+/// their own to these event types.
+pub const LISTENERS: &[(&str, Subscription)] = &[("delivery", Subscription::of::<DeliveryNews>())];
+
+/// What each consuming service may do on the events exchange, from the catalogue: publish
+/// the events it produces, bind what its inbox and its live listeners read. Provisioning
+/// turns these into each service's broker user (`event_bus::accounts`).
+pub fn grants() -> Vec<event_bus::accounts::Grant> {
+    TOPOLOGY
+        .iter()
+        .map(|subscription| {
+            let service = subscription.service;
+            let mut reads: Vec<&'static str> = subscription.event_types.to_vec();
+            for (_, listener) in LISTENERS.iter().filter(|(owner, _)| *owner == service) {
+                reads.extend(listener.event_types);
+            }
+            reads.sort_unstable();
+            reads.dedup();
+            let publishes =
+                EVENTS.iter().filter(|event| event.producer == service).map(|event| event.event_type).collect();
+            event_bus::accounts::Grant { service, publishes, reads }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use event_bus::{Envelope, HandlerError, Inbox};
@@ -597,6 +622,18 @@ mod tests {
             .filter(|subscription| subscription.event_types.contains(&event_type))
             .map(|subscription| subscription.service)
             .collect()
+    }
+
+    #[test]
+    fn each_service_may_publish_only_what_it_produces_and_read_what_it_consumes() {
+        let grants = grants();
+        let rental = grants.iter().find(|grant| grant.service == "rental").expect("rental");
+        assert!(rental.publishes.contains(&RentalAccepted::TYPE) && !rental.publishes.contains(&InvoicePaid::TYPE));
+        assert!(rental.reads.contains(&InvoicePaid::TYPE) && !rental.reads.contains(&RentalAccepted::TYPE));
+        let delivery = grants.iter().find(|grant| grant.service == "delivery").expect("delivery");
+        assert!(delivery.reads.contains(&DeliveryStarted::TYPE), "its live listener hears its own news");
+        let published: usize = grants.iter().map(|grant| grant.publishes.len()).sum();
+        assert_eq!(published, EVENTS.len(), "every event has exactly one publisher among the services");
     }
 
     #[test]

@@ -49,8 +49,12 @@ pub struct TlsFiles {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// Server URL without a database name, e.g. `postgres://postgres@127.0.0.1:5432`.
+    /// Server URL without a database name or password, naming the service's own role,
+    /// e.g. `postgres://water_rental@127.0.0.1:5432`.
     pub server_url: String,
+    /// The role's password (`POSTGRES_PASSWORD_FILE`): read from a file, never part of
+    /// a URL anyone configures or sees. None where the server trusts local connections.
+    pub password: Option<Secret>,
     /// The service's own database; created at start when missing.
     pub name: String,
     /// Connections of the pool that serves requests (`DB_POOL_SIZE`).
@@ -69,9 +73,107 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// The URL the service connects with: the server URL, the password (when there is
+    /// one) and the database. It holds the secret: connect with it, never print it.
     pub fn url(&self) -> String {
-        database_url(&self.server_url, &self.name)
+        database_url(&self.server_url_with_password(), &self.name)
     }
+
+    /// The server URL with the password, for the maintenance connection that checks
+    /// the database exists. It holds the secret, as [`DatabaseConfig::url`] does.
+    pub fn server_url_with_password(&self) -> String {
+        match &self.password {
+            Some(password) => with_password(&self.server_url, password),
+            None => self.server_url.clone(),
+        }
+    }
+}
+
+/// A password or key read from a file: its `Debug` shows no content, so a configuration
+/// logged whole leaks nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself, for the one place that hands it to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The secret in the file named by `variable`, without its final line break; an
+    /// unset or blank variable is none. A file that cannot be read, or is empty, stops
+    /// the process with a sentence naming the variable.
+    pub fn from_file_named_by(variable: &str) -> anyhow::Result<Option<Self>> {
+        let Some(path) = std::env::var(variable).ok().filter(|value| !value.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{variable}={path} cannot be read"))?;
+        let secret = text.trim_end_matches(['\n', '\r']);
+        if secret.is_empty() {
+            bail!("{variable}={path} is empty");
+        }
+        Ok(Some(Self(secret.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(..)")
+    }
+}
+
+/// `url` (`scheme://user@host…`) with `password` added to its user, percent-encoded.
+pub fn with_password(url: &str, password: &Secret) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?))) {
+        Some((scheme, (user, host))) => {
+            let user = user.split_once(':').map_or(user, |(user, _)| user);
+            format!("{scheme}://{user}:{}@{host}", percent_encode(password.expose()))
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// `url` with `user` as its user and no password (`postgres://host` becomes
+/// `postgres://user@host`): how a provisioning step tells a service its role.
+pub fn with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{host}")
+}
+
+/// The user a URL names, if any.
+pub fn user_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.split_once('@')?;
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    (!user.is_empty()).then_some(user)
+}
+
+/// `url` with its password, if any, left out: for messages.
+pub fn without_password(url: &str) -> String {
+    match user_of(url) {
+        Some(user) if has_password(url) => with_user(url, user),
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether a URL carries a password (`scheme://user:password@host`).
+pub fn has_password(url: &str) -> bool {
+    url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// Everything but unreserved characters as `%XX`, for a password inside a URL.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(byte).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// The URL of database `name` on the server at `server_url`.
@@ -82,7 +184,10 @@ pub fn database_url(server_url: &str, name: &str) -> String {
 /// Where the broker is and which names this deployment uses.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
+    /// The broker, and the service's own user on it, without a password.
     pub amqp_url: String,
+    /// That user's password (`AMQP_PASSWORD_FILE`); none keeps whatever `amqp_url` says.
+    pub amqp_password: Option<Secret>,
     /// Prefix of every exchange and queue name; tests use a fresh one each, so they
     /// share nothing.
     pub namespace: String,
@@ -97,6 +202,15 @@ pub struct EventsConfig {
 }
 
 impl EventsConfig {
+    /// The URL to connect with: `amqp_url` with the password. It holds the secret:
+    /// connect with it, never print it.
+    pub fn connection_url(&self) -> String {
+        match &self.amqp_password {
+            Some(password) => with_password(&self.amqp_url, password),
+            None => self.amqp_url.clone(),
+        }
+    }
+
     /// The topic exchange every service publishes to.
     pub fn exchange(&self) -> String {
         format!("{}.events", self.namespace)
@@ -110,6 +224,12 @@ impl EventsConfig {
     /// Where a service's undeliverable messages end up, for an operator to inspect.
     pub fn dead_letter_queue(&self, service: &str) -> String {
         format!("{}.{service}.dead", self.namespace)
+    }
+
+    /// The exchange a service's consumer moves poison through, into its dead-letter
+    /// queue (a fanout of its own, named as the queue).
+    pub fn dead_letter_exchange(&self, service: &str) -> String {
+        self.dead_letter_queue(service)
     }
 }
 
@@ -142,9 +262,9 @@ pub struct TelemetryConfig {
 }
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_TLS_*_FILE`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `DB_POOL_SIZE`,
+    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_TLS_*_FILE`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `POSTGRES_PASSWORD_FILE`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
-    /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
+    /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `AMQP_PASSWORD_FILE`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// and `MONTH_SECONDS`; every one but the token issuer and its keys has a local default.
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
@@ -178,7 +298,7 @@ impl ServiceConfig {
                 .ok()
                 .filter(|value| !value.trim().is_empty())
                 .map(|value| JwksSource::parse(&value)),
-            events: events_from_env(),
+            events: events_from_env()?,
             shutdown: ShutdownConfig {
                 drain: Duration::from_secs(env_parse("DRAIN_SECONDS", 0)?),
                 timeout: Duration::from_secs(env_parse("SHUTDOWN_TIMEOUT_SECONDS", 10)?),
@@ -210,7 +330,8 @@ pub fn default_metrics_port(service_port: u16) -> u16 {
     if service_port == 0 { 0 } else { service_port.saturating_add(5464) }
 }
 
-/// The service's database settings: `POSTGRES_URL`, `<SERVICE>_DATABASE`,
+/// The service's database settings: `POSTGRES_URL` (the service's own role, no
+/// password), `POSTGRES_PASSWORD_FILE`, `<SERVICE>_DATABASE`,
 /// `DB_POOL_SIZE`, `DB_BACKGROUND_POOL_SIZE`, `DB_MIGRATE_ON_START`,
 /// `MIGRATION_LOCK_TIMEOUT_MS` and `MIGRATION_STATEMENT_TIMEOUT_MS` (all a migration
 /// run needs).
@@ -221,8 +342,19 @@ pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
         bail!("DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE must each be at least 1");
     }
     let prefix = service.to_ascii_uppercase();
+    let server_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
+    let password = Secret::from_file_named_by("POSTGRES_PASSWORD_FILE")?;
+    if password.is_some() {
+        if has_password(&server_url) {
+            bail!("POSTGRES_URL holds a password as well as POSTGRES_PASSWORD_FILE: take it out of the URL");
+        }
+        if user_of(&server_url).is_none() {
+            bail!("POSTGRES_PASSWORD_FILE is set but POSTGRES_URL names no user: postgres://<role>@host:port");
+        }
+    }
     Ok(DatabaseConfig {
-        server_url: env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        server_url,
+        password,
         name: env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}")),
         pool_size,
         background_pool_size,
@@ -251,14 +383,25 @@ pub fn calendar_from_env() -> anyhow::Result<Calendar> {
     }
 }
 
-/// The broker settings from `AMQP_URL` and `EVENTS_NAMESPACE`.
-pub fn events_from_env() -> EventsConfig {
-    EventsConfig {
-        amqp_url: env_or("AMQP_URL", DEFAULT_AMQP_URL),
+/// The broker settings from `AMQP_URL`, `AMQP_PASSWORD_FILE` and `EVENTS_NAMESPACE`.
+pub fn events_from_env() -> anyhow::Result<EventsConfig> {
+    let amqp_url = env_or("AMQP_URL", DEFAULT_AMQP_URL);
+    let amqp_password = Secret::from_file_named_by("AMQP_PASSWORD_FILE")?;
+    if amqp_password.is_some() {
+        if has_password(&amqp_url) {
+            bail!("AMQP_URL holds a password as well as AMQP_PASSWORD_FILE: take it out of the URL");
+        }
+        if user_of(&amqp_url).is_none() {
+            bail!("AMQP_PASSWORD_FILE is set but AMQP_URL names no user: amqp://<user>@host:5672/%2f");
+        }
+    }
+    Ok(EventsConfig {
+        amqp_url,
+        amqp_password,
         namespace: env_or("EVENTS_NAMESPACE", "water"),
         delivery_limit: 10,
         handler_attempts: 5,
-    }
+    })
 }
 
 /// Logging and tracing settings from `RUST_LOG`, `LOG_FORMAT` and
@@ -294,4 +437,31 @@ pub fn env_parse<T: FromStr + ToString>(name: &str, default: T) -> anyhow::Resul
 /// A duration in milliseconds from the environment.
 pub fn env_millis(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(env_parse(name, default_ms)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_goes_into_the_url_encoded_and_comes_out_for_messages() {
+        let secret = Secret::new("p@ss:w/rd");
+        let url = with_password("postgres://water_rental@db:5432", &secret);
+        assert_eq!(url, "postgres://water_rental:p%40ss%3Aw%2Frd@db:5432");
+        assert!(has_password(&url));
+        assert_eq!(user_of(&url), Some("water_rental"));
+        assert_eq!(without_password(&url), "postgres://water_rental@db:5432");
+        assert_eq!(format!("{secret:?}"), "Secret(..)");
+    }
+
+    #[test]
+    fn a_role_replaces_whoever_the_url_named() {
+        assert_eq!(
+            with_user("postgres://postgres:pw@127.0.0.1:5432", "water_payment"),
+            "postgres://water_payment@127.0.0.1:5432"
+        );
+        assert_eq!(with_user("postgres://127.0.0.1:5432", "water_payment"), "postgres://water_payment@127.0.0.1:5432");
+        assert_eq!(user_of("postgres://127.0.0.1:5432"), None);
+        assert!(!has_password("postgres://water_payment@127.0.0.1:5432"));
+    }
 }

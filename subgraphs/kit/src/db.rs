@@ -396,19 +396,157 @@ pub async fn ensure_database_exists(server_url: &str, name: &str) -> anyhow::Res
             Ok(())
         }
         Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
-        Err(error) => Err(error).with_context(|| format!("creating database {name}")),
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "database {name} does not exist and this role cannot create it: provision it first \
+                 (a role owning its database: docs/security.md, \"Each service only its own\")"
+            )
+        }),
     }
 }
+
+/// Makes `role` (it may log in, and nothing more: no superuser, no CREATEDB, no
+/// CREATEROLE) and its database `name`, owned by it, that no other role may connect to.
+/// An existing role gets `password` (when given); an existing database of another owner
+/// is handed over with everything in its `public` schema, so a database that predates
+/// per-service roles keeps working. `admin_url` is a server URL of a role that may
+/// create roles and databases. Safe to run again, and from several processes at once.
+pub async fn provision_database(
+    admin_url: &str,
+    role: &str,
+    name: &str,
+    password: Option<&crate::config::Secret>,
+) -> anyhow::Result<()> {
+    validate_database_name(name)?;
+    let mut admin = connect_admin(admin_url).await?;
+    take_provisioning_turn(&mut admin).await?;
+    provision_role_on(&mut admin, role, password).await?;
+    ignore_already_exists(sql_query(format!("CREATE DATABASE \"{name}\" OWNER \"{role}\"")).execute(&mut admin).await)?;
+    sql_query(format!("ALTER DATABASE \"{name}\" OWNER TO \"{role}\"")).execute(&mut admin).await?;
+    sql_query(format!("REVOKE ALL ON DATABASE \"{name}\" FROM PUBLIC")).execute(&mut admin).await?;
+    let mut inside = AsyncPgConnection::establish(&database_url(admin_url, name))
+        .await
+        .with_context(|| format!("connecting to database {name} to hand it to {role}"))?;
+    sql_query(HAND_OVER_PUBLIC_SCHEMA.replace("{role}", role))
+        .execute(&mut inside)
+        .await
+        .with_context(|| format!("handing what database {name} holds to {role}"))?;
+    // The turn ends with `admin`'s session, after the hand-over.
+    drop(admin);
+    Ok(())
+}
+
+/// Provisioners racing on one role or database (parallel tests) would fail each other's
+/// changes to the same catalogue rows ("tuple concurrently updated"), so they take turns
+/// on a server-wide advisory lock, held until `admin`'s session ends.
+async fn take_provisioning_turn(admin: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    // An advisory lock taken in the maintenance database is seen by every session of it.
+    sql_query("SELECT pg_advisory_lock(7232)").execute(admin).await?;
+    Ok(())
+}
+
+/// The PostgreSQL role a service logs in as, wherever we provision one: `water_<service>`.
+pub fn service_role(service: &str) -> String {
+    format!("water_{service}")
+}
+
+/// Makes `role`, or sets an existing one's attributes and password: it may log in, and
+/// nothing more (no superuser, no CREATEDB, no CREATEROLE).
+pub async fn provision_role(
+    admin_url: &str,
+    role: &str,
+    password: Option<&crate::config::Secret>,
+) -> anyhow::Result<()> {
+    let mut admin = connect_admin(admin_url).await?;
+    take_provisioning_turn(&mut admin).await?;
+    provision_role_on(&mut admin, role, password).await
+}
+
+async fn provision_role_on(
+    admin: &mut AsyncPgConnection,
+    role: &str,
+    password: Option<&crate::config::Secret>,
+) -> anyhow::Result<()> {
+    validate_database_name(role)?;
+    let login = match password {
+        // Quoted as a string literal: a single quote doubled, nothing else special.
+        Some(password) => format!("LOGIN PASSWORD '{}'", password.expose().replace('\'', "''")),
+        None => "LOGIN".to_owned(),
+    };
+    let attributes = format!("{login} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION");
+    let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}' AND rolcanlogin AND NOT rolsuper \
+         AND NOT rolcreatedb AND NOT rolcreaterole)"
+    )))
+    .get_result(&mut *admin)
+    .await?;
+    // Parallel tests all provision the same roles, without a password: altering a role
+    // they agree on would only make them contend for its catalogue row.
+    if exists && password.is_none() {
+        return Ok(());
+    }
+    ignore_already_exists(sql_query(format!("CREATE ROLE \"{role}\" {attributes}")).execute(&mut *admin).await)?;
+    sql_query(format!("ALTER ROLE \"{role}\" {attributes}"))
+        .execute(&mut *admin)
+        .await
+        .with_context(|| format!("setting up role {role}"))?;
+    Ok(())
+}
+
+fn ignore_already_exists(result: QueryResult<usize>) -> anyhow::Result<()> {
+    match result {
+        // Two at once: the loser sees either message, depending on where it lost.
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") || info.message().contains("duplicate key") =>
+        {
+            Ok(())
+        }
+        other => Ok(other.map(drop)?),
+    }
+}
+
+/// Gives `{role}` every table, view, sequence, type and function of the `public`
+/// schema it does not own yet (all our migrations create), so a database migrated by
+/// another role works under its service's own. A sequence that belongs to a column
+/// moves with its table.
+const HAND_OVER_PUBLIC_SCHEMA: &str = r"
+DO $$
+DECLARE
+    object record;
+BEGIN
+    FOR object IN
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND pg_get_userbyid(c.relowner) <> '{role}'
+          AND NOT (c.relkind = 'S' AND EXISTS (
+              SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+    LOOP
+        EXECUTE format('ALTER TABLE public.%I OWNER TO %I', object.relname, '{role}');
+    END LOOP;
+    FOR object IN
+        SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') AND pg_get_userbyid(t.typowner) <> '{role}'
+    LOOP
+        EXECUTE format('ALTER TYPE public.%I OWNER TO %I', object.typname, '{role}');
+    END LOOP;
+    FOR object IN
+        SELECT p.oid::regprocedure AS signature FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> '{role}'
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO %I', object.signature, '{role}');
+    END LOOP;
+END
+$$";
 
 /// A connection to the server's maintenance database, for creating and dropping others.
 pub async fn connect_admin(server_url: &str) -> anyhow::Result<AsyncPgConnection> {
     AsyncPgConnection::establish(&database_url(server_url, "postgres"))
         .await
         .map_err(|error: ConnectionError| anyhow::anyhow!(error))
-        .with_context(|| format!("connecting to PostgreSQL at {server_url}"))
+        .with_context(|| format!("connecting to PostgreSQL at {}", crate::config::without_password(server_url)))
 }
 
-/// Database names are spliced into DDL, so only plain identifiers are accepted.
+/// Database and role names are spliced into DDL, so only plain identifiers are accepted.
 pub fn validate_database_name(name: &str) -> anyhow::Result<()> {
     let plain = !name.is_empty()
         && name.len() <= 63
@@ -422,10 +560,24 @@ pub fn validate_database_name(name: &str) -> anyhow::Result<()> {
 /// Creates the database when it is missing, then runs its pending migrations within the
 /// configured lock and statement timeouts: what a service does at start, and what
 /// `<service> migrate` does on its own.
+///
+/// It also takes CONNECT on the database away from PUBLIC, so that only its owner (the
+/// service's role) and superusers may connect: another service's role is refused even
+/// where the server trusts every local connection. A role that does not own its
+/// database (one role for everything, as before per-service roles) only gets a warning.
 pub async fn migrate(config: &DatabaseConfig, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
-    ensure_database_exists(&config.server_url, &config.name).await?;
+    ensure_database_exists(&config.server_url_with_password(), &config.name).await?;
     run_migrations_within(&config.url(), migrations, config.migration_lock_timeout, config.migration_statement_timeout)
+        .await?;
+    let mut connection = AsyncPgConnection::establish(&config.url())
         .await
+        .with_context(|| format!("connecting to database {} as its service", config.name))?;
+    if let Err(error) =
+        sql_query(format!("REVOKE ALL ON DATABASE \"{}\" FROM PUBLIC", config.name)).execute(&mut connection).await
+    {
+        tracing::warn!(database = %config.name, %error, "could not keep other roles out of the database: the service's role does not own it");
+    }
+    Ok(())
 }
 
 /// Runs pending migrations under an advisory lock, so replicas starting together do
@@ -448,7 +600,7 @@ pub async fn run_migrations_within(
         // The migration harness is synchronous; the wrapper drives the async connection
         // on this blocking thread.
         let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
-            diesel::Connection::establish(&url).with_context(|| format!("connecting to {url} to migrate"))?;
+            diesel::Connection::establish(&url).context("connecting to the database to migrate it")?;
         // Advisory locks are scoped to the current database, so one constant key
         // serves every service without them blocking each other.
         diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_lock(7231)"), &mut connection)?;

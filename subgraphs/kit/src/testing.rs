@@ -11,15 +11,19 @@ use diesel_async::RunQueryDsl;
 use diesel_migrations::EmbeddedMigrations;
 use sha2::{Digest, Sha256};
 
-use crate::config::{DEFAULT_POSTGRES_URL, DatabaseConfig, database_url, env_or};
-use crate::db::{connect_admin, run_migrations};
+use crate::config::{DEFAULT_POSTGRES_URL, DatabaseConfig, database_url, env_or, with_user};
+use crate::db::{connect_admin, provision_role, run_migrations, service_role};
 
 /// Test databases older than this are left over from a crashed run and are dropped.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 
-/// A fresh, migrated database for one test; dropped when this value is dropped.
+/// A fresh, migrated database for one test; dropped when this value is dropped. It
+/// belongs to the service's own role (`water_<service>`), as it would in production,
+/// and `config` connects as that role; no other role may connect to it.
 pub struct TestDatabase {
     pub config: DatabaseConfig,
+    /// The server URL of `POSTGRES_URL`'s role, which creates and drops databases.
+    pub admin_url: String,
 }
 
 impl TestDatabase {
@@ -28,22 +32,28 @@ impl TestDatabase {
     /// migrations are embedded from; its contents name the template, so editing a
     /// migration builds a new one.
     pub async fn create(service: &str, migrations: EmbeddedMigrations, migrations_dir: &Path) -> anyhow::Result<Self> {
-        let server_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
+        let admin_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
+        let role = service_role(service);
+        provision_role(&admin_url, &role, None).await?;
         let shared = Path::new(crate::db::SHARED_MIGRATIONS_DIR);
-        let template = format!("tpl_{service}_{}", fingerprint(&[shared, migrations_dir])?);
-        ensure_template(&server_url, service, &template, migrations).await?;
+        // The role is part of the name: a template's tables belong to whoever migrated it.
+        let template = format!("tpl_{service}_{}", fingerprint(&[shared, migrations_dir], &role)?);
+        ensure_template(&admin_url, service, &role, &template, migrations).await?;
 
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("test_{service}_{now}_{}", &suffix[..12]);
-        let mut admin = connect_admin(&server_url).await?;
-        sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+        let mut admin = connect_admin(&admin_url).await?;
+        sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" OWNER \"{role}\""))
             .execute(&mut admin)
             .await
             .with_context(|| format!("cloning {template} into {name}"))?;
+        sql_query(format!("REVOKE ALL ON DATABASE \"{name}\" FROM PUBLIC")).execute(&mut admin).await?;
         Ok(Self {
+            admin_url: admin_url.clone(),
             config: DatabaseConfig {
-                server_url,
+                server_url: with_user(&admin_url, &role),
+                password: None,
                 name,
                 pool_size: 8,
                 background_pool_size: 10,
@@ -63,7 +73,7 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Drop runs outside async context, possibly while the test's runtime shuts down,
         // so the drop gets a thread and a runtime of its own.
-        let server_url = self.config.server_url.clone();
+        let server_url = self.admin_url.clone();
         let name = self.config.name.clone();
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -88,6 +98,7 @@ async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
 async fn ensure_template(
     server_url: &str,
     service: &str,
+    role: &str,
     template: &str,
     migrations: EmbeddedMigrations,
 ) -> anyhow::Result<()> {
@@ -101,8 +112,8 @@ async fn ensure_template(
         sweep(&mut admin, service, template).await?;
         let building = format!("{template}_building");
         sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut admin).await?;
-        sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut admin).await?;
-        run_migrations(&database_url(server_url, &building), migrations).await?;
+        sql_query(format!("CREATE DATABASE \"{building}\" OWNER \"{role}\"")).execute(&mut admin).await?;
+        run_migrations(&database_url(&with_user(server_url, role), &building), migrations).await?;
         sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"")).execute(&mut admin).await?;
         let built = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         sql_query(format!("COMMENT ON DATABASE \"{template}\" IS 'built {built}'")).execute(&mut admin).await?;
@@ -172,9 +183,11 @@ async fn database_names(admin: &mut diesel_async::AsyncPgConnection, pattern: &s
     Ok(rows.into_iter().map(|row| row.datname).collect())
 }
 
-/// A short hash of every file under the migration folders (names and contents).
-fn fingerprint(dirs: &[&Path]) -> anyhow::Result<String> {
+/// A short hash of every file under the migration folders (names and contents) and of
+/// the role that owns what they create.
+fn fingerprint(dirs: &[&Path], owner: &str) -> anyhow::Result<String> {
     let mut hasher = Sha256::new();
+    hasher.update(owner.as_bytes());
     for dir in dirs {
         let mut files = Vec::new();
         collect_files(dir, &mut files).with_context(|| format!("reading migrations in {}", dir.display()))?;

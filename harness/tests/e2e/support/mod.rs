@@ -44,6 +44,9 @@ pub struct StackOptions {
     pub dunning: payment::domain::DunningSchedule,
     /// Payment serves TLS; rental and the router trust the test's CA only.
     pub payment_tls: bool,
+    /// Each service's broker user may publish only its own events on this stack's
+    /// exchange, as in production (the other permissions always hold).
+    pub topic_permissions: bool,
 }
 
 impl Default for StackOptions {
@@ -58,6 +61,7 @@ impl Default for StackOptions {
             calendar: subgraph_kit::clock::Calendar::CALENDAR,
             dunning: payment::domain::DunningSchedule::default(),
             payment_tls: false,
+            topic_permissions: false,
         }
     }
 }
@@ -92,6 +96,7 @@ impl TestStack {
                 calendar: options.calendar,
                 dunning: options.dunning.clone(),
                 payment_tls: options.payment_tls,
+                topic_permissions: options.topic_permissions,
             })
             .await
             .expect("the stack starts");
@@ -113,6 +118,11 @@ impl TestStack {
 
     pub fn router_url(&self) -> String {
         self.router.as_ref().expect("router running").graphql_url()
+    }
+
+    /// The settings `service` runs with (its database role, its broker user).
+    pub fn config_of(&self, service: &str) -> &subgraph_kit::ServiceConfig {
+        self.configs.iter().find(|config| config.service == service).unwrap_or_else(|| panic!("no service {service}"))
     }
 
     pub fn token(&self, identity: &Identity) -> String {

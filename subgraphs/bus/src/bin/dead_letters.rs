@@ -37,7 +37,7 @@ async fn main() {
 }
 
 async fn list(service: &str) -> anyhow::Result<()> {
-    let config = events_from_env();
+    let config = events_from_env()?;
     let letters = dead_letters::list(&config, service).await?;
     println!("{} dead letter(s) in {}", letters.len(), config.dead_letter_queue(service));
     for letter in letters {
@@ -57,7 +57,7 @@ async fn list(service: &str) -> anyhow::Result<()> {
 }
 
 async fn replay(service: &str, selection: Selection) -> anyhow::Result<()> {
-    let config = events_from_env();
+    let config = events_from_env()?;
     let replayed = dead_letters::replay(&config, service, selection).await?;
     if replayed == 0 && matches!(selection, Selection::One(_)) {
         anyhow::bail!("no dead letter with that id in {}", config.dead_letter_queue(service));
