@@ -4,8 +4,9 @@
     check_manifests.py --build NAME --repo ROOT --core-out CORE.yaml RENDERED.yaml
 
 NAME is base, dev or production. Writes the documents of built-in kinds to CORE.yaml
-(for kubernetes-validate) and checks the custom resources itself (RabbitmqCluster,
-CloudNativePG Cluster and Database, ServiceMonitor): kubernetes-validate has no schema
+(for kubernetes-validate) and checks the custom resources itself (RabbitmqCluster and
+the topology operator's User, Permission, TopicPermission, Exchange, Queue, Binding;
+CloudNativePG Cluster and Database; ServiceMonitor): kubernetes-validate has no schema
 for them. Prints each failed check (every check with --verbose); exits 1 if any failed.
 """
 
@@ -17,6 +18,7 @@ import sys
 
 import yaml
 
+import check_credentials
 import check_platform
 
 SUBGRAPHS = {"inventory": 4001, "rental": 4002, "payment": 4003, "delivery": 4004}
@@ -26,7 +28,9 @@ METRICS_PORTS = {name: 9464 for name in [*SUBGRAPHS, "router"]}
 CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/")
 # Secrets production creates outside these manifests: documented in deploy/README.md.
 OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"},
-                       "water-payment-tls": {"tls.crt", "tls.key"}}
+                       "water-payment-tls": {"tls.crt", "tls.key"},
+                       # Each service's own PostgreSQL role and RabbitMQ user.
+                       **{f"water-{kind}-{s}": {"username", "password"} for kind in ("db", "mq") for s in SUBGRAPHS}}
 # Config maps production creates outside these manifests (they must match a secret).
 OUT_OF_BAND_CONFIGMAPS = {"water-payment-callers": {"jwks.json"}, "water-payment-ca": {"ca.crt"}}
 # Deployments that are not one of the five processes: the development issuer, dev only.
@@ -112,8 +116,10 @@ CNPG_CLUSTER = {
         "topologyKey": str,
         "podAntiAffinityType": Enum("preferred", "required"),
     },
-    "managed": {"roles": [{"name!": str, "ensure": Enum("present", "absent"), "login": bool, "createdb": bool,
-                           "passwordSecret": {"name!": str}}]},
+    "managed": {"roles": [{"name!": str, "comment": str, "ensure": Enum("present", "absent"), "login": bool,
+                           "superuser": bool, "createdb": bool, "createrole": bool, "inherit": bool,
+                           "replication": bool, "bypassrls": bool, "connectionLimit": int, "inRoles": [str],
+                           "disablePassword": bool, "validUntil": str, "passwordSecret": {"name!": str}}]},
     "monitoring": {"enablePodMonitor": bool},
     "backup": dict,
 }
@@ -133,6 +139,20 @@ CNPG_SCHEDULED_BACKUP = {
     "method": Enum("barmanObjectStore", "volumeSnapshot", "plugin"),
     "target": Enum("primary", "prefer-standby"),
 }
+# The Messaging Topology Operator's kinds (rabbitmq.com/v1beta1), as far as we use them.
+CLUSTER_REFERENCE = {"name!": str}
+RABBITMQ_USER = {"rabbitmqClusterReference!": CLUSTER_REFERENCE, "tags": [Enum("management", "policymaker", "monitoring", "administrator")],
+                 "importCredentialsSecret": {"name!": str}}
+RABBITMQ_PERMISSION = {"rabbitmqClusterReference!": CLUSTER_REFERENCE, "vhost!": str, "user": str, "userReference": {"name!": str},
+                       "permissions!": {"configure": str, "write": str, "read": str}}
+RABBITMQ_TOPIC_PERMISSION = {"rabbitmqClusterReference!": CLUSTER_REFERENCE, "vhost!": str, "user": str,
+                             "userReference": {"name!": str}, "permissions!": {"exchange": str, "write": str, "read": str}}
+RABBITMQ_EXCHANGE = {"rabbitmqClusterReference!": CLUSTER_REFERENCE, "name!": str, "vhost": str,
+                     "type": Enum("direct", "fanout", "headers", "topic"), "durable": bool, "autoDelete": bool, "arguments": dict}
+RABBITMQ_QUEUE = {"rabbitmqClusterReference!": CLUSTER_REFERENCE, "name!": str, "vhost": str, "type": Enum("classic", "quorum", "stream"),
+                  "durable": bool, "autoDelete": bool, "arguments": dict}
+RABBITMQ_BINDING = {"rabbitmqClusterReference!": CLUSTER_REFERENCE, "vhost": str, "source!": str, "destination!": str,
+                    "destinationType!": Enum("exchange", "queue"), "routingKey": str, "arguments": dict}
 PROMETHEUS_RULE = {
     "groups!": [{"name!": str, "interval": Duration, "rules!": [{
         "alert": str, "record": str, "expr!": str, "for": Duration, "keep_firing_for": Duration,
@@ -147,6 +167,12 @@ SERVICE_MONITOR = {
 }
 CUSTOM_KINDS = {
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): RABBITMQ_CLUSTER,
+    ("rabbitmq.com/v1beta1", "User"): RABBITMQ_USER,
+    ("rabbitmq.com/v1beta1", "Permission"): RABBITMQ_PERMISSION,
+    ("rabbitmq.com/v1beta1", "TopicPermission"): RABBITMQ_TOPIC_PERMISSION,
+    ("rabbitmq.com/v1beta1", "Exchange"): RABBITMQ_EXCHANGE,
+    ("rabbitmq.com/v1beta1", "Queue"): RABBITMQ_QUEUE,
+    ("rabbitmq.com/v1beta1", "Binding"): RABBITMQ_BINDING,
     ("postgresql.cnpg.io/v1", "Cluster"): CNPG_CLUSTER,
     ("postgresql.cnpg.io/v1", "Database"): CNPG_DATABASE,
     ("postgresql.cnpg.io/v1", "ScheduledBackup"): CNPG_SCHEDULED_BACKUP,
@@ -437,6 +463,13 @@ def secret_refs(docs):
             credentials = d["spec"].get("backup", {}).get("barmanObjectStore", {}).get("s3Credentials", {})
             refs += [(ref["name"], ref["key"], f"Cluster {d['metadata']['name']} backup {field}")
                      for field, ref in credentials.items() if isinstance(ref, dict) and "name" in ref]
+            for x in d["spec"].get("managed", {}).get("roles", []):
+                if "passwordSecret" in x:
+                    refs += [(x["passwordSecret"]["name"], key, f"Cluster {d['metadata']['name']} role {x['name']}")
+                             for key in ("username", "password")]
+        if d["kind"] == "User" and d["apiVersion"].startswith("rabbitmq.com/") and "importCredentialsSecret" in d["spec"]:
+            refs += [(d["spec"]["importCredentialsSecret"]["name"], key, f"User {d['metadata']['name']}")
+                     for key in ("username", "password")]
         if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
             continue
         pod = d["spec"]["template"]["spec"]
@@ -446,9 +479,11 @@ def secret_refs(docs):
                 if ref:
                     refs.append((ref["name"], ref["key"], f"{d['metadata']['name']} env {e['name']}"))
         for v in pod.get("volumes", []):
-            if "secret" in v:
-                keys = [i["key"] for i in v["secret"].get("items", [])] or [None]
-                refs += [(v["secret"]["secretName"], k, f"{d['metadata']['name']} volume {v['name']}") for k in keys]
+            sources = [v["secret"] | {"name": v["secret"]["secretName"]}] if "secret" in v else [
+                s["secret"] for s in v.get("projected", {}).get("sources", []) if "secret" in s]
+            for source in sources:
+                keys = [i["key"] for i in source.get("items", [])] or [None]
+                refs += [(source["name"], k, f"{d['metadata']['name']} volume {v['name']}") for k in keys]
     return refs
 
 
@@ -457,8 +492,9 @@ def check_secrets(r, build, docs):
     secrets = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Secret"}
     if build == "base":
         names = sorted({name for name, _, _ in refs})
-        r.check(names == ["water-mq-default-user", "water-pg-app", "water-rental-service-key"],
-                "base references the secrets water-pg-app, water-mq-default-user, water-rental-service-key by name", str(names))
+        want = sorted([f"water-{kind}-{s}" for kind in ("db", "mq") for s in SUBGRAPHS] + ["water-rental-service-key"])
+        r.check(names == want, "base references the secrets water-db-<service>, water-mq-<service> (each service's own) "
+                               "and water-rental-service-key by name, and no other", str(names))
         return
     operator_made = {}
     for d in docs:
@@ -477,9 +513,16 @@ def check_secrets(r, build, docs):
         else:
             r.check(False, f"{where}: Secret {name} exists or is created by an operator")
     configmaps = {cm["metadata"]["name"] for cm in docs if cm["kind"] == "ConfigMap"}
+    data_of = {cm["metadata"]["name"]: cm.get("data", {}) for cm in docs if cm["kind"] == "ConfigMap"}
     for d in docs:
         if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
             continue
+        pod = d["spec"]["template"]["spec"]
+        keyrefs = {(e["valueFrom"]["configMapKeyRef"]["name"], e["valueFrom"]["configMapKeyRef"]["key"])
+                   for c in pod.get("initContainers", []) + pod["containers"] for e in c.get("env", [])
+                   if "configMapKeyRef" in e.get("valueFrom", {})}
+        for name, key in sorted(keyrefs):
+            r.check(key in data_of.get(name, {}), f"{d['metadata']['name']} env: ConfigMap {name} exists with key {key}")
         for v in d["spec"]["template"]["spec"].get("volumes", []):
             name = v.get("configMap", {}).get("name")
             if name and name not in configmaps:
@@ -521,13 +564,14 @@ def check_custom_resources(r, build, docs):
         r.check(len(clusters) == 1 and clusters[0]["spec"].get("instances") == 3, "production: CloudNativePG Cluster with 3 instances")
         r.check(len(rabbits) == 1 and rabbits[0]["spec"].get("replicas") == 3, "production: RabbitmqCluster with 3 replicas")
         if clusters:
-            owner = clusters[0]["spec"].get("bootstrap", {}).get("initdb", {}).get("owner", "app")
             dbs = {d["spec"]["name"]: d for d in docs if d["kind"] == "Database"}
             for service in SUBGRAPHS:
                 db = dbs.get(f"water_{service}")
+                owner = check_credentials.role(service)
                 r.check(db is not None and db["spec"]["cluster"]["name"] == clusters[0]["metadata"]["name"]
                         and db["spec"]["owner"] == owner and db["spec"].get("ensure", "present") == "present",
-                        f"production: database water_{service} declared in {clusters[0]['metadata']['name']}, owned by {owner}")
+                        f"production: database water_{service} declared in {clusters[0]['metadata']['name']}, "
+                        f"owned by its service's role {owner}")
     services = [s for s in docs if s["kind"] == "Service"]
     monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
     scraped = []
@@ -643,6 +687,7 @@ def main():
         check_deployment(r, d, docs, args.repo, args.build)
     check_network_policies(r, docs)
     check_secrets(r, args.build, docs)
+    check_credentials.check(r, args.build, docs)
     check_custom_resources(r, args.build, docs)
     check_platform.check_connection_budget(r, args.build, docs)
     check_platform.check_migrations(r, args.build, docs)
@@ -670,7 +715,8 @@ def main():
 
     print(f"  {'FAILED' if r.failures else 'passed'} [{args.build}]: {r.passed} checks passed, {r.failures} failed "
           "(per Deployment: probes, resources, security context, shutdown deadline, env, scrape annotations, "
-          "HPA, PDB, Service; router config maps; network policy paths; secret references; custom resources; "
+          "HPA, PDB, Service; router config maps; network policy paths; secret references; each service's own "
+          "database role and broker user, passwords from files; custom resources; "
           "connection budget; the migration Job; rollout phases; PrometheusRules; backups and placement)")
     sys.exit(1 if r.failures else 0)
 

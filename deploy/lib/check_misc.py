@@ -238,9 +238,44 @@ def contract(root):
             sources += f.read()
     for needle, what in (("DB_BACKGROUND_POOL_SIZE", "DB_BACKGROUND_POOL_SIZE (the connection budget counts it)"),
                          ("DB_MIGRATE_ON_START", "DB_MIGRATE_ON_START (the Deployments set it to false)"),
-                         ('"migrate"', "a `migrate` command (the Job `migrate` runs `<service> migrate`)")):
+                         ('"migrate"', "a `migrate` command (the Job `migrate` runs `<service> migrate`)"),
+                         ("POSTGRES_PASSWORD_FILE", "POSTGRES_PASSWORD_FILE (each service's role's password, a mounted file)"),
+                         ("AMQP_PASSWORD_FILE", "AMQP_PASSWORD_FILE (each service's broker password, a mounted file)")):
         if needle not in sources:
             warn(f"the subgraphs do not read {what} yet: Kubernetes needs it")
+    event_table(root)
+
+
+def event_table(root):
+    """check_credentials' table of who publishes and reads which event (the broker's
+    permissions and bindings in both overlays) against the catalogue and the inbox!
+    enums of subgraphs/contracts/src/lib.rs: a new event fails the check until the manifests grant it."""
+    import check_credentials as cc
+    path = f"{root}/subgraphs/contracts/src/lib.rs"
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except OSError:
+        warn(f"{path} not found: the event table of the broker's permissions is not cross-checked")
+        return
+    types, published = {}, {}
+    for name, event_type, service in re.findall(r'^\s*(\w+) = "([a-z_.]+)", version \d+, by "(\w+)"', source, re.M):
+        types[name] = event_type
+        published.setdefault(service, set()).add(event_type)
+    inboxes = {}
+    for service, body in re.findall(r'pub enum \w+ for "([\w-]+)" \{(.*?)\n    \}', source, re.S):
+        inboxes[service] = {types.get(t, t) for t in re.findall(r"\w+\((\w+)\)", body)}
+    for s in cc.SUBGRAPHS:
+        if published.get(s, set()) != set(cc.PUBLISHES[s]):
+            check(False, f"events: {s} publishes {sorted(published.get(s, set()))} in contracts, {sorted(cc.PUBLISHES[s])} in "
+                 "deploy/lib/check_credentials.py (its topic permissions)")
+        if inboxes.get(s, set()) != set(cc.QUEUE_BINDS[s]):
+            check(False, f"events: {s}'s queue takes {sorted(inboxes.get(s, set()))} in contracts, {sorted(cc.QUEUE_BINDS[s])} in "
+                 "deploy/lib/check_credentials.py (its bindings)")
+    live = inboxes.get("delivery", set()) | inboxes.get("delivery-live", set())
+    if live != set(cc.READS["delivery"]):
+        check(False, f"events: delivery reads {sorted(live)} in contracts (its queue and its live listener's), "
+             f"{sorted(cc.READS['delivery'])} in deploy/lib/check_credentials.py")
 
 
 def main():

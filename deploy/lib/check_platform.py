@@ -78,6 +78,46 @@ def max_connections(docs):
     return None
 
 
+def deployment_connections(d, hpa):
+    """(pods, per pod) of a subgraph Deployment at its HPA maximum plus one surge pod."""
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    per_pod = int(env_value(c, "DB_POOL_SIZE") or DEFAULT_DB_POOL_SIZE) + int(
+        env_value(c, "DB_BACKGROUND_POOL_SIZE") or DEFAULT_DB_BACKGROUND_POOL_SIZE)
+    top = hpa["spec"]["maxReplicas"] if hpa else d["spec"].get("replicas", 1)
+    return top + surge(d, top), per_pod
+
+
+def container_connections(c):
+    return int(env_value(c, "DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE)) + int(
+        env_value(c, "DB_BACKGROUND_POOL_SIZE", DEFAULT_DB_BACKGROUND_POOL_SIZE))
+
+
+def job_connections(job):
+    """{container: connections} of a Job pod's containers that connect, and the pod's peak:
+    init containers run one after the other, before the others, which run together."""
+    pod = job["spec"]["template"]["spec"]
+    init = {c["name"]: container_connections(c) for c in pod.get("initContainers", []) if env_value(c, "POSTGRES_URL")}
+    main = {c["name"]: container_connections(c) for c in pod.get("containers", []) if env_value(c, "POSTGRES_URL")}
+    return {**init, **main}, max([*init.values(), sum(main.values())])
+
+
+def role_connections(docs):
+    """{service: (connections, how)}: what one service's role may have open at once, its
+    pods at the HPA maximum plus one surge pod and its migration container (each service
+    logs in as its own role, whose connectionLimit must hold this)."""
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in docs if h["kind"] == "HorizontalPodAutoscaler"}
+    jobs = [d for d in docs if d["kind"] == "Job"]
+    need = {}
+    for name in SUBGRAPHS:
+        if name not in deployments:
+            continue
+        pods, per_pod = deployment_connections(deployments[name], hpas.get(name))
+        migration = sum(job_connections(job)[0].get(name, 0) for job in jobs)
+        need[name] = (pods * per_pod + migration, f"{pods} pods x {per_pod} + {migration} for its migration = {pods * per_pod + migration}")
+    return need
+
+
 def check_connection_budget(r, build, docs):
     """Every pool of every pod that can exist at once must fit PostgreSQL's limit."""
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
@@ -91,17 +131,13 @@ def check_connection_budget(r, build, docs):
         pool, background = env_value(c, "DB_POOL_SIZE"), env_value(c, "DB_BACKGROUND_POOL_SIZE")
         r.check(pool is not None and background is not None,
                 f"{name}: DB_POOL_SIZE and DB_BACKGROUND_POOL_SIZE set explicitly (the budget counts both)")
-        per_pod = int(pool or DEFAULT_DB_POOL_SIZE) + int(background or DEFAULT_DB_BACKGROUND_POOL_SIZE)
-        top = hpas[name]["spec"]["maxReplicas"] if name in hpas else d["spec"].get("replicas", 1)
-        pods = top + surge(d, top)
+        pods, per_pod = deployment_connections(d, hpas.get(name))
         terms.append(f"{name} {pods} x {per_pod}")
         total += pods * per_pod
     for job in (d for d in docs if d["kind"] == "Job"):
-        c = job["spec"]["template"]["spec"]["containers"][0]
-        if env_value(c, "POSTGRES_URL") is None:
+        connecting, per_pod = job_connections(job)
+        if not connecting:
             continue
-        per_pod = int(env_value(c, "DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE)) + int(
-            env_value(c, "DB_BACKGROUND_POOL_SIZE", DEFAULT_DB_BACKGROUND_POOL_SIZE))
         pods = job["spec"].get("parallelism", 1)
         terms.append(f"job {job['metadata']['name']} {pods} x {per_pod}")
         total += pods * per_pod
@@ -168,26 +204,33 @@ def check_migrations(r, build, docs):
     job = jobs[0]
     spec = job["spec"]
     pod = spec["template"]["spec"]
-    c = pod["containers"][0]
-    script = " ".join(c.get("command", []) + c.get("args", []))
+    containers = pod.get("initContainers", []) + pod.get("containers", [])
     for name in SUBGRAPHS:
-        r.check(re.search(rf"\b{name}\b", script) is not None and "migrate" in script, f"migrate: runs `{name} migrate`")
+        mine = [c for c in containers if c["name"] == name]
+        command = " ".join(mine[0].get("command", []) + mine[0].get("args", [])) if mine else ""
+        r.check(len(mine) == 1 and re.search(rf"/app/bin/{name} migrate$", command) is not None,
+                f"migrate: container {name} runs `{name} migrate`", command)
+    # Init containers run one after the other and stop the pod at the first failure.
+    r.check(sorted(c["name"] for c in pod.get("initContainers", [])) == sorted(SUBGRAPHS),
+            "migrate: the four migrations are init containers (one after the other, the first failure stops the Job)")
     r.check(pod.get("restartPolicy") == "Never" and "backoffLimit" in spec and "activeDeadlineSeconds" in spec,
             "migrate: restartPolicy Never, a backoffLimit and an activeDeadlineSeconds")
     r.check(job["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "migration"
             and spec["template"]["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "migration",
             "migrate: labelled component=migration (its rollout phase and network policy)")
-    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
-    r.check(psc.get("runAsNonRoot") is True and csc.get("readOnlyRootFilesystem") is True
-            and csc.get("allowPrivilegeEscalation") is False and pod.get("automountServiceAccountToken") is False,
-            "migrate: non-root, read-only root, no privilege escalation, no service account token")
-    any_subgraph = next((deployments[n] for n in SUBGRAPHS if n in deployments), None)
-    if any_subgraph is not None:
-        sc = any_subgraph["spec"]["template"]["spec"]["containers"][0]
-        r.check(c["image"] == sc["image"], "migrate: the same image as the services", f"{c['image']} vs {sc['image']}")
-        same = all(env_value(c, var) == env_value(sc, var) for var in ("POSTGRES_URL",)) and [
-            e for e in c.get("env", []) if e["name"].startswith("PG_")] == [e for e in sc.get("env", []) if e["name"].startswith("PG_")]
-        r.check(same, "migrate: the services' PostgreSQL server and credentials (PG_*, POSTGRES_URL)")
+    psc = pod.get("securityContext", {})
+    r.check(psc.get("runAsNonRoot") is True and pod.get("automountServiceAccountToken") is False and all(
+        c.get("securityContext", {}).get("readOnlyRootFilesystem") is True
+        and c.get("securityContext", {}).get("allowPrivilegeEscalation") is False for c in containers),
+            "migrate: non-root, read-only root, no privilege escalation, no service account token (every container)")
+    for name in SUBGRAPHS:
+        mine = next((c for c in containers if c["name"] == name), None)
+        if name not in deployments or mine is None:
+            continue
+        sc = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        r.check(mine["image"] == sc["image"], f"migrate: {name} runs the services' image", f"{mine['image']} vs {sc['image']}")
+        server = lambda c: [e for e in c.get("env", []) if e["name"].startswith("PG_") or e["name"].startswith("POSTGRES_")]
+        r.check(server(mine) == server(sc), f"migrate: {name} has its Deployment's PostgreSQL settings (PG_*, POSTGRES_*)")
 
 
 def check_phases(r, build, docs):
