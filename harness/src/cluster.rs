@@ -80,6 +80,17 @@ impl std::ops::Deref for PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A server that serves TLS with the certificate `cert` and its key, and accepts
+    /// every role but its administrator (`postgres`, which provisions) only over TLS, as a
+    /// production server configured for it would.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("water-pg-{}", Uuid::new_v4().simple()));
         own_dir(&dir, "postgres")?;
         let data = dir.join("data");
@@ -90,6 +101,23 @@ impl PrivatePostgres {
                 .args(["-A", "trust", "-U", "postgres"]),
             "initdb",
         )?;
+        if let Some((cert, key)) = tls {
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                std::fs::copy(from, data.join(to)).with_context(|| format!("copying {}", from.display()))?;
+                if unsafe { libc::geteuid() } == 0 {
+                    run(Command::new("chown").arg("postgres:postgres").arg(data.join(to)), "chown")?;
+                }
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))?;
+            let mut settings = std::fs::read_to_string(data.join("postgresql.conf"))?;
+            settings.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            std::fs::write(data.join("postgresql.conf"), settings)?;
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )?;
+        }
         let control = PostgresControl { dir, port: free_port(Ipv4Addr::LOCALHOST)? };
         control.resume()?;
         Ok(Self { control })

@@ -55,6 +55,9 @@ pub struct DatabaseConfig {
     /// The role's password (`POSTGRES_PASSWORD_FILE`): read from a file, never part of
     /// a URL anyone configures or sees. None where the server trusts local connections.
     pub password: Option<Secret>,
+    /// The CA that signs the server's certificate (`POSTGRES_CA_FILE`): every connection
+    /// is then TLS, verified against it alone for the URL's host. None is plain text.
+    pub ca_file: Option<std::path::PathBuf>,
     /// The service's own database; created at start when missing.
     pub name: String,
     /// Connections of the pool that serves requests (`DB_POOL_SIZE`).
@@ -262,7 +265,7 @@ pub struct TelemetryConfig {
 }
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_TLS_*_FILE`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `POSTGRES_PASSWORD_FILE`, `DB_POOL_SIZE`,
+    /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_TLS_*_FILE`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `POSTGRES_PASSWORD_FILE`, `POSTGRES_CA_FILE`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
     /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `AMQP_PASSWORD_FILE`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
@@ -331,7 +334,7 @@ pub fn default_metrics_port(service_port: u16) -> u16 {
 }
 
 /// The service's database settings: `POSTGRES_URL` (the service's own role, no
-/// password), `POSTGRES_PASSWORD_FILE`, `<SERVICE>_DATABASE`,
+/// password), `POSTGRES_PASSWORD_FILE`, `POSTGRES_CA_FILE`, `<SERVICE>_DATABASE`,
 /// `DB_POOL_SIZE`, `DB_BACKGROUND_POOL_SIZE`, `DB_MIGRATE_ON_START`,
 /// `MIGRATION_LOCK_TIMEOUT_MS` and `MIGRATION_STATEMENT_TIMEOUT_MS` (all a migration
 /// run needs).
@@ -355,6 +358,7 @@ pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
     Ok(DatabaseConfig {
         server_url,
         password,
+        ca_file: std::env::var("POSTGRES_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into),
         name: env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}")),
         pool_size,
         background_pool_size,

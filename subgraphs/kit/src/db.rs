@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::postgres_tls::PostgresTls;
 use anyhow::{Context, bail};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::{ConnectionError, QueryResult, sql_query};
@@ -39,6 +40,8 @@ pub const SHARED_MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..
 pub struct Database {
     pool: Pool<AsyncPgConnection>,
     url: String,
+    /// TLS to the server, when the configuration names its CA.
+    tls: Option<PostgresTls>,
     statements: Arc<AtomicU64>,
     events_committed: Arc<Notify>,
     projection: Option<Arc<dyn Projection>>,
@@ -80,18 +83,25 @@ impl Database {
         if config.migrate_on_start {
             migrate(config, migrations).await?;
         }
-        Self::open_pool(&config.url(), config.pool_size)
+        Self::open_configured(config, config.pool_size)
     }
 
-    /// Opens a pool to an existing, migrated database.
+    /// Opens a pool of `size` to the existing, migrated database `config` names, over TLS
+    /// when it names a CA.
+    pub fn open_configured(config: &DatabaseConfig, size: usize) -> anyhow::Result<Self> {
+        Self::build(&config.url(), tls_of(config)?, size, Arc::new(Notify::new()), None)
+    }
+
+    /// Opens a pool to an existing, migrated database, in plain text (tests and tools on
+    /// this machine's server).
     pub fn open_pool(url: &str, size: usize) -> anyhow::Result<Self> {
-        Self::build(url, size, Arc::new(Notify::new()), None)
+        Self::build(url, None, size, Arc::new(Notify::new()), None)
     }
 
     /// A second pool of `size` connections to the same database, sharing the commit
     /// signal: for background work that must not compete with requests.
     pub fn sibling(&self, size: usize) -> anyhow::Result<Self> {
-        Self::build(&self.url, size, self.events_committed.clone(), self.projection.clone())
+        Self::build(&self.url, self.tls.clone(), size, self.events_committed.clone(), self.projection.clone())
     }
 
     /// The same pool, whose transactions project `projection` before they commit
@@ -104,6 +114,7 @@ impl Database {
 
     fn build(
         url: &str,
+        tls: Option<PostgresTls>,
         size: usize,
         events_committed: Arc<Notify>,
         projection: Option<Arc<dyn Projection>>,
@@ -111,11 +122,13 @@ impl Database {
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        let setup_tls = tls.clone();
         manager_config.custom_setup = Box::new(move |url| {
             let counter = counter.clone();
             let url = url.to_owned();
+            let tls = setup_tls.clone();
             async move {
-                let mut connection = AsyncPgConnection::establish(&url).await?;
+                let mut connection = crate::postgres_tls::connect(&url, tls.as_ref()).await?;
                 connection.set_instrumentation(StatementCounter { total: counter, paused: false, last_answer: None });
                 Ok(connection)
             }
@@ -143,7 +156,7 @@ impl Database {
         }));
         let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
         let pool = Pool::builder(manager).max_size(size).build().context("building the database pool")?;
-        Ok(Self { pool, url: url.to_owned(), statements, events_committed, projection })
+        Ok(Self { pool, url: url.to_owned(), tls, statements, events_committed, projection })
     }
 
     /// A pool that has not connected and never will unless used: for exporting a
@@ -378,9 +391,9 @@ fn set_counting(connection: &mut AsyncPgConnection, counting: bool) {
 
 /// Creates database `name` unless it exists. Two processes racing here is fine: the
 /// loser's "already exists" error is ignored.
-pub async fn ensure_database_exists(server_url: &str, name: &str) -> anyhow::Result<()> {
+pub async fn ensure_database_exists(server_url: &str, name: &str, tls: Option<&PostgresTls>) -> anyhow::Result<()> {
     validate_database_name(name)?;
-    let mut admin = connect_admin(server_url).await?;
+    let mut admin = connect_admin_with(server_url, tls).await?;
     let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
         "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
     )))
@@ -540,7 +553,12 @@ $$";
 
 /// A connection to the server's maintenance database, for creating and dropping others.
 pub async fn connect_admin(server_url: &str) -> anyhow::Result<AsyncPgConnection> {
-    AsyncPgConnection::establish(&database_url(server_url, "postgres"))
+    connect_admin_with(server_url, None).await
+}
+
+/// [`connect_admin`], over TLS with `tls`.
+pub async fn connect_admin_with(server_url: &str, tls: Option<&PostgresTls>) -> anyhow::Result<AsyncPgConnection> {
+    crate::postgres_tls::connect(&database_url(server_url, "postgres"), tls)
         .await
         .map_err(|error: ConnectionError| anyhow::anyhow!(error))
         .with_context(|| format!("connecting to PostgreSQL at {}", crate::config::without_password(server_url)))
@@ -566,12 +584,13 @@ pub fn validate_database_name(name: &str) -> anyhow::Result<()> {
 /// where the server trusts every local connection. A role that does not own its
 /// database (one role for everything, as before per-service roles) only gets a warning.
 pub async fn migrate(config: &DatabaseConfig, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
-    ensure_database_exists(&config.server_url_with_password(), &config.name).await?;
-    run_migrations_within(&config.url(), migrations, config.migration_lock_timeout, config.migration_statement_timeout)
+    let tls = tls_of(config)?;
+    ensure_database_exists(&config.server_url_with_password(), &config.name, tls.as_ref()).await?;
+    let connection = connect_to(config).await?;
+    run_migrations_on(connection, migrations, config.migration_lock_timeout, config.migration_statement_timeout)
         .await?;
-    let mut connection = AsyncPgConnection::establish(&config.url())
-        .await
-        .with_context(|| format!("connecting to database {} as its service", config.name))?;
+    let mut connection =
+        connect_to(config).await.with_context(|| format!("connecting to database {} as its service", config.name))?;
     if let Err(error) =
         sql_query(format!("REVOKE ALL ON DATABASE \"{}\" FROM PUBLIC", config.name)).execute(&mut connection).await
     {
@@ -583,24 +602,42 @@ pub async fn migrate(config: &DatabaseConfig, migrations: EmbeddedMigrations) ->
 /// Runs pending migrations under an advisory lock, so replicas starting together do
 /// not run the same migration twice.
 pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
-    run_migrations_within(url, migrations, Duration::ZERO, Duration::ZERO).await
+    let connection = AsyncPgConnection::establish(url).await.context("connecting to the database to migrate it")?;
+    run_migrations_on(connection, migrations, Duration::ZERO, Duration::ZERO).await
 }
 
-/// [`run_migrations`], with a migration statement giving up after waiting
+/// The TLS settings of `config`: its CA, when it names one (`POSTGRES_CA_FILE`).
+pub fn tls_of(config: &DatabaseConfig) -> anyhow::Result<Option<PostgresTls>> {
+    config
+        .ca_file
+        .as_deref()
+        .map(PostgresTls::trusting)
+        .transpose()
+        .context("POSTGRES_CA_FILE: the CA of the database server's certificate")
+}
+
+/// One connection to the database `config` names, as its service connects (its role,
+/// TLS when configured): for a listener or a tool that needs a connection of its own.
+pub async fn connect_to(config: &DatabaseConfig) -> anyhow::Result<AsyncPgConnection> {
+    let tls = tls_of(config)?;
+    crate::postgres_tls::connect(&config.url(), tls.as_ref())
+        .await
+        .with_context(|| format!("connecting to database {}", config.name))
+}
+
+/// [`run_migrations`] on a connection already open, with a migration statement giving up after waiting
 /// `lock_timeout` for a lock or running `statement_timeout` (zero: no limit), so a
 /// migration stuck behind live traffic fails the rollout instead of stalling it.
-pub async fn run_migrations_within(
-    url: &str,
+pub async fn run_migrations_on(
+    connection: AsyncPgConnection,
     migrations: EmbeddedMigrations,
     lock_timeout: Duration,
     statement_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         // The migration harness is synchronous; the wrapper drives the async connection
-        // on this blocking thread.
-        let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
-            diesel::Connection::establish(&url).context("connecting to the database to migrate it")?;
+        // (made on the runtime, over TLS when configured) on this blocking thread.
+        let mut connection: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(connection);
         // Advisory locks are scoped to the current database, so one constant key
         // serves every service without them blocking each other.
         diesel::RunQueryDsl::execute(sql_query("SELECT pg_advisory_lock(7231)"), &mut connection)?;

@@ -24,6 +24,7 @@ pub mod error;
 pub mod graphql;
 pub mod live;
 pub mod metrics;
+pub mod postgres_tls;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -54,6 +54,7 @@ impl TestDatabase {
             config: DatabaseConfig {
                 server_url: with_user(&admin_url, &role),
                 password: None,
+                ca_file: None,
                 name,
                 pool_size: 8,
                 background_pool_size: 10,

@@ -96,7 +96,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     foundation.spawn(reconcile_until(renting.clone(), foundation.background.clone(), stopping.clone()));
     foundation.spawn(contract::run_clock_until(foundation.background.clone(), calendar, stopping.clone()));
     let hub = Arc::new(LiveHub::default());
-    foundation.spawn(activity::listen_until(hub.clone(), foundation.config.database.url(), stopping.clone()));
+    foundation.spawn(activity::listen_until(hub.clone(), foundation.config.database.clone(), stopping.clone()));
     let resolvers =
         Resolvers::new(foundation.database.clone(), calendar, renting, hub, stopping, foundation.open_streams.clone());
     Ok(foundation.serve(graphql::schema(Arc::new(resolvers))))

@@ -10,7 +10,7 @@ use subgraph_kit::config::{database_from_env, telemetry_from_env};
 async fn main() -> anyhow::Result<()> {
     let _telemetry = subgraph_kit::telemetry::init("rebuild-history", &telemetry_from_env()?)?;
     let open = |service: &'static str| -> anyhow::Result<Database> {
-        Database::open_pool(&database_from_env(service)?.url(), 2)
+        Database::open_configured(&database_from_env(service)?, 2)
     };
     let projected =
         rental::service::rebuild::rebuild(&open("rental")?, &open("payment")?, &open("delivery")?, &open("inventory")?)

@@ -13,9 +13,10 @@
 use std::sync::Arc;
 
 use diesel::sql_query;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use futures::StreamExt;
 use subgraph_kit::backoff::{Backoff, Outage};
+use subgraph_kit::config::DatabaseConfig;
 use subgraph_kit::live::LiveHub;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -24,12 +25,12 @@ use crate::storage::history::ACTIVITY_CHANNEL;
 
 /// Nudges this replica's activity subscribers on every change of a rental's history,
 /// until `stopping`, reconnecting with backoff.
-pub async fn listen_until(hub: Arc<LiveHub>, database_url: String, stopping: CancellationToken) {
+pub async fn listen_until(hub: Arc<LiveHub>, database: DatabaseConfig, stopping: CancellationToken) {
     let mut outage = Outage::new("rental activity listener: the database");
     let mut backoff = Backoff::reconnect();
     while !stopping.is_cancelled() {
         tokio::select! {
-            result = listen(&hub, &database_url, &mut outage, &mut backoff) => {
+            result = listen(&hub, &database, &mut outage, &mut backoff) => {
                 if let Err(error) = result {
                     outage.failed(&format!("{error:#}"));
                 }
@@ -42,8 +43,13 @@ pub async fn listen_until(hub: Arc<LiveHub>, database_url: String, stopping: Can
     }
 }
 
-async fn listen(hub: &LiveHub, database_url: &str, outage: &mut Outage, backoff: &mut Backoff) -> anyhow::Result<()> {
-    let mut connection = AsyncPgConnection::establish(database_url).await?;
+async fn listen(
+    hub: &LiveHub,
+    database: &DatabaseConfig,
+    outage: &mut Outage,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let mut connection = subgraph_kit::db::connect_to(database).await?;
     sql_query(format!("LISTEN {ACTIVITY_CHANNEL}")).execute(&mut connection).await?;
     outage.recovered();
     backoff.reset();
