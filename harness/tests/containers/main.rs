@@ -3,8 +3,9 @@
 //! router in the containers, a crash and the restart policy, `down` and `up` again with
 //! the data kept in the volumes, the dev tokens read from the `tokens` service (signed
 //! by the development issuer's container, verified by every other one against its
-//! JWKS), the production image checked to hold no development issuer, and everything
-//! removed at the end.
+//! JWKS), the production image checked to hold no development issuer, each service
+//! connected to PostgreSQL and RabbitMQ as its own role and user (and holding no other
+//! service's passwords), and everything removed at the end.
 //!
 //! `deploy/containers/prepare` gets the engine and the images ready first (it starts
 //! dockerd when none answers; without a registry it builds PostgreSQL and RabbitMQ from
@@ -19,6 +20,7 @@
 //!
 //! WATER_IMAGES=registry uses the official images instead (docs/deployment.md).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -33,7 +35,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const LONG_RUNNING: [&str; 8] =
     ["postgres", "rabbitmq", "dev-issuer", "inventory", "payment", "rental", "delivery", "router"];
 /// The one-shot services: each must exit 0.
-const ONE_SHOT: [&str; 2] = ["keys", "tokens"];
+const ONE_SHOT: [&str; 3] = ["rabbitmq-definitions", "keys", "tokens"];
+/// The subgraphs: each has its own PostgreSQL role and RabbitMQ user, `water_<service>`.
+const SUBGRAPHS: [&str; 4] = ["inventory", "rental", "payment", "delivery"];
 const TRACK: &str =
     "subscription($id: ID!) { deliveryStatusChanged(rentalId: $id) { status rental { id product { name } } } }";
 
@@ -47,6 +51,7 @@ struct Project {
     dev_image: String,
     env: Vec<(String, String)>,
     router_port: u16,
+    rabbitmq_ui_port: u16,
 }
 
 impl Project {
@@ -71,6 +76,33 @@ impl Project {
 
     fn docker(&self, args: &[&str]) -> Output {
         Command::new(&self.docker).args(args).output().unwrap_or_else(|error| panic!("{}: {error}", self.docker))
+    }
+
+    /// service -> container id of every running container, in two commands (each
+    /// `compose ps` costs its own start of compose).
+    fn containers(&self) -> HashMap<String, String> {
+        let ids = self.compose_ok(&["ps", "-q"]);
+        let mut args = vec!["inspect", "--format", r#"{{index .Config.Labels "com.docker.compose.service"}} {{.Id}}"#];
+        args.extend(ids.split_whitespace());
+        let output = self.docker(&args);
+        text(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(' ').map(|(service, id)| (service.to_owned(), id.to_owned())))
+            .collect()
+    }
+
+    /// Runs a command in a container.
+    fn exec(&self, container: &str, command: &[&str]) -> Output {
+        let mut args = vec!["exec", container];
+        args.extend(command);
+        self.docker(&args)
+    }
+
+    /// Runs a command in a container; fails the test with its output when it fails.
+    fn exec_ok(&self, container: &str, command: &[&str]) -> String {
+        let output = self.exec(container, command);
+        assert!(output.status.success(), "{command:?} failed: {}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
     }
 
     /// The container id of a service (empty when it has none).
@@ -178,6 +210,128 @@ impl Drop for Project {
         }
         let _ = self.docker(&["image", "rm", "-f", &self.image, &self.dev_image]);
     }
+}
+
+/// Each service's connections are its own, as compose.yaml sets them up: every
+/// PostgreSQL session of ours is `water_<s>` on `water_<s>` (none as the superuser), a
+/// service's role may not open another's database, every RabbitMQ connection is
+/// `water_<s>` (found by its name, `water <s>...`) and the broker has no `guest`, each
+/// container holds its own two password files and no other, its URLs no password, and
+/// the operator tool `dead-letters` works as RabbitMQ's administrator.
+async fn check_own_credentials(project: &Project, client: &reqwest::Client) {
+    fn water(service: &str) -> String {
+        format!("water_{service}")
+    }
+    // Who is connected where (this psql session aside).
+    const SESSIONS: &str = "SELECT DISTINCT usename, datname FROM pg_stat_activity \
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY 1, 2";
+    const PRIVILEGED: &str = "SELECT rolname FROM pg_roles \
+        WHERE rolname LIKE 'water\\_%' AND (rolsuper OR rolcreatedb OR rolcreaterole)";
+    // Rental's role with its password, over TCP, on database $1.
+    const AS_RENTAL: &str = r#"PGPASSWORD="$(cat /var/run/secrets/water/db/rental/password)" \
+        psql -h 127.0.0.1 -U water_rental -d "$1" -Atc 'SELECT current_user'"#;
+    let containers = project.containers();
+    let container = |service: &str| {
+        containers.get(service).map(String::as_str).unwrap_or_else(|| panic!("no container of {service}"))
+    };
+    let postgres = container("postgres");
+    let psql = |sql: &str| project.exec_ok(postgres, &["psql", "-U", "postgres", "-d", "postgres", "-At", "-c", sql]);
+
+    // PostgreSQL: a service that just (re)started may briefly be on `postgres`, checking
+    // its database exists.
+    let mut expected: Vec<String> = SUBGRAPHS.iter().map(|s| format!("{}|{}", water(s), water(s))).collect();
+    expected.sort();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: Vec<String> = psql(SESSIONS).lines().map(str::to_owned).collect();
+        if rows == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PostgreSQL sessions (user|database): {rows:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(psql(PRIVILEGED).trim(), "", "services' roles with more than LOGIN");
+    // Rental's role: its own database, and not payment's.
+    let as_rental = |database: &str| project.exec(postgres, &["sh", "-c", AS_RENTAL, "sh", database]);
+    let own = as_rental("water_rental");
+    assert_eq!(text(&own.stdout).trim(), "water_rental", "rental's role on its database: {}", text(&own.stderr));
+    let other = as_rental("water_payment");
+    assert!(
+        !other.status.success() && text(&other.stderr).contains("permission denied for database"),
+        "rental's role on payment's database: {}{}",
+        text(&other.stdout),
+        text(&other.stderr)
+    );
+
+    // RabbitMQ, through the management API on its published port, as the administrator
+    // compose.yaml names (the password from the file compose hands out): its users (no
+    // guest), and who each connection is.
+    let admin_password = std::fs::read_to_string(project.repo.join("deploy/compose/secrets/mq/water-mq-default-user"))
+        .expect("the administrator's password file");
+    let api = |path: &str, user: &str, password: &str| {
+        let url = format!("http://127.0.0.1:{}/api/{path}", project.rabbitmq_ui_port);
+        client.get(url).basic_auth(user, Some(password)).send()
+    };
+    let guest = api("whoami", "guest", "guest").await.expect("the management API answers");
+    assert_eq!(guest.status(), reqwest::StatusCode::UNAUTHORIZED, "guest logs into RabbitMQ");
+    let admin_get = |path: &'static str| {
+        let request = api(path, "water", admin_password.trim_end());
+        async move {
+            let response = request.await.map_err(|error| error.to_string())?;
+            let status = response.status();
+            let body = response.text().await.map_err(|error| error.to_string())?;
+            if !status.is_success() {
+                return Err(format!("{path}: {status}: {body}"));
+            }
+            serde_json::from_str::<Value>(&body).map_err(|error| format!("{path}: {error}: {body}"))
+        }
+    };
+    let users = until(Duration::from_secs(30), "RabbitMQ's users", || admin_get("users")).await;
+    let mut users: Vec<&str> = users.as_array().expect("users").iter().filter_map(|u| u["name"].as_str()).collect();
+    users.sort_unstable();
+    let mut expected_users: Vec<String> = SUBGRAPHS.iter().copied().map(water).chain(["water".to_owned()]).collect();
+    expected_users.sort();
+    assert_eq!(users, expected_users, "RabbitMQ's users: the administrator and one per service");
+    // The API lists a connection once its first statistics are in (within seconds).
+    until(Duration::from_secs(30), "every service's RabbitMQ connection", || async {
+        let connections = admin_get("connections").await?;
+        let mut seen = Vec::new();
+        for connection in connections.as_array().expect("connections") {
+            let user = connection["user"].as_str().unwrap_or_default();
+            let name = connection["client_properties"]["connection_name"].as_str().unwrap_or_default();
+            // "water <service>" or "water <service>-<part>" (EVENTS_NAMESPACE is water).
+            let service = name.strip_prefix("water ").and_then(|rest| rest.split('-').next()).unwrap_or_default();
+            assert!(SUBGRAPHS.contains(&service), "a connection of no service: {connection}");
+            assert_eq!(user, water(service), "connection {name:?} logs in as its service's own user");
+            seen.push(service);
+        }
+        let missing: Vec<&str> = SUBGRAPHS.into_iter().filter(|s| !seen.contains(s)).collect();
+        if missing.is_empty() { Ok(()) } else { Err(format!("no connection of {missing:?}: {connections}")) }
+    })
+    .await;
+
+    // Each container: its own two password files, no other; URLs without a password.
+    for service in SUBGRAPHS {
+        let files = project.exec_ok(container(service), &["ls", "/run/secrets"]);
+        let files: Vec<&str> = files.split_whitespace().collect();
+        assert_eq!(files, [format!("{service}-db-password"), format!("{service}-mq-password")], "{service}'s secrets");
+        let env =
+            project.docker(&["inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", container(service)]);
+        let env = text(&env.stdout);
+        for (key, value) in [
+            ("POSTGRES_URL", format!("postgres://water_{service}@postgres:5432")),
+            ("AMQP_URL", format!("amqp://water_{service}@rabbitmq:5672/%2f")),
+        ] {
+            assert!(env.lines().any(|line| line == format!("{key}={value}")), "{service}: {key}={value} in\n{env}");
+        }
+    }
+    let router_secrets = project.exec(container("router"), &["ls", "-A", "/run/secrets"]);
+    let router_secrets = text(&router_secrets.stdout);
+    assert!(router_secrets.trim().is_empty(), "the router holds passwords: {router_secrets}");
+
+    // The operator tool, as the administrator (the tools profile, run on demand).
+    let listed = project.compose_ok(&["run", "--rm", "-T", "dead-letters", "rental", "list"]);
+    assert!(listed.contains("dead letter(s) in water.rental.dead"), "dead-letters rental list: {listed}");
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -306,6 +460,7 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("prepare gave no {key}"))
     };
     let router_port = free_port();
+    let rabbitmq_ui_port = free_port();
     let project = Project {
         repo: repo.clone(),
         docker: var("DOCKER"),
@@ -319,9 +474,10 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
             ("POSTGRES_IMAGE".into(), var("POSTGRES_IMAGE")),
             ("RABBITMQ_IMAGE".into(), var("RABBITMQ_IMAGE")),
             ("WATER_ROUTER_PORT".into(), format!("127.0.0.1:{router_port}")),
-            ("WATER_RABBITMQ_UI_PORT".into(), free_port().to_string()),
+            ("WATER_RABBITMQ_UI_PORT".into(), rabbitmq_ui_port.to_string()),
         ],
         router_port,
+        rabbitmq_ui_port,
     };
     let prepare_time = run_started.elapsed();
     println!("engine and images ready in {prepare_time:.1?} ({} via {})", var("COMPOSE"), var("DOCKER"));
@@ -539,7 +695,16 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     .await;
     assert_eq!(history, expected);
 
-    // 5. A crash: rental's process is killed inside its container; the restart policy
+    // 5. Each service connected as its own role and user, and holding only its own
+    // passwords.
+    let credentials_started = Instant::now();
+    check_own_credentials(&project, &client).await;
+    let credentials = credentials_started.elapsed();
+    println!(
+        "credentials: sessions and connections each service's own, no guest, rental's role kept out of payment's database, own secrets only, dead-letters as the administrator: {credentials:.1?}"
+    );
+
+    // 6. A crash: rental's process is killed inside its container; the restart policy
     // brings it back, and it answers through the router.
     let crash_started = Instant::now();
     let rental_container = project.container("rental");
@@ -563,7 +728,7 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
         restarts()
     );
 
-    // 6. down (the volumes stay) and up again: the rentals are still there.
+    // 7. down (the volumes stay) and up again: the rentals are still there.
     let again_started = Instant::now();
     project.compose_ok(&["down", "--timeout", "20"]);
     assert!(project.compose_ok(&["ps", "-a", "-q"]).trim().is_empty(), "containers left after down");
@@ -576,7 +741,7 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let again = again_started.elapsed();
     println!("down, up again, rentals kept: {again:.1?}");
 
-    // 7. Everything removed: containers, network, volumes, the image of this run.
+    // 8. Everything removed: containers, network, volumes, the image of this run.
     let teardown_started = Instant::now();
     let name = project.name.clone();
     let docker = project.docker.clone();
@@ -595,7 +760,7 @@ async fn the_compose_stack_runs_a_journey_survives_a_crash_and_keeps_its_data() 
     let image_left = Command::new(&docker).args(["image", "inspect", &image]).output().expect("docker");
     assert!(!image_left.status.success(), "image {image} left behind");
     println!(
-        "teardown: {:.1?}; whole test {:.1?} (images {prepare_time:.1?}, first up {first_up:.1?}, journey {journey:.1?}, crash {crash:.1?}, down/up {again:.1?})",
+        "teardown: {:.1?}; whole test {:.1?} (images {prepare_time:.1?}, first up {first_up:.1?}, journey {journey:.1?}, credentials {credentials:.1?}, crash {crash:.1?}, down/up {again:.1?})",
         teardown_started.elapsed(),
         run_started.elapsed()
     );
