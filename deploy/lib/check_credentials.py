@@ -5,7 +5,9 @@ router none; the CloudNativePG Cluster declares the roles and each Database is o
 its service's role; RabbitMQ has each service's user, permissions and topic permissions
 (a service may publish only its own events) and the topology, declared once for all:
 by the Messaging Topology Operator in production, by the definitions the dev broker
-loads at boot in dev. Both are checked against the one table below."""
+loads at boot in dev. Both are checked against the one table below. In production every
+connection to PostgreSQL is TLS, verified against CloudNativePG's CA only
+(`check_postgres_tls`), and the server refuses the service roles' plain connections."""
 
 import base64
 import json
@@ -215,8 +217,10 @@ def check(r, build, docs):
         r.check(not any(e["name"].startswith(("POSTGRES_", "PG_", "AMQP_")) for e in c.get("env", [])),
                 "router: no POSTGRES_*, PG_* or AMQP_* setting")
     check_backends(r, build, docs)
+    check_postgres_tls(r, build, docs)
     if build == "production":
         check_cnpg_roles(r, docs)
+        check_cnpg_pg_hba(r, docs)
         check_rabbitmq_resources(r, docs)
     if build == "dev":
         check_dev_secrets(r, docs)
@@ -297,6 +301,92 @@ def check_backends(r, build, docs):
     want = {"PG_HOST": pg_host, "PG_PORT": "5432", "AMQP_HOST": mq_host, "AMQP_PORT": "5672"}
     r.check(data == want, f"{build}: water-backends points at the overlay's PostgreSQL ({pg_host}) and RabbitMQ ({mq_host})",
             f"{data} != {want}")
+
+
+def check_postgres_tls(r, build, docs):
+    """Production: each subgraph and each of its migrate containers sets POSTGRES_CA_FILE
+    to key ca.crt of CloudNativePG's CA Secret (`<cluster>-ca`), mounted read-only and
+    alone; the service then requires TLS and verifies the server's certificate for
+    PG_HOST (`<cluster>-rw`, one of the names CloudNativePG signs) against that CA only.
+    No pod mounts the CA's key (it signs server and client certificates, streaming_replica's
+    included), the router nothing of it. The dev overlay's PostgreSQL (a StatefulSet of the
+    postgres image) serves no TLS, so dev and base set no POSTGRES_CA_FILE and are not
+    held to this."""
+    if build != "production":
+        return
+    clusters = [d for d in docs if d["kind"] == "Cluster" and d["apiVersion"].startswith("postgresql.cnpg.io/")]
+    if not r.check(len(clusters) == 1, "production: one CloudNativePG Cluster, whose CA the services trust"):
+        return
+    ca_secret = f"{clusters[0]['metadata']['name']}-ca"
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    targets = [(d, d["spec"]["template"]["spec"]["containers"][0], s) for d in workloads
+               if d["kind"] == "Deployment" and d["metadata"]["name"] in SUBGRAPHS for s in [d["metadata"]["name"]]]
+    targets += [(d, c, c["name"]) for d in workloads if d["kind"] == "Job" and d["metadata"]["name"] == "migrate"
+                for c in pod_of(d).get("initContainers", []) if env_entry(c, "POSTGRES_URL")]
+    r.check(sorted(s for d, _, s in targets if d["kind"] == "Deployment") == sorted(SUBGRAPHS)
+            and sorted(s for d, _, s in targets if d["kind"] == "Job") == sorted(SUBGRAPHS),
+            "production: TLS to PostgreSQL checked for the four subgraphs and their four migrate containers",
+            str([(d["metadata"]["name"], s) for d, _, s in targets]))
+    for d, c, service in targets:
+        where = f"{service}" if d["kind"] == "Deployment" else f"migrate container {service}"
+        path = env_value(c, "POSTGRES_CA_FILE")
+        got = file_from(d, c, path)
+        ok = got is not None and got[0] == ca_secret and got[1] == "ca.crt"
+        r.check(ok, f"{where}: POSTGRES_CA_FILE is key ca.crt of CloudNativePG's CA Secret {ca_secret} (TLS, verify-full)",
+                f"{path} -> {got[:2] if got else None}")
+        if ok:
+            _, _, items, mount = got
+            r.check(mount.get("readOnly") is True and sorted(items.values()) == ["ca.crt"],
+                    f"{where}: mounts only the key ca.crt of {ca_secret}, read-only", f"{items} readOnly={mount.get('readOnly')}")
+    for d in workloads:
+        for v in pod_of(d).get("volumes", []):
+            for name, items in volume_secrets(v):
+                if name == ca_secret:
+                    r.check(items is not None and sorted(items) == ["ca.crt"],
+                            f"{d['kind']} {d['metadata']['name']} volume {v['name']}: only ca.crt of {ca_secret}, never ca.key",
+                            str(items))
+    router = next((d for d in workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == "router"), None)
+    if router is not None:
+        names = {n for v in pod_of(router).get("volumes", []) for n, _ in volume_secrets(v)}
+        r.check(ca_secret not in names, f"router: mounts nothing of {ca_secret} (it has no database)")
+
+
+def hba_rules(lines):
+    """(type, databases, users, address, method) of each pg_hba line."""
+    rules = []
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if fields[0] == "local":
+            kind, database, user, address, rest = fields[0], fields[1], fields[2], None, fields[3:]
+        else:
+            kind, database, user, address, rest = fields[0], fields[1], fields[2], fields[3], fields[4:]
+            if rest and re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+:[0-9a-fA-F:]*", rest[0]):
+                rest = rest[1:]  # an IP mask in a column of its own
+        rules.append((kind, database.split(","), user.split(","), address, rest[0] if rest else None))
+    return rules
+
+
+def check_cnpg_pg_hba(r, docs):
+    """The server side: the Cluster's pg_hba refuses a plain-text connection of each service
+    role. CloudNativePG puts its own rules (local peer, certificate login of
+    streaming_replica and the pooler over TLS) before ours and `host all all all
+    scram-sha-256` after them, so a `hostnossl ... reject` of the service roles touches
+    nothing the operator needs; no rule of ours may let them in first, or trust anyone."""
+    clusters = [d for d in docs if d["kind"] == "Cluster" and d["apiVersion"].startswith("postgresql.cnpg.io/")]
+    if not clusters:
+        return
+    name = clusters[0]["metadata"]["name"]
+    rules = hba_rules(clusters[0]["spec"].get("postgresql", {}).get("pg_hba", []))
+    r.check(all(method != "trust" for *_, method in rules), f"Cluster {name}: pg_hba trusts no one", str(rules))
+    for s in SUBGRAPHS:
+        covers = lambda rule: ("all" in rule[1] or role(s) in rule[1]) and ("all" in rule[2] or role(s) in rule[2])
+        first = next((rule for rule in rules if rule[0] in ("host", "hostnossl") and covers(rule)), None)
+        r.check(first is not None and first[0] == "hostnossl" and first[1] == ["all"] and first[3] == "all"
+                and first[4] == "reject",
+                f"Cluster {name}: pg_hba refuses {role(s)} without TLS (hostnossl all ... all reject, before any rule admitting it)",
+                str(first))
 
 
 def check_cnpg_roles(r, docs):

@@ -36,6 +36,9 @@ OUT_OF_BAND_CONFIGMAPS = {"water-payment-callers": {"jwks.json"}, "water-payment
 # Deployments that are not one of the five processes: the development issuer, dev only.
 DEV_TOOLS = {"dev-issuer"}
 CNPG_APP_SECRET_KEYS = {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"}
+# CloudNativePG's CA, `<cluster>-ca`: ca.crt the clients trust, ca.key signs the server's
+# (and, by default, client) certificates; check_credentials allows a pod only ca.crt.
+CNPG_CA_SECRET_KEYS = {"ca.crt", "ca.key"}
 RABBITMQ_DEFAULT_USER_KEYS = {"username", "password", "host", "port", "default_user.conf", "provider", "type"}
 HASHED = re.compile(r"^(?P<base>[a-z0-9-]+)-[a-z0-9]{10}$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
@@ -500,6 +503,7 @@ def check_secrets(r, build, docs):
     for d in docs:
         if d["kind"] == "Cluster" and d["apiVersion"].startswith("postgresql.cnpg.io/"):
             operator_made[d["metadata"]["name"] + "-app"] = CNPG_APP_SECRET_KEYS
+            operator_made[d["metadata"]["name"] + "-ca"] = CNPG_CA_SECRET_KEYS
         if d["kind"] == "RabbitmqCluster":
             operator_made[d["metadata"]["name"] + "-default-user"] = RABBITMQ_DEFAULT_USER_KEYS
     for name, key, where in refs:
@@ -716,7 +720,7 @@ def main():
     print(f"  {'FAILED' if r.failures else 'passed'} [{args.build}]: {r.passed} checks passed, {r.failures} failed "
           "(per Deployment: probes, resources, security context, shutdown deadline, env, scrape annotations, "
           "HPA, PDB, Service; router config maps; network policy paths; secret references; each service's own "
-          "database role and broker user, passwords from files; custom resources; "
+          "database role and broker user, passwords from files; TLS to PostgreSQL; custom resources; "
           "connection budget; the migration Job; rollout phases; PrometheusRules; backups and placement)")
     sys.exit(1 if r.failures else 0)
 
