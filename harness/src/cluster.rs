@@ -175,6 +175,8 @@ pub struct RabbitControl {
     dir: PathBuf,
     pub node: String,
     pub port: u16,
+    /// The AMQPS port, when the node serves TLS.
+    pub tls_port: Option<u16>,
     dist_port: u16,
 }
 
@@ -188,13 +190,35 @@ impl std::ops::Deref for PrivateRabbit {
 
 impl PrivateRabbit {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A node that also serves AMQPS with the certificate `cert` and its key (its
+    /// `tls_port`); the plain port stays, for the administrator that provisions it.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> anyhow::Result<Self> {
         let id = Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("water-mq-{}", &id[..12]));
         std::fs::create_dir_all(&dir)?;
         for folder in ["mnesia", "log"] {
             std::fs::create_dir_all(dir.join(folder))?;
         }
-        std::fs::write(dir.join("rabbitmq.conf"), "")?;
+        let tls_port = tls.map(|_| free_port(Ipv4Addr::LOCALHOST)).transpose()?;
+        let mut settings = String::new();
+        if let (Some((cert, key)), Some(port)) = (tls, tls_port) {
+            std::fs::copy(cert, dir.join("server.pem"))?;
+            std::fs::copy(key, dir.join("server-key.pem"))?;
+            settings = format!(
+                "listeners.ssl.default = 127.0.0.1:{port}\nssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+                dir.join("server.pem").display(),
+                dir.join("server-key.pem").display(),
+            );
+        }
+        std::fs::write(dir.join("rabbitmq.conf"), settings)?;
         std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
         std::fs::write(dir.join("rabbitmq-env.conf"), "")?;
         if unsafe { libc::geteuid() } == 0 {
@@ -204,6 +228,7 @@ impl PrivateRabbit {
             node: format!("water{}@localhost", &id[..8]),
             dir,
             port: free_port(Ipv4Addr::LOCALHOST)?,
+            tls_port,
             dist_port: free_port(Ipv4Addr::LOCALHOST)?,
         };
         control.resume()?;
@@ -308,6 +333,9 @@ pub struct ClusterSpec {
     /// The RabbitMQ node `rabbitmqctl` should address: a private one's name, or `None`
     /// for the machine's own.
     pub broker_node: Option<String>,
+    /// The services connect over AMQPS instead: the broker's `amqps://host:port/%2f` and
+    /// the CA to trust (`AMQP_CA_FILE`); `amqp_url` stays the administrator's.
+    pub amqps: Option<(String, PathBuf)>,
     /// Subgraph replicas of each service (each its own process and port).
     pub replicas: usize,
     /// Extra environment for every subgraph process.
@@ -382,6 +410,23 @@ impl ProcessCluster {
             &spec.log_dir,
         )
         .await?;
+        let broker_accounts = match &spec.amqps {
+            None => broker_accounts,
+            Some((amqps_url, ca)) => broker_accounts
+                .into_iter()
+                .map(|(service, variables)| {
+                    let variables = variables
+                        .into_iter()
+                        .map(|(name, value)| match (name.as_str(), subgraph_kit::config::user_of(&value)) {
+                            ("AMQP_URL", Some(user)) => (name, subgraph_kit::config::with_user(amqps_url, user)),
+                            _ => (name, value),
+                        })
+                        .chain([("AMQP_CA_FILE".to_owned(), ca.display().to_string())])
+                        .collect();
+                    (service, variables)
+                })
+                .collect(),
+        };
         let env = SubgraphEnv {
             postgres_url: spec.postgres_url.clone(),
             databases: databases.iter().map(|(service, name)| ((*service).to_owned(), name.clone())).collect(),

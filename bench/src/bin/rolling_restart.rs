@@ -78,6 +78,7 @@ async fn run(load: WorkloadSpec, before: Duration) -> anyhow::Result<Value> {
         postgres_url: postgres.url(),
         amqp_url: AMQP_URL.into(),
         broker_node: None,
+        amqps: None,
         replicas: 2,
         env: [
             ("RUST_LOG", "warn".to_owned()),

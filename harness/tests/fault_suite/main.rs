@@ -224,6 +224,7 @@ async fn run(
         postgres_url: postgres.url(),
         amqp_url: rabbit.amqp_url(),
         broker_node: Some(rabbit.node.clone()),
+        amqps: None,
         replicas: if two_replicas { 2 } else { 1 },
         env: [
             ("RUST_LOG", "warn"),

@@ -46,6 +46,7 @@ impl Observed {
             postgres_url: subgraph_kit::config::DEFAULT_POSTGRES_URL.into(),
             amqp_url: subgraph_kit::config::DEFAULT_AMQP_URL.into(),
             broker_node: None,
+            amqps: None,
             replicas: 1,
             env: owned(subgraph_env),
             router_env: owned(settings.router_env),

@@ -9,14 +9,15 @@
 //!   invariant audit finds nothing), and both delivery replicas serve subscriptions;
 //!   then every replica of every service restarted one after the other under the same
 //!   load: no failed request, no status a live subscriber missed, nothing done twice.
-//! - `postgres_tls`: a server that takes the services' roles only over TLS; a plain
-//!   connection and a certificate of another CA are refused; a whole cluster with
-//!   `POSTGRES_CA_FILE` rents, every one of its connections encrypted.
+//! - `tls_on_the_wire`: a PostgreSQL that takes the services' roles only over TLS and a
+//!   RabbitMQ serving AMQPS; a plain connection and a certificate of another CA are
+//!   refused; a whole cluster with `POSTGRES_CA_FILE` and `AMQP_CA_FILE` rents, every one
+//!   of its connections encrypted.
 //!
 //! The tests run one at a time: each starts a whole cluster, and this machine has two
 //! cores.
 
 mod drain;
-mod postgres_tls;
 mod replicas;
 mod support;
+mod tls_on_the_wire;

@@ -28,6 +28,7 @@ pub fn spec(postgres: &PrivatePostgres, test: &str, replicas: usize) -> ClusterS
         postgres_url: postgres.url(),
         amqp_url: AMQP_URL.into(),
         broker_node: None,
+        amqps: None,
         replicas,
         env: [
             ("RUST_LOG", "warn".to_owned()),

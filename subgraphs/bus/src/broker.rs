@@ -21,7 +21,10 @@ pub struct Link {
 impl Link {
     pub async fn open(config: &EventsConfig, service: &str) -> lapin::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(connection_name(config, service).into());
-        let connection = Connection::connect(&config.connection_url(), properties).await?;
+        let connection = match &config.amqp_ca_file {
+            Some(ca) => connect_tls(&config.connection_url(), ca, properties).await?,
+            None => Connection::connect(&config.connection_url(), properties).await?,
+        };
         Ok(Self { connection, channels: Mutex::new(Vec::new()) })
     }
 
@@ -50,6 +53,32 @@ impl Link {
             let _ = self.connection.close(200, reason.into()).await;
         }
     }
+}
+
+/// AMQPS trusting only the CA in `ca`, for the URL's host. lapin's own TLS would also
+/// trust the platform's roots; ours is built here (`subgraph_kit::tls::client_trusting`,
+/// rustls with ring, as for PostgreSQL and the service port) and handed to lapin's
+/// low-level connector, which uses it for every (re)connection.
+async fn connect_tls(url: &str, ca: &std::path::Path, properties: ConnectionProperties) -> lapin::Result<Connection> {
+    let uri: lapin::uri::AMQPUri = url.parse().map_err(|error: String| std::io::Error::other(error))?;
+    let tls = subgraph_kit::tls::client_trusting(ca).map_err(|error| std::io::Error::other(format!("{error:#}")))?;
+    let connector = lapin::tcp::RustlsConnector::from(tls);
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connector(
+        uri,
+        runtime,
+        async move |uri: lapin::uri::AMQPUri, runtime| {
+            let host = uri.authority.host.clone();
+            let address = tokio::net::lookup_host((host.as_str(), uri.authority.port))
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("{host} has no address")))?;
+            let stream = lapin::tcp::AsyncTcpStream::connect(&runtime, address).await?;
+            Ok(stream.into_rustls(&connector, &host).await?)
+        },
+        properties,
+    )
+    .await
 }
 
 /// Names the connection after the namespace and service, so an operator (or a test)

@@ -191,6 +191,9 @@ pub struct EventsConfig {
     pub amqp_url: String,
     /// That user's password (`AMQP_PASSWORD_FILE`); none keeps whatever `amqp_url` says.
     pub amqp_password: Option<Secret>,
+    /// The CA that signs the broker's certificate (`AMQP_CA_FILE`), for an `amqps` URL:
+    /// trusted alone, for the URL's host. None with a plain `amqp` URL.
+    pub amqp_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every exchange and queue name; tests use a fresh one each, so they
     /// share nothing.
     pub namespace: String,
@@ -267,7 +270,7 @@ pub struct TelemetryConfig {
 impl ServiceConfig {
     /// Reads `<SERVICE>_LISTEN`, `<SERVICE>_METRICS_LISTEN`, `<SERVICE>_TLS_*_FILE`, `<SERVICE>_DATABASE`, `POSTGRES_URL`, `POSTGRES_PASSWORD_FILE`, `POSTGRES_CA_FILE`, `DB_POOL_SIZE`,
     /// `DB_BACKGROUND_POOL_SIZE`,
-    /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `AMQP_PASSWORD_FILE`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
+    /// `TOKEN_*`, `SERVICE_CALLERS_JWKS`, `AMQP_URL`, `AMQP_PASSWORD_FILE`, `AMQP_CA_FILE`, `EVENTS_NAMESPACE`, `DRAIN_SECONDS`,
     /// `SHUTDOWN_TIMEOUT_SECONDS`, `RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// and `MONTH_SECONDS`; every one but the token issuer and its keys has a local default.
     pub fn from_env(service: &'static str, default_port: u16) -> anyhow::Result<Self> {
@@ -387,7 +390,8 @@ pub fn calendar_from_env() -> anyhow::Result<Calendar> {
     }
 }
 
-/// The broker settings from `AMQP_URL`, `AMQP_PASSWORD_FILE` and `EVENTS_NAMESPACE`.
+/// The broker settings from `AMQP_URL`, `AMQP_PASSWORD_FILE`, `AMQP_CA_FILE` and
+/// `EVENTS_NAMESPACE`.
 pub fn events_from_env() -> anyhow::Result<EventsConfig> {
     let amqp_url = env_or("AMQP_URL", DEFAULT_AMQP_URL);
     let amqp_password = Secret::from_file_named_by("AMQP_PASSWORD_FILE")?;
@@ -399,9 +403,17 @@ pub fn events_from_env() -> anyhow::Result<EventsConfig> {
             bail!("AMQP_PASSWORD_FILE is set but AMQP_URL names no user: amqp://<user>@host:5672/%2f");
         }
     }
+    let amqp_ca_file: Option<std::path::PathBuf> =
+        std::env::var("AMQP_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into);
+    match (amqp_url.starts_with("amqps://"), &amqp_ca_file) {
+        (true, None) => bail!("AMQP_URL is amqps: set AMQP_CA_FILE to the CA that signs the broker's certificate"),
+        (false, Some(ca)) => bail!("AMQP_CA_FILE={} is set but AMQP_URL is plain amqp: use amqps", ca.display()),
+        _ => {}
+    }
     Ok(EventsConfig {
         amqp_url,
         amqp_password,
+        amqp_ca_file,
         namespace: env_or("EVENTS_NAMESPACE", "water"),
         delivery_limit: 10,
         handler_attempts: 5,

@@ -12,7 +12,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use anyhow::Context;
 use diesel::ConnectionResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rustls::pki_types::ServerName;
@@ -35,16 +34,7 @@ impl std::fmt::Debug for PostgresTls {
 impl PostgresTls {
     /// Trusts the certificates in the PEM file `ca` and nothing else.
     pub fn trusting(ca: &Path) -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in crate::tls::read_certificates(ca)? {
-            roots.add(certificate).with_context(|| format!("a CA certificate of {}", ca.display()))?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self { config: Arc::new(config) })
+        Ok(Self { config: crate::tls::client_trusting(ca)? })
     }
 }
 

@@ -1,12 +1,13 @@
-//! TLS to PostgreSQL: a server that takes its services' roles only over TLS, and every
-//! process of a cluster reaching it with its certificate verified against the CA in
-//! `POSTGRES_CA_FILE` (docs/security.md, "TLS on the wire").
+//! TLS to PostgreSQL and RabbitMQ: a database server that takes the services' roles only
+//! over TLS, a broker serving AMQPS, and every process of a cluster reaching both with
+//! their certificates verified against the CA in `POSTGRES_CA_FILE` and `AMQP_CA_FILE`
+//! (docs/security.md, "TLS on the wire").
 
 use std::time::Duration;
 
 use diesel::sql_query;
 use diesel_async::RunQueryDsl;
-use harness::cluster::{PrivatePostgres, ProcessCluster};
+use harness::cluster::{PrivatePostgres, PrivateRabbit, ProcessCluster};
 use harness::tls::TestCertificates;
 use identity::Identity;
 use serde_json::json;
@@ -23,7 +24,7 @@ struct Encrypted {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_reach_postgres_only_over_tls_verified_against_its_ca() {
+async fn services_reach_postgres_and_rabbitmq_only_over_tls_verified_against_their_ca() {
     let _one = ONE_AT_A_TIME.lock().await;
     subgraph_kit::telemetry::init_for_tests();
     let certificates = TestCertificates::new().expect("a test CA");
@@ -53,9 +54,33 @@ async fn services_reach_postgres_only_over_tls_verified_against_its_ca() {
     assert!(encrypted.ssl);
     drop(connection);
 
-    // A whole cluster on it: every service migrates, serves and listens over TLS.
-    let mut cluster_spec = spec(&postgres, "postgres_tls", 1);
+    // The broker: AMQPS trusting only our CA.
+    let rabbit = {
+        let (cert, key) = (certificates.cert.clone(), certificates.key.clone());
+        tokio::task::spawn_blocking(move || PrivateRabbit::start_with_tls(&cert, &key))
+            .await
+            .expect("joined")
+            .expect("a private RabbitMQ with TLS")
+    };
+    let amqps_url = format!("amqps://127.0.0.1:{}/%2f", rabbit.tls_port.expect("a TLS port"));
+    let mut events = subgraph_kit::config::events_from_env().expect("broker settings");
+    events.amqp_url = subgraph_kit::config::with_user(&amqps_url, "guest");
+    events.amqp_password = Some(subgraph_kit::config::Secret::new("guest"));
+    events.amqp_ca_file = Some(stranger.ca.clone());
+    let refused =
+        event_bus::broker::Link::open(&events, "tls-probe").await.err().expect("another CA's broker is refused");
+    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+    events.amqp_ca_file = Some(certificates.ca.clone());
+    let link = event_bus::broker::Link::open(&events, "tls-probe").await.expect("AMQPS verified against the CA");
+    link.close("probed").await;
+
+    // A whole cluster on both: every service migrates, serves, publishes and consumes
+    // over TLS.
+    let mut cluster_spec = spec(&postgres, "tls_on_the_wire", 1);
     cluster_spec.env.push(("POSTGRES_CA_FILE".into(), certificates.ca.display().to_string()));
+    cluster_spec.amqp_url = rabbit.amqp_url();
+    cluster_spec.broker_node = Some(rabbit.node.clone());
+    cluster_spec.amqps = Some((amqps_url.clone(), certificates.ca.clone()));
     let cluster = ProcessCluster::start(cluster_spec).await.expect("a cluster whose services use TLS");
     let issuer = cluster.identities.users.clone();
     let customer = issuer.issue(&Identity::Customer { customer_id: uuid::Uuid::now_v7() }, Duration::from_secs(600));
@@ -99,5 +124,13 @@ async fn services_reach_postgres_only_over_tls_verified_against_its_ca() {
     .expect("the server's connections");
     assert_eq!(counted.plain, 0);
     assert!(counted.encrypted >= 4, "each service holds connections: {}", counted.encrypted);
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "-n", &rabbit.node, "list_connections", "user", "ssl"])
+        .output()
+        .expect("rabbitmqctl list_connections");
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    let services: Vec<&str> = listing.lines().filter(|line| line.starts_with("cluster_")).collect();
+    assert!(services.len() >= 4, "every service is connected: {listing}");
+    assert!(services.iter().all(|line| line.trim_end().ends_with("true")), "all over TLS: {listing}");
     cluster.drop_databases_after_stop().await.expect("stopped");
 }
