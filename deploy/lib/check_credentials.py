@@ -7,7 +7,12 @@ its service's role; RabbitMQ has each service's user, permissions and topic perm
 by the Messaging Topology Operator in production, by the definitions the dev broker
 loads at boot in dev. Both are checked against the one table below. In production every
 connection to PostgreSQL is TLS, verified against CloudNativePG's CA only
-(`check_postgres_tls`), and the server refuses the service roles' plain connections."""
+(`check_postgres_tls`), and the server refuses the service roles' plain connections;
+every connection to RabbitMQ is AMQPS, verified against the CA of the Secret water-mq-ca
+only, and the broker serves no plain listener (`check_rabbitmq_tls`). In every build an
+env entry's $(VAR) names a variable defined before it (Kubernetes expands no other), and
+AMQP_URL is amqps exactly when AMQP_CA_FILE is set (the service refuses one without the
+other)."""
 
 import base64
 import json
@@ -53,6 +58,11 @@ DELIVERY_LIMIT = 10
 # Where a service finds its passwords (the contract; the Rust side reads the files).
 POSTGRES_PASSWORD_DIR = "/var/run/secrets/water/postgres"
 AMQP_PASSWORD_DIR = "/var/run/secrets/water/amqp"
+# RabbitMQ over TLS, production only (`check_rabbitmq_tls`): the RabbitmqCluster's
+# certificate Secret (tls.secretName, read by the broker's own pods only) and the Secret of
+# the CA that signs it (tls.caSecretName), whose ca.crt alone the subgraphs mount.
+AMQP_TLS_SECRET = "water-mq-tls"
+AMQP_CA_SECRET = "water-mq-ca"
 # The administrative credentials: no process and no migration reads them.
 ADMIN_SECRETS = ("water-pg-app", "water-pg-superuser", "water-mq-default-user")
 # The servers' own workloads in dev, which hold every service's credentials anyway (they
@@ -63,6 +73,16 @@ HASHED = re.compile(r"^(?P<base>[a-z0-9-]+)-[a-z0-9]{10}$")
 
 def role(service):
     return f"{NAMESPACE}_{service}"
+
+
+def amqps(build):
+    """Whether the build's services speak AMQPS: production only (the dev broker, a
+    StatefulSet of the rabbitmq image, serves plain AMQP; the base is the dev shape)."""
+    return build == "production"
+
+
+def amqp_port(build):
+    return 5671 if amqps(build) else 5672
 
 
 def queue(service):
@@ -197,17 +217,19 @@ def check(r, build, docs):
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
     for d in workloads:
         check_urls_and_mounts(r, d)
+        check_env_expansion(r, d, docs)
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     for s in SUBGRAPHS:
         if s in deployments:
-            check_own_credentials(r, deployments[s], deployments[s]["spec"]["template"]["spec"]["containers"][0], s, amqp=True)
+            check_own_credentials(r, deployments[s], deployments[s]["spec"]["template"]["spec"]["containers"][0], s, amqp=True,
+                                  build=build)
     for job in (d for d in docs if d["kind"] == "Job" and d["metadata"]["name"] == "migrate"):
         migrating = {c["name"]: c for c in containers_of(job) if env_entry(c, "POSTGRES_URL")}
         r.check(sorted(migrating) == sorted(SUBGRAPHS), "migrate: one container per service, named after it, each with its POSTGRES_URL",
                 str(sorted(migrating)))
         for s, c in migrating.items():
             if s in SUBGRAPHS:
-                check_own_credentials(r, job, c, s, amqp=False)
+                check_own_credentials(r, job, c, s, amqp=False, build=build)
     if "router" in deployments:
         router = deployments["router"]
         c = router["spec"]["template"]["spec"]["containers"][0]
@@ -218,6 +240,7 @@ def check(r, build, docs):
                 "router: no POSTGRES_*, PG_* or AMQP_* setting")
     check_backends(r, build, docs)
     check_postgres_tls(r, build, docs)
+    check_rabbitmq_tls(r, build, docs)
     if build == "production":
         check_cnpg_roles(r, docs)
         check_cnpg_pg_hba(r, docs)
@@ -261,15 +284,17 @@ def check_urls_and_mounts(r, d):
         r.check(not others, f"{name}: its pods hold no other service's db/mq Secret", str(others))
 
 
-def check_own_credentials(r, d, c, service, amqp):
+def check_own_credentials(r, d, c, service, amqp, build):
     where = f"{service}" if d["kind"] == "Deployment" else f"migrate container {service}"
     checks = [("POSTGRES_URL", f"postgres://{role(service)}@$(PG_HOST):$(PG_PORT)",
                "POSTGRES_PASSWORD_FILE", f"{POSTGRES_PASSWORD_DIR}/password", f"water-db-{service}")]
     if amqp:
-        checks.append(("AMQP_URL", f"amqp://{role(service)}@$(AMQP_HOST):$(AMQP_PORT)/%2f",
+        scheme = "amqps" if amqps(build) else "amqp"
+        checks.append(("AMQP_URL", f"{scheme}://{role(service)}@$(AMQP_HOST):$(AMQP_PORT)/%2f",
                        "AMQP_PASSWORD_FILE", f"{AMQP_PASSWORD_DIR}/password", f"water-mq-{service}"))
     else:
-        r.check(env_entry(c, "AMQP_URL") is None, f"{where}: no AMQP_URL (a migration needs no broker)")
+        r.check(all(env_entry(c, var) is None for var in ("AMQP_URL", "AMQP_CA_FILE")),
+                f"{where}: no AMQP_URL or AMQP_CA_FILE (a migration needs no broker)")
     for url_var, url, file_var, path, secret in checks:
         r.check(env_value(c, url_var) == url, f"{where}: {url_var} is {url} (its own role, no password)",
                 str(env_value(c, url_var)))
@@ -298,7 +323,7 @@ def check_backends(r, build, docs):
     rabbits = [d for d in docs if d["kind"] == "RabbitmqCluster"]
     pg_host = f"{clusters[0]['metadata']['name']}-rw" if clusters else "postgres" if "postgres" in services else None
     mq_host = rabbits[0]["metadata"]["name"] if rabbits else "rabbitmq" if "rabbitmq" in services else None
-    want = {"PG_HOST": pg_host, "PG_PORT": "5432", "AMQP_HOST": mq_host, "AMQP_PORT": "5672"}
+    want = {"PG_HOST": pg_host, "PG_PORT": "5432", "AMQP_HOST": mq_host, "AMQP_PORT": str(amqp_port(build))}
     r.check(data == want, f"{build}: water-backends points at the overlay's PostgreSQL ({pg_host}) and RabbitMQ ({mq_host})",
             f"{data} != {want}")
 
@@ -349,6 +374,98 @@ def check_postgres_tls(r, build, docs):
     if router is not None:
         names = {n for v in pod_of(router).get("volumes", []) for n, _ in volume_secrets(v)}
         r.check(ca_secret not in names, f"router: mounts nothing of {ca_secret} (it has no database)")
+
+
+REFERENCE = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def check_env_expansion(r, d, docs):
+    """Kubernetes expands $(VAR) in an env value only when VAR is defined before it: by an
+    earlier entry of the list or by envFrom (the base's AMQP_URL needs AMQP_HOST and
+    AMQP_PORT first; a patch that merges env by name may reorder the list). Otherwise the
+    value keeps a literal $(VAR). And each name once. For every container of every
+    workload, init containers and Jobs included (check_manifests.py checks the five
+    processes' containers entry by entry too)."""
+    kind, name = d["kind"], d["metadata"]["name"]
+    configmaps = {x["metadata"]["name"]: x.get("data", {}) for x in docs if x["kind"] == "ConfigMap"}
+    secrets = {x["metadata"]["name"]: {**x.get("data", {}), **x.get("stringData", {})} for x in docs if x["kind"] == "Secret"}
+    for c in containers_of(d):
+        where = f"{kind} {name} container {c['name']}"
+        defined = set()
+        for source in c.get("envFrom", []):
+            ref = source.get("configMapRef") or source.get("secretRef") or {}
+            data = (configmaps if "configMapRef" in source else secrets).get(ref.get("name"), {})
+            defined |= {source.get("prefix", "") + key for key in data}
+        names = [e["name"] for e in c.get("env", [])]
+        r.check(len(names) == len(set(names)), f"{where}: each env name once",
+                str(sorted({n for n in names if names.count(n) > 1})))
+        late = []
+        for e in c.get("env", []):
+            late += [f"{e['name']} uses $({v})" for v in REFERENCE.findall(e.get("value", "")) if v not in defined]
+            defined.add(e["name"])
+        r.check(not late, f"{where}: every $(VAR) in its env names a variable defined before it", ", ".join(late))
+        url, ca = env_value(c, "AMQP_URL"), env_value(c, "AMQP_CA_FILE")
+        if url is not None or ca is not None:
+            r.check((url or "").startswith("amqps://") == (ca is not None),
+                    f"{where}: AMQP_URL is amqps exactly when AMQP_CA_FILE is set (the service refuses one without the other)",
+                    f"AMQP_URL={url} AMQP_CA_FILE={ca}")
+
+
+def check_rabbitmq_tls(r, build, docs):
+    """Production: the RabbitmqCluster serves TLS with the certificate of the Secret
+    water-mq-tls (tls.secretName) and names water-mq-ca as its CA (tls.caSecretName), with
+    no plain listener (disableNonTLSListeners); each subgraph's AMQP_URL is amqps as its
+    own user (`check_own_credentials`) on the port of water-backends (5671), and its
+    AMQP_CA_FILE is key ca.crt of water-mq-ca, mounted read-only and alone: the service
+    then verifies the broker's certificate for AMQP_HOST against that CA only. No pod here
+    mounts water-mq-tls (the broker's key: the operator's pods read it), nor more than
+    ca.crt of water-mq-ca; the router and the Job migrate have no broker and mount none of
+    it. The dev overlay's broker (a StatefulSet of the rabbitmq image) serves plain AMQP on
+    5672: dev and base keep amqp:// and set no AMQP_CA_FILE, and are not held to this."""
+    if not amqps(build):
+        return
+    rabbits = [d for d in docs if d["kind"] == "RabbitmqCluster"]
+    if not r.check(len(rabbits) == 1, "production: one RabbitmqCluster, whose CA the services trust"):
+        return
+    cluster = rabbits[0]["metadata"]["name"]
+    tls = rabbits[0]["spec"].get("tls", {})
+    r.check(tls.get("secretName") == AMQP_TLS_SECRET and tls.get("caSecretName") == AMQP_CA_SECRET,
+            f"RabbitmqCluster {cluster}: tls.secretName {AMQP_TLS_SECRET} (its certificate), tls.caSecretName {AMQP_CA_SECRET}",
+            str(tls))
+    r.check(tls.get("disableNonTLSListeners") is True,
+            f"RabbitmqCluster {cluster}: disableNonTLSListeners (no plain AMQP, management or metrics listener)", str(tls))
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    deployments = {d["metadata"]["name"]: d for d in workloads if d["kind"] == "Deployment"}
+    r.check(all(s in deployments for s in SUBGRAPHS), "production: AMQPS checked for the four subgraphs", str(sorted(deployments)))
+    for s in SUBGRAPHS:
+        if s not in deployments:
+            continue
+        d = deployments[s]
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        path = env_value(c, "AMQP_CA_FILE")
+        got = file_from(d, c, path)
+        ok = got is not None and got[0] == AMQP_CA_SECRET and got[1] == "ca.crt"
+        r.check(ok, f"{s}: AMQP_CA_FILE is key ca.crt of the broker's CA Secret {AMQP_CA_SECRET} (AMQPS, verified)",
+                f"{path} -> {got[:2] if got else None}")
+        if ok:
+            _, _, items, mount = got
+            r.check(mount.get("readOnly") is True and sorted(items.values()) == ["ca.crt"],
+                    f"{s}: mounts only the key ca.crt of {AMQP_CA_SECRET}, read-only", f"{items} readOnly={mount.get('readOnly')}")
+    holders = [f"{d['kind']} {d['metadata']['name']} volume {v['name']}" for d in workloads
+               for v in pod_of(d).get("volumes", []) if any(n == AMQP_TLS_SECRET for n, _ in volume_secrets(v))]
+    r.check(not holders, f"no pod here mounts {AMQP_TLS_SECRET} (the broker's key: the operator's pods read it)", str(holders))
+    for d in workloads:
+        for v in pod_of(d).get("volumes", []):
+            for name, items in volume_secrets(v):
+                if name == AMQP_CA_SECRET:
+                    r.check(d["kind"] == "Deployment" and d["metadata"]["name"] in SUBGRAPHS and items is not None
+                            and sorted(items) == ["ca.crt"],
+                            f"{d['kind']} {d['metadata']['name']} volume {v['name']}: only a subgraph mounts {AMQP_CA_SECRET}, "
+                            "and only its ca.crt", str(items))
+    router = deployments.get("router")
+    if router is not None:
+        names = {n for v in pod_of(router).get("volumes", []) for n, _ in volume_secrets(v)}
+        r.check(not names & {AMQP_CA_SECRET, AMQP_TLS_SECRET}, f"router: mounts nothing of {AMQP_CA_SECRET} or {AMQP_TLS_SECRET} (it has no broker)")
 
 
 def hba_rules(lines):

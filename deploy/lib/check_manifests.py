@@ -29,6 +29,10 @@ CUSTOM_GROUPS = ("rabbitmq.com/", "postgresql.cnpg.io/", "monitoring.coreos.com/
 # Secrets production creates outside these manifests: documented in deploy/README.md.
 OUT_OF_BAND_SECRETS = {"water-rental-service-key": {"key.pem"}, "water-pg-backup": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"},
                        "water-payment-tls": {"tls.crt", "tls.key"},
+                       # The broker's certificate (the RabbitmqCluster's tls.secretName, read by
+                       # the operator's pods only) and the CA that signs it, which the subgraphs
+                       # trust (its caSecretName; check_credentials allows a pod only ca.crt).
+                       "water-mq-tls": {"tls.crt", "tls.key"}, "water-mq-ca": {"ca.crt"},
                        # Each service's own PostgreSQL role and RabbitMQ user.
                        **{f"water-{kind}-{s}": {"username", "password"} for kind in ("db", "mq") for s in SUBGRAPHS}}
 # Config maps production creates outside these manifests (they must match a secret).
@@ -100,6 +104,7 @@ RABBITMQ_CLUSTER = {
     "persistence": {"storage!": Quantity, "storageClassName": str},
     "resources": RESOURCES,
     "rabbitmq": {"additionalConfig": str, "additionalPlugins": [str], "advancedConfig": str},
+    "tls": {"secretName": str, "caSecretName": str, "disableNonTLSListeners": bool},
     "service": {"type": Enum("ClusterIP", "NodePort", "LoadBalancer")},
     "terminationGracePeriodSeconds": int,
     "affinity": dict,
@@ -470,6 +475,13 @@ def secret_refs(docs):
                 if "passwordSecret" in x:
                     refs += [(x["passwordSecret"]["name"], key, f"Cluster {d['metadata']['name']} role {x['name']}")
                              for key in ("username", "password")]
+        if d["kind"] == "RabbitmqCluster":
+            tls = d["spec"].get("tls", {})
+            if "secretName" in tls:
+                refs += [(tls["secretName"], key, f"RabbitmqCluster {d['metadata']['name']} tls.secretName")
+                         for key in ("tls.crt", "tls.key")]
+            if "caSecretName" in tls:
+                refs.append((tls["caSecretName"], "ca.crt", f"RabbitmqCluster {d['metadata']['name']} tls.caSecretName"))
         if d["kind"] == "User" and d["apiVersion"].startswith("rabbitmq.com/") and "importCredentialsSecret" in d["spec"]:
             refs += [(d["spec"]["importCredentialsSecret"]["name"], key, f"User {d['metadata']['name']}")
                      for key in ("username", "password")]
@@ -591,7 +603,7 @@ def check_custom_resources(r, build, docs):
         r.check(sorted(scraped) == sorted(PROCESSES), "the ServiceMonitors select each of the five Services once", str(sorted(scraped)))
 
 
-def check_network_policies(r, docs):
+def check_network_policies(r, build, docs):
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     deny = [p for p in policies if p["spec"]["podSelector"] == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
             and not p["spec"].get("ingress") and not p["spec"].get("egress")]
@@ -625,6 +637,9 @@ def check_network_policies(r, docs):
                     return True
         return False
 
+    amqps = check_credentials.amqps(build)
+    amqp_port = check_credentials.amqp_port(build)
+
     def labels(name, component):
         return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "water-rental"}
 
@@ -637,10 +652,33 @@ def check_network_policies(r, docs):
         r.check(not allowed_ingress(sl, METRICS_PORTS[sub], router),
                 f"NetworkPolicy: the router may not reach {sub}:{METRICS_PORTS[sub]} (its metrics)")
         r.check(allowed_egress(router, port, sl) and allowed_ingress(sl, port, router), f"NetworkPolicy: router -> {sub}:{port}")
-        r.check(allowed_egress(sl, 5432, {}) and allowed_egress(sl, 5672, {}), f"NetworkPolicy: {sub} -> PostgreSQL 5432, RabbitMQ 5672")
+        r.check(allowed_egress(sl, 5432, {}) and allowed_egress(sl, amqp_port, {}),
+                f"NetworkPolicy: {sub} -> PostgreSQL 5432, RabbitMQ {amqp_port} ({'AMQPS' if amqps else 'AMQP'})")
+        if amqps:
+            r.check(not allowed_egress(sl, 5672, {}), f"NetworkPolicy: {sub} may not reach plain AMQP 5672")
     migration = labels("migrate", "migration")
     r.check(allowed_egress(migration, 5432, {}), "NetworkPolicy: the migration Job -> PostgreSQL 5432")
-    r.check(not allowed_egress(migration, 5672, {}), "NetworkPolicy: the migration Job may not reach RabbitMQ")
+    r.check(not allowed_egress(migration, 5672, {}) and not allowed_egress(migration, 5671, {}),
+            "NetworkPolicy: the migration Job may not reach RabbitMQ (5672, 5671)")
+    rabbits = [d for d in docs if d["kind"] == "RabbitmqCluster"]
+    if amqps and rabbits:
+        # The broker's own pods (the operator labels them app.kubernetes.io/name=<cluster>):
+        # the subgraphs in over AMQPS only, the operators over the HTTPS management API.
+        broker = {"app.kubernetes.io/name": rabbits[0]["metadata"]["name"]}
+        name = rabbits[0]["metadata"]["name"]
+        for sub in SUBGRAPHS:
+            sl = labels(sub, "subgraph")
+            r.check(allowed_ingress(broker, 5671, sl) and not allowed_ingress(broker, 5672, sl),
+                    f"NetworkPolicy: {sub} -> {name}:5671 (AMQPS), not 5672")
+
+        def from_namespace(port, namespace):
+            return any("Ingress" in p["spec"].get("policyTypes", []) and selects_or_all(p["spec"]["podSelector"], broker)
+                       and any(port_in(rule, port) and any(
+                           peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == namespace
+                           for peer in rule.get("from", [])) for rule in p["spec"].get("ingress", [])) for p in policies)
+
+        r.check(from_namespace(15671, "rabbitmq-system") and not from_namespace(15672, "rabbitmq-system"),
+                f"NetworkPolicy: rabbitmq-system (the topology operator) -> {name}:15671 (management API over HTTPS), not 15672")
     rental, payment = labels("rental", "subgraph"), labels("payment", "subgraph")
     r.check(allowed_egress(rental, 4003, payment) and allowed_ingress(payment, 4003, rental), "NetworkPolicy: rental -> payment:4003")
     r.check(not allowed_ingress(labels("inventory", "subgraph"), 4001, rental), "NetworkPolicy: rental may not call inventory directly")
@@ -689,7 +727,7 @@ def main():
     r.check(sorted(d["metadata"]["name"] for d in deployments) == sorted(PROCESSES), "a Deployment for each of the five processes")
     for d in deployments:
         check_deployment(r, d, docs, args.repo, args.build)
-    check_network_policies(r, docs)
+    check_network_policies(r, args.build, docs)
     check_secrets(r, args.build, docs)
     check_credentials.check(r, args.build, docs)
     check_custom_resources(r, args.build, docs)
@@ -720,7 +758,7 @@ def main():
     print(f"  {'FAILED' if r.failures else 'passed'} [{args.build}]: {r.passed} checks passed, {r.failures} failed "
           "(per Deployment: probes, resources, security context, shutdown deadline, env, scrape annotations, "
           "HPA, PDB, Service; router config maps; network policy paths; secret references; each service's own "
-          "database role and broker user, passwords from files; TLS to PostgreSQL; custom resources; "
+          "database role and broker user, passwords from files; TLS to PostgreSQL and RabbitMQ; custom resources; "
           "connection budget; the migration Job; rollout phases; PrometheusRules; backups and placement)")
     sys.exit(1 if r.failures else 0)
 
