@@ -53,7 +53,7 @@ pub async fn provision_postgres(
     dir: &Path,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let role = service_role(service);
-    let path = secret_path(dir, service, "postgres");
+    let path = secret_path(dir, &role, "postgres");
     let password = development_secret(&path)?;
     provision_database(postgres_url, &role, database, Some(&password))
         .await

@@ -349,15 +349,7 @@ pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
     }
     let prefix = service.to_ascii_uppercase();
     let server_url = env_or("POSTGRES_URL", DEFAULT_POSTGRES_URL);
-    let password = Secret::from_file_named_by("POSTGRES_PASSWORD_FILE")?;
-    if password.is_some() {
-        if has_password(&server_url) {
-            bail!("POSTGRES_URL holds a password as well as POSTGRES_PASSWORD_FILE: take it out of the URL");
-        }
-        if user_of(&server_url).is_none() {
-            bail!("POSTGRES_PASSWORD_FILE is set but POSTGRES_URL names no user: postgres://<role>@host:port");
-        }
-    }
+    let password = password_for("POSTGRES_URL", &server_url, "POSTGRES_PASSWORD_FILE")?;
     Ok(DatabaseConfig {
         server_url,
         password,
@@ -369,6 +361,24 @@ pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
         migration_lock_timeout: env_millis("MIGRATION_LOCK_TIMEOUT_MS", 10_000)?,
         migration_statement_timeout: env_millis("MIGRATION_STATEMENT_TIMEOUT_MS", 300_000)?,
     })
+}
+
+/// The password in the file `file_variable` names, for the user that `url` (the value of
+/// `url_variable`) names. A URL that holds a password as well, or names no user, stops
+/// the process: the password has one home, the file.
+fn password_for(url_variable: &str, url: &str, file_variable: &str) -> anyhow::Result<Option<Secret>> {
+    let password = Secret::from_file_named_by(file_variable)?;
+    if password.is_some() {
+        if has_password(url) {
+            bail!("{url_variable} holds a password as well as {file_variable}: take it out of the URL");
+        }
+        if user_of(url).is_none() {
+            bail!(
+                "{file_variable} is set but {url_variable} names no user: scheme://<the service's own user>@host:port"
+            );
+        }
+    }
+    Ok(password)
 }
 
 /// Calendar months, or months of `MONTH_SECONDS` seconds (3 or more) for tests and
@@ -394,15 +404,7 @@ pub fn calendar_from_env() -> anyhow::Result<Calendar> {
 /// `EVENTS_NAMESPACE`.
 pub fn events_from_env() -> anyhow::Result<EventsConfig> {
     let amqp_url = env_or("AMQP_URL", DEFAULT_AMQP_URL);
-    let amqp_password = Secret::from_file_named_by("AMQP_PASSWORD_FILE")?;
-    if amqp_password.is_some() {
-        if has_password(&amqp_url) {
-            bail!("AMQP_URL holds a password as well as AMQP_PASSWORD_FILE: take it out of the URL");
-        }
-        if user_of(&amqp_url).is_none() {
-            bail!("AMQP_PASSWORD_FILE is set but AMQP_URL names no user: amqp://<user>@host:5672/%2f");
-        }
-    }
+    let amqp_password = password_for("AMQP_URL", &amqp_url, "AMQP_PASSWORD_FILE")?;
     let amqp_ca_file: Option<std::path::PathBuf> =
         std::env::var("AMQP_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into);
     match (amqp_url.starts_with("amqps://"), &amqp_ca_file) {
