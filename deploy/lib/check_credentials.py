@@ -354,15 +354,7 @@ def check_postgres_tls(r, build, docs):
             str([(d["metadata"]["name"], s) for d, _, s in targets]))
     for d, c, service in targets:
         where = f"{service}" if d["kind"] == "Deployment" else f"migrate container {service}"
-        path = env_value(c, "POSTGRES_CA_FILE")
-        got = file_from(d, c, path)
-        ok = got is not None and got[0] == ca_secret and got[1] == "ca.crt"
-        r.check(ok, f"{where}: POSTGRES_CA_FILE is key ca.crt of CloudNativePG's CA Secret {ca_secret} (TLS, verify-full)",
-                f"{path} -> {got[:2] if got else None}")
-        if ok:
-            _, _, items, mount = got
-            r.check(mount.get("readOnly") is True and sorted(items.values()) == ["ca.crt"],
-                    f"{where}: mounts only the key ca.crt of {ca_secret}, read-only", f"{items} readOnly={mount.get('readOnly')}")
+        check_ca_file(r, d, c, where, "POSTGRES_CA_FILE", ca_secret, "CloudNativePG's CA Secret", "TLS, verify-full")
     for d in workloads:
         for v in pod_of(d).get("volumes", []):
             for name, items in volume_secrets(v):
@@ -374,6 +366,19 @@ def check_postgres_tls(r, build, docs):
     if router is not None:
         names = {n for v in pod_of(router).get("volumes", []) for n, _ in volume_secrets(v)}
         r.check(ca_secret not in names, f"router: mounts nothing of {ca_secret} (it has no database)")
+
+
+def check_ca_file(r, d, c, where, variable, secret, whose, what):
+    """Container `c` of workload `d` names in `variable` the key ca.crt of `secret`,
+    mounted read-only with nothing else of it: what a service trusts for TLS."""
+    path = env_value(c, variable)
+    got = file_from(d, c, path)
+    ok = got is not None and got[0] == secret and got[1] == "ca.crt"
+    r.check(ok, f"{where}: {variable} is key ca.crt of {whose} {secret} ({what})", f"{path} -> {got[:2] if got else None}")
+    if ok:
+        _, _, items, mount = got
+        r.check(mount.get("readOnly") is True and sorted(items.values()) == ["ca.crt"],
+                f"{where}: mounts only the key ca.crt of {secret}, read-only", f"{items} readOnly={mount.get('readOnly')}")
 
 
 REFERENCE = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -442,15 +447,7 @@ def check_rabbitmq_tls(r, build, docs):
             continue
         d = deployments[s]
         c = d["spec"]["template"]["spec"]["containers"][0]
-        path = env_value(c, "AMQP_CA_FILE")
-        got = file_from(d, c, path)
-        ok = got is not None and got[0] == AMQP_CA_SECRET and got[1] == "ca.crt"
-        r.check(ok, f"{s}: AMQP_CA_FILE is key ca.crt of the broker's CA Secret {AMQP_CA_SECRET} (AMQPS, verified)",
-                f"{path} -> {got[:2] if got else None}")
-        if ok:
-            _, _, items, mount = got
-            r.check(mount.get("readOnly") is True and sorted(items.values()) == ["ca.crt"],
-                    f"{s}: mounts only the key ca.crt of {AMQP_CA_SECRET}, read-only", f"{items} readOnly={mount.get('readOnly')}")
+        check_ca_file(r, d, c, s, "AMQP_CA_FILE", AMQP_CA_SECRET, "the broker's CA Secret", "AMQPS, verified")
     holders = [f"{d['kind']} {d['metadata']['name']} volume {v['name']}" for d in workloads
                for v in pod_of(d).get("volumes", []) if any(n == AMQP_TLS_SECRET for n, _ in volume_secrets(v))]
     r.check(not holders, f"no pod here mounts {AMQP_TLS_SECRET} (the broker's key: the operator's pods read it)", str(holders))
