@@ -27,6 +27,8 @@ pub struct IsolatedOptions {
     pub router_workers: Option<usize>,
     /// Connections per service pool.
     pub pool_size: usize,
+    /// Connections of each service's background pool; `None` keeps the test default (4).
+    pub background_pool_size: Option<usize>,
     /// How long a month is for every service (the tests of the contract shrink it).
     pub calendar: subgraph_kit::clock::Calendar,
     /// When payment retries a declined invoice.
@@ -71,6 +73,9 @@ impl IsolatedStack {
         ] {
             let mut database = TestDatabase::create(service, migrations, Path::new(dir)).await?;
             database.config.pool_size = options.pool_size;
+            if let Some(size) = options.background_pool_size {
+                database.config.background_pool_size = size;
+            }
             databases.push(database);
         }
         let events = TestEvents::new(contracts::TOPOLOGY);

@@ -57,7 +57,11 @@ impl TestDatabase {
                 ca_file: None,
                 name,
                 pool_size: 8,
-                background_pool_size: 10,
+                // As Kubernetes sets it. Two stacks of four services run at once in a test
+                // binary, on a server of 100 connections of which 3 are kept for
+                // superusers: 4 × (8 + 4) each stays under it, where 4 × (8 + 10) ran out
+                // once the services stopped being superusers.
+                background_pool_size: 4,
                 migrate_on_start: true,
                 migration_lock_timeout: Duration::from_secs(10),
                 migration_statement_timeout: Duration::from_secs(300),

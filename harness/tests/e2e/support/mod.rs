@@ -93,6 +93,7 @@ impl TestStack {
                 router_log_level: "warn".into(),
                 router_workers: Some(1),
                 pool_size: 8,
+                background_pool_size: None,
                 calendar: options.calendar,
                 dunning: options.dunning.clone(),
                 payment_tls: options.payment_tls,
