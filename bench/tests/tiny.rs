@@ -41,3 +41,12 @@ async fn billing_run_runs() {
     assert_eq!(result["errors"], 0, "every period charged once, and heard of: {result}");
     assert!(result["heardSeconds"].is_number(), "{result}");
 }
+
+#[tokio::test]
+async fn flood_isolation_runs() {
+    let result = bench::scenarios::flood_isolation::run(2, 4).await.expect("flood-isolation runs");
+    assert_eq!(result["errors"], 0, "B's answers all right, A's each a rental or RATE_LIMITED: {result}");
+    assert!(result["alone"]["queries"].as_u64().unwrap_or(0) > 0, "{result}");
+    assert!(result["flooded"]["queries"].as_u64().unwrap_or(0) > 0, "{result}");
+    assert!(result["flood"]["refused"].as_u64().unwrap_or(0) > 0, "the flood went past A's limit: {result}");
+}

@@ -3,6 +3,7 @@
 
 pub mod billing_run;
 pub mod event_pipeline;
+pub mod flood_isolation;
 pub mod live_latency;
 pub mod live_subscribers;
 pub mod rent_loop;
