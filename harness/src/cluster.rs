@@ -410,23 +410,12 @@ impl ProcessCluster {
             &spec.log_dir,
         )
         .await?;
-        let broker_accounts = match &spec.amqps {
-            None => broker_accounts,
-            Some((amqps_url, ca)) => broker_accounts
-                .into_iter()
-                .map(|(service, variables)| {
-                    let variables = variables
-                        .into_iter()
-                        .map(|(name, value)| match (name.as_str(), subgraph_kit::config::user_of(&value)) {
-                            ("AMQP_URL", Some(user)) => (name, subgraph_kit::config::with_user(amqps_url, user)),
-                            _ => (name, value),
-                        })
-                        .chain([("AMQP_CA_FILE".to_owned(), ca.display().to_string())])
-                        .collect();
-                    (service, variables)
-                })
-                .collect(),
+        let (services_url, ca) = match &spec.amqps {
+            Some((amqps_url, ca)) => (amqps_url.as_str(), Some(ca.as_path())),
+            None => (spec.amqp_url.as_str(), None),
         };
+        let broker_accounts =
+            broker_accounts.iter().map(|account| (account.service, account.env(services_url, ca))).collect();
         let env = SubgraphEnv {
             postgres_url: spec.postgres_url.clone(),
             databases: databases.iter().map(|(service, name)| ((*service).to_owned(), name.clone())).collect(),
@@ -590,19 +579,8 @@ impl ProcessCluster {
 
     /// Deletes this cluster's queues and exchange from the broker.
     pub async fn delete_namespace(&self) -> anyhow::Result<()> {
-        let connection = lapin::Connection::connect(&self.spec.amqp_url, Default::default()).await?;
-        let channel = connection.create_channel().await?;
-        for service in SERVICES {
-            for suffix in ["", ".dead"] {
-                let queue = format!("{}.{service}{suffix}", self.namespace);
-                let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
-            }
-            let dead_letters = format!("{}.{service}.dead", self.namespace);
-            let _ = channel.exchange_delete(dead_letters.as_str().into(), Default::default()).await;
-        }
-        let _ = channel.exchange_delete(format!("{}.events", self.namespace).as_str().into(), Default::default()).await;
-        let _ = connection.close(200, "done".into()).await;
-        Ok(())
+        let administrator = subgraph_kit::config::EventsConfig::at(&self.spec.amqp_url, &self.namespace);
+        event_bus::broker::remove_topology(&administrator, &SERVICES).await
     }
 
     /// Stops everything, then drops the cluster's databases.

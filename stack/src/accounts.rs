@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use subgraph_kit::config::{Secret, with_user};
+use subgraph_kit::config::{EventsConfig, Secret, with_user};
 use subgraph_kit::db::{provision_database, service_role};
 
 /// Where an account's password is kept under `dir`.
@@ -18,19 +18,23 @@ fn secret_path(dir: &Path, account: &str, what: &str) -> PathBuf {
 /// The secret in `path`, or a new random one written there (readable by this user only)
 /// when there is none yet, so a restart keeps the same passwords.
 pub fn development_secret(path: &Path) -> anyhow::Result<Secret> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Ok(text) = std::fs::read_to_string(path) {
         let text = text.trim_end();
         if !text.is_empty() {
             return Ok(Secret::new(text));
         }
     }
+    // Two random UUIDs: 244 random bits, in characters no URL or shell minds.
+    write_secret(path, Secret::new(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())))
+}
+
+/// Writes `secret` to `path`, readable by this user only, in a private directory.
+fn write_secret(path: &Path, secret: Secret) -> anyhow::Result<Secret> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         crate::identities::private_dir(dir)?;
     }
-    // Two random UUIDs: 244 random bits, in characters no URL or shell minds.
-    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -38,8 +42,8 @@ pub fn development_secret(path: &Path) -> anyhow::Result<Secret> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(secret.as_bytes())?;
-    Ok(Secret::new(secret))
+    file.write_all(secret.expose().as_bytes())?;
+    Ok(secret)
 }
 
 /// Provisions `service`'s role and its database `database` on the server at
@@ -74,12 +78,33 @@ pub enum Passwords {
     Fixed,
 }
 
+/// A service's broker user, as provisioned: its name and the file holding its password.
+#[derive(Debug, Clone)]
+pub struct BrokerAccount {
+    pub service: &'static str,
+    pub user: String,
+    pub password_file: PathBuf,
+}
+
+impl BrokerAccount {
+    /// The variables that make the service log in as this user at `url` (the broker,
+    /// without a user): `AMQP_URL` (the user, no password), `AMQP_PASSWORD_FILE`, and
+    /// `AMQP_CA_FILE` when the URL is `amqps` with `ca`.
+    pub fn env(&self, url: &str, ca: Option<&Path>) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AMQP_URL".to_owned(), with_user(url, &self.user)),
+            ("AMQP_PASSWORD_FILE".to_owned(), self.password_file.display().to_string()),
+        ];
+        env.extend(ca.map(|ca| ("AMQP_CA_FILE".to_owned(), ca.display().to_string())));
+        env
+    }
+}
+
 /// Provisions the broker for namespace `namespace`, as production's topology operator
 /// does: the whole topology, declared by `amqp_url`'s user (an administrator), and a
 /// user per service (`<prefix>_<service>`, imported with `rabbitmqctl` on `node`) that may
 /// touch only its own queues in namespaces matching `namespaces`, and publish only its own
-/// events on this namespace's exchange. Returns, by service, the variables that make it
-/// log in as its user: `AMQP_URL` (the user, no password) and `AMQP_PASSWORD_FILE`.
+/// events on this namespace's exchange. Each password is in a file under `dir`.
 pub async fn provision_broker(
     amqp_url: &str,
     node: Option<&str>,
@@ -88,48 +113,24 @@ pub async fn provision_broker(
     prefix: &str,
     passwords: Passwords,
     dir: &Path,
-) -> anyhow::Result<Vec<(&'static str, Vec<(String, String)>)>> {
-    let mut config = subgraph_kit::config::events_from_env()?;
-    config.amqp_url = amqp_url.to_owned();
-    config.amqp_password = None;
-    config.namespace = namespace.to_owned();
-    let link = event_bus::broker::Link::open(&config, "provisioning").await?;
-    let declared = async {
-        let channel = link.channel().await?;
-        anyhow::Ok(event_bus::broker::declare_topology(&channel, &config, contracts::TOPOLOGY).await?)
-    }
-    .await;
-    link.close("provisioned").await;
-    declared.with_context(|| format!("declaring the topology of {namespace}"))?;
-
+) -> anyhow::Result<Vec<BrokerAccount>> {
+    let administrator = EventsConfig::at(amqp_url, namespace);
+    event_bus::broker::provision_topology(&administrator, contracts::TOPOLOGY).await?;
     let mut accounts = Vec::new();
-    let mut env = Vec::new();
+    let mut provisioned = Vec::new();
     for grant in contracts::grants() {
         let user = event_bus::accounts::broker_user(prefix, grant.service);
-        let path = secret_path(dir, &user, "amqp");
+        let password_file = secret_path(dir, &user, "amqp");
         let password = match passwords {
-            Passwords::Random => development_secret(&path)?,
-            Passwords::Fixed => {
-                let password = Secret::new(format!("{user}-password"));
-                if let Some(parent) = path.parent() {
-                    crate::identities::private_dir(parent)?;
-                }
-                std::fs::write(&path, password.expose()).with_context(|| format!("writing {}", path.display()))?;
-                password
-            }
+            Passwords::Random => development_secret(&password_file)?,
+            Passwords::Fixed => write_secret(&password_file, Secret::new(format!("{user}-password")))?,
         };
-        env.push((
-            grant.service,
-            vec![
-                ("AMQP_URL".to_owned(), with_user(amqp_url, &user)),
-                ("AMQP_PASSWORD_FILE".to_owned(), path.display().to_string()),
-            ],
-        ));
+        provisioned.push(BrokerAccount { service: grant.service, user: user.clone(), password_file });
         accounts.push(event_bus::accounts::Account { user, password, grant });
     }
-    let definitions = event_bus::accounts::definitions(&accounts, namespaces, &[config.exchange()]);
+    let definitions = event_bus::accounts::definitions(&accounts, namespaces, &[administrator.exchange()]);
     event_bus::accounts::import(node, &definitions, &accounts[0], amqp_url)
         .await
         .context("making each service's broker user")?;
-    Ok(env)
+    Ok(provisioned)
 }

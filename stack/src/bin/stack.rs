@@ -87,8 +87,8 @@ async fn main() -> anyhow::Result<()> {
         env.extend(identities.env_for(service));
         let database = env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}"));
         env.extend(stack::accounts::provision_postgres(&postgres_url, service, &database, &keys_dir).await?);
-        if let Some((_, variables)) = broker_accounts.iter().find(|(owner, _)| *owner == service) {
-            env.extend(variables.iter().cloned());
+        if let Some(account) = broker_accounts.iter().find(|account| account.service == service) {
+            env.extend(account.env(&amqp_url, None));
         }
         if service == inventory::SERVICE {
             env.push(("DEMO_CATALOG".into(), "true".into()));

@@ -1,5 +1,6 @@
 //! Connecting to RabbitMQ and declaring the topology a service needs.
 
+use anyhow::Context;
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -104,6 +105,31 @@ pub async fn declare_topology(
     for subscription in subscriptions {
         declare_queue(channel, config, subscription.service, subscription.event_types).await?;
     }
+    Ok(())
+}
+
+/// Declares the whole topology of `config`'s namespace over a connection of its own, as
+/// `config`'s user (an administrator): what provisioning runs before any service starts.
+pub async fn provision_topology(config: &EventsConfig, subscriptions: &[Subscription]) -> anyhow::Result<()> {
+    let link = Link::open(config, "provisioning").await?;
+    let declared = async { anyhow::Ok(declare_topology(&link.channel().await?, config, subscriptions).await?) }.await;
+    link.close("provisioned").await;
+    declared.with_context(|| format!("declaring the topology of {}", config.namespace))
+}
+
+/// Deletes what [`declare_topology`] made for `services` in `config`'s namespace, and the
+/// exchange: a test's namespace when it ends. Whatever is already gone is passed over.
+pub async fn remove_topology(config: &EventsConfig, services: &[&str]) -> anyhow::Result<()> {
+    let link = Link::open(config, "cleanup").await?;
+    let channel = link.channel().await?;
+    for service in services {
+        for queue in [config.queue(service), config.dead_letter_queue(service)] {
+            let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+        }
+        let _ = channel.exchange_delete(config.dead_letter_exchange(service).as_str().into(), Default::default()).await;
+    }
+    let _ = channel.exchange_delete(config.exchange().as_str().into(), Default::default()).await;
+    link.close("done").await;
     Ok(())
 }
 

@@ -31,15 +31,9 @@ impl TestEvents {
         config.delivery_limit = 3;
         config.handler_attempts = 3;
         let declaring = config.clone();
-        let declared = on_own_runtime(async move {
-            let link = crate::broker::Link::open(&declaring, "provisioning").await?;
-            let channel = link.channel().await?;
-            let declared = crate::broker::declare_topology(&channel, &declaring, topology).await;
-            link.close("provisioned").await;
-            Ok(declared?)
-        });
-        if let Err(error) = declared {
-            panic!("declaring the topology of {}: {error:#}", config.namespace);
+        if let Err(error) = on_own_runtime(async move { crate::broker::provision_topology(&declaring, topology).await })
+        {
+            panic!("{error:#}");
         }
         Self { config, services: topology.iter().map(|subscription| subscription.service.to_owned()).collect() }
     }
@@ -108,21 +102,6 @@ impl TestEvents {
         let _ = connection.close(200, "done".into()).await;
         Ok(declared.message_count())
     }
-
-    async fn delete(config: &EventsConfig, services: &[String]) -> anyhow::Result<()> {
-        let connection = lapin::Connection::connect(&config.connection_url(), Default::default()).await?;
-        let channel = connection.create_channel().await?;
-        for service in services {
-            for queue in [config.queue(service), config.dead_letter_queue(service)] {
-                let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
-            }
-            let _ =
-                channel.exchange_delete(config.dead_letter_exchange(service).as_str().into(), Default::default()).await;
-        }
-        let _ = channel.exchange_delete(config.exchange().as_str().into(), Default::default()).await;
-        let _ = connection.close(200, "done".into()).await;
-        Ok(())
-    }
 }
 
 impl Drop for TestEvents {
@@ -131,7 +110,9 @@ impl Drop for TestEvents {
         let services = std::mem::take(&mut self.services);
         // A broker that does not answer must fail the test, not hang it at the end.
         let _ = on_own_runtime(async move {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), Self::delete(&config, &services)).await {
+            let services: Vec<&str> = services.iter().map(String::as_str).collect();
+            let removed = crate::broker::remove_topology(&config, &services);
+            match tokio::time::timeout(std::time::Duration::from_secs(10), removed).await {
                 Ok(deleted) => deleted,
                 Err(_) => {
                     anyhow::bail!("the broker did not answer within 10 s; queues of {} are left", config.namespace)

@@ -85,10 +85,7 @@ impl DatabaseConfig {
     /// The server URL with the password, for the maintenance connection that checks
     /// the database exists. It holds the secret, as [`DatabaseConfig::url`] does.
     pub fn server_url_with_password(&self) -> String {
-        match &self.password {
-            Some(password) => with_password(&self.server_url, password),
-            None => self.server_url.clone(),
-        }
+        with_password_if_any(&self.server_url, self.password.as_ref())
     }
 }
 
@@ -138,6 +135,11 @@ pub fn with_password(url: &str, password: &Secret) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// `url` with `password` when there is one, as it is without.
+fn with_password_if_any(url: &str, password: Option<&Secret>) -> String {
+    password.map_or_else(|| url.to_owned(), |password| with_password(url, password))
 }
 
 /// `url` with `user` as its user and no password (`postgres://host` becomes
@@ -208,13 +210,23 @@ pub struct EventsConfig {
 }
 
 impl EventsConfig {
+    /// The broker at `amqp_url` (its user and password, if any, in the URL) for namespace
+    /// `namespace`, with the default limits: how provisioning and cleanup address it.
+    pub fn at(amqp_url: &str, namespace: &str) -> Self {
+        Self {
+            amqp_url: amqp_url.to_owned(),
+            amqp_password: None,
+            amqp_ca_file: None,
+            namespace: namespace.to_owned(),
+            delivery_limit: 10,
+            handler_attempts: 5,
+        }
+    }
+
     /// The URL to connect with: `amqp_url` with the password. It holds the secret:
     /// connect with it, never print it.
     pub fn connection_url(&self) -> String {
-        match &self.amqp_password {
-            Some(password) => with_password(&self.amqp_url, password),
-            None => self.amqp_url.clone(),
-        }
+        with_password_if_any(&self.amqp_url, self.amqp_password.as_ref())
     }
 
     /// The topic exchange every service publishes to.
@@ -353,7 +365,7 @@ pub fn database_from_env(service: &str) -> anyhow::Result<DatabaseConfig> {
     Ok(DatabaseConfig {
         server_url,
         password,
-        ca_file: std::env::var("POSTGRES_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into),
+        ca_file: env_path("POSTGRES_CA_FILE"),
         name: env_or(&format!("{prefix}_DATABASE"), &format!("water_{service}")),
         pool_size,
         background_pool_size,
@@ -405,20 +417,16 @@ pub fn calendar_from_env() -> anyhow::Result<Calendar> {
 pub fn events_from_env() -> anyhow::Result<EventsConfig> {
     let amqp_url = env_or("AMQP_URL", DEFAULT_AMQP_URL);
     let amqp_password = password_for("AMQP_URL", &amqp_url, "AMQP_PASSWORD_FILE")?;
-    let amqp_ca_file: Option<std::path::PathBuf> =
-        std::env::var("AMQP_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into);
+    let amqp_ca_file = env_path("AMQP_CA_FILE");
     match (amqp_url.starts_with("amqps://"), &amqp_ca_file) {
         (true, None) => bail!("AMQP_URL is amqps: set AMQP_CA_FILE to the CA that signs the broker's certificate"),
         (false, Some(ca)) => bail!("AMQP_CA_FILE={} is set but AMQP_URL is plain amqp: use amqps", ca.display()),
         _ => {}
     }
     Ok(EventsConfig {
-        amqp_url,
         amqp_password,
         amqp_ca_file,
-        namespace: env_or("EVENTS_NAMESPACE", "water"),
-        delivery_limit: 10,
-        handler_attempts: 5,
+        ..EventsConfig::at(&amqp_url, &env_or("EVENTS_NAMESPACE", "water"))
     })
 }
 
@@ -443,6 +451,11 @@ pub fn env_or(name: &str, default: &str) -> String {
         Ok(value) if !value.trim().is_empty() => value,
         _ => default.to_owned(),
     }
+}
+
+/// A file named by an environment variable; none when it is unset or blank.
+pub fn env_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var(name).ok().filter(|path| !path.trim().is_empty()).map(Into::into)
 }
 
 /// An environment variable parsed as `T`, or `default` when unset; a value that does

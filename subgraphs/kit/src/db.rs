@@ -584,19 +584,16 @@ pub fn validate_database_name(name: &str) -> anyhow::Result<()> {
 /// where the server trusts every local connection. A role that does not own its
 /// database (one role for everything, as before per-service roles) only gets a warning.
 pub async fn migrate(config: &DatabaseConfig, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
+    // One read of the CA, one connection for the REVOKE and the migrations.
     let tls = tls_of(config)?;
     ensure_database_exists(&config.server_url_with_password(), &config.name, tls.as_ref()).await?;
-    let connection = connect_to(config).await?;
-    run_migrations_on(connection, migrations, config.migration_lock_timeout, config.migration_statement_timeout)
-        .await?;
-    let mut connection =
-        connect_to(config).await.with_context(|| format!("connecting to database {} as its service", config.name))?;
+    let mut connection = connect_with(config, tls.as_ref()).await?;
     if let Err(error) =
         sql_query(format!("REVOKE ALL ON DATABASE \"{}\" FROM PUBLIC", config.name)).execute(&mut connection).await
     {
         tracing::warn!(database = %config.name, %error, "could not keep other roles out of the database: the service's role does not own it");
     }
-    Ok(())
+    run_migrations_on(connection, migrations, config.migration_lock_timeout, config.migration_statement_timeout).await
 }
 
 /// Runs pending migrations under an advisory lock, so replicas starting together do
@@ -619,8 +616,11 @@ pub fn tls_of(config: &DatabaseConfig) -> anyhow::Result<Option<PostgresTls>> {
 /// One connection to the database `config` names, as its service connects (its role,
 /// TLS when configured): for a listener or a tool that needs a connection of its own.
 pub async fn connect_to(config: &DatabaseConfig) -> anyhow::Result<AsyncPgConnection> {
-    let tls = tls_of(config)?;
-    crate::postgres_tls::connect(&config.url(), tls.as_ref())
+    connect_with(config, tls_of(config)?.as_ref()).await
+}
+
+async fn connect_with(config: &DatabaseConfig, tls: Option<&PostgresTls>) -> anyhow::Result<AsyncPgConnection> {
+    crate::postgres_tls::connect(&config.url(), tls)
         .await
         .with_context(|| format!("connecting to database {}", config.name))
 }

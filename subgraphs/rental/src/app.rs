@@ -66,7 +66,7 @@ impl Config {
                     open_for: env_millis("PAYMENT_BREAKER_OPEN_MS", 5000)?,
                 },
                 credential,
-                ca_file: std::env::var("PAYMENT_CA_FILE").ok().filter(|path| !path.trim().is_empty()).map(Into::into),
+                ca_file: subgraph_kit::config::env_path("PAYMENT_CA_FILE"),
             },
             reconcile_after: env_millis("RENT_RECONCILE_AFTER_MS", 30_000)?,
         })
